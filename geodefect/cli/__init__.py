@@ -1,0 +1,1 @@
+"""Command-line interface: one click module per verb, kept thin."""

@@ -1,0 +1,1 @@
+"""Readers and writers: rasters (rasterio), plain images (Pillow), vectors (geopandas/pyogrio)."""
