@@ -1,0 +1,333 @@
+"""The sliding-window engine: read windows, predict in batches, stitch, yield finished blocks.
+
+Arrays and windows only — no raster I/O, no torch — so the same engine serves GeoTIFFs
+(``geodefect.inference.geo``) and plain inspection photos.
+
+Protocols:
+
+* reader: ``.shape -> (C, H, W)`` and ``.read(window) -> (C, h, w)`` array for a
+  :class:`rasterio.windows.Window` (``h, w`` = the window's size; pixels outside the raster
+  are padding). :class:`ArrayReader` wraps an in-memory array.
+* predictor: ``(B, C, h, w) float32 -> {name: (B, K, h, w) float32}`` probabilities (or any
+  quantity that may be averaged). ``geodefect.inference.predictor.TorchPredictor`` adapts a
+  torch model.
+
+Windows come from :func:`geodefect.windows.iter_windows` with ``pad=True`` — the grid of
+``geodefect chip`` — optionally filtered by a predicate (e.g. "touches the AOI") or given as
+a precomputed list. Memory stays flat: the raster is cut into column strips no wider than
+``max_memory_mb`` allows, each strip is swept top to bottom with a
+:class:`~geodefect.sliding.stitch.BandAccumulator`, and rows are yielded as soon as no later
+window can reach them. Windows straddling a strip boundary are predicted once per strip
+(reported as ``SlidingPlan.n_repeated``); rasters narrower than one strip have none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from rasterio.windows import Window
+
+from geodefect.errors import InputError
+from geodefect.sliding.blend import validate_blend, window_edges, window_weights
+from geodefect.sliding.stitch import BandAccumulator, Block
+from geodefect.windows import iter_windows, validate_grid
+
+Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+#: remap(probs (B,K,h,w) predicted on a flipped input, flip "h"|"v"|"hv") -> probs in the original frame's channels
+Remap = Callable[[np.ndarray, str], np.ndarray]
+
+#: flips used by test-time augmentation ("" = the input as is)
+TTA_FLIPS: tuple[str, ...] = ("", "h", "v", "hv")
+TTA_MERGES: tuple[str, ...] = ("mean", "max")
+
+
+class ArrayReader:
+    """Reader over an in-memory ``(C, H, W)`` (or ``(H, W)``) array; pads outside with ``fill``."""
+
+    def __init__(self, array: np.ndarray, *, fill: float = 0) -> None:
+        arr = np.asarray(array)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise InputError(f"image array must be (C, H, W) or (H, W), got shape {arr.shape}")
+        self.array, self.fill = arr, fill
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    def read(self, window: Window) -> np.ndarray:
+        c, h, w = self.shape
+        r0, c0 = int(window.row_off), int(window.col_off)
+        wh, ww = int(window.height), int(window.width)
+        out = np.full((c, wh, ww), self.fill, dtype=self.array.dtype)
+        rs, re = max(r0, 0), min(r0 + wh, h)
+        cs, ce = max(c0, 0), min(c0 + ww, w)
+        if re > rs and ce > cs:
+            out[:, rs - r0 : re - r0, cs - c0 : ce - c0] = self.array[:, rs:re, cs:ce]
+        return out
+
+
+@dataclass(frozen=True)
+class SlidingParams:
+    """How windows are cut, batched, augmented and blended.
+
+    Attributes:
+        size_px: window side (the model's input size).
+        stride_px: step between windows; ``size_px - stride_px`` is the blended overlap.
+        batch_size: windows per predictor call.
+        blend: ``hann`` (default: smooth cross-fade over the overlap, no seam) | ``crop`` | ``mean``.
+        tta: test-time augmentation with the flips of :data:`TTA_FLIPS` (4× the compute).
+        tta_merge: ``mean`` | ``max`` of the un-flipped predictions.
+        max_memory_mb: budget of the stitching buffers; wider rasters are cut into strips.
+    """
+
+    size_px: int
+    stride_px: int
+    batch_size: int = 8
+    blend: str = "hann"
+    tta: bool = False
+    tta_merge: str = "mean"
+    max_memory_mb: float = 256.0
+
+    def __post_init__(self) -> None:
+        validate_grid(size_px=self.size_px, stride_px=self.stride_px)
+        validate_blend(self.blend)
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise InputError(f"`batch_size` must be a positive integer, got {self.batch_size!r}")
+        if self.tta_merge not in TTA_MERGES:
+            raise InputError(f"`tta_merge` must be one of {', '.join(TTA_MERGES)}, got {self.tta_merge!r}")
+        if not self.max_memory_mb > 0:
+            raise InputError(f"`max_memory_mb` must be > 0, got {self.max_memory_mb!r}")
+
+
+@dataclass(frozen=True)
+class SlidingPlan:
+    """The windows to predict, by column strip.
+
+    Attributes:
+        shape: raster ``(H, W)``.
+        strips: ``(col_start, col_end)`` per strip.
+        windows: per strip, its windows sorted row-major.
+        n_windows: distinct windows.
+        n_repeated: extra predictions of windows that straddle strip boundaries.
+    """
+
+    shape: tuple[int, int]
+    strips: list[tuple[int, int]]
+    windows: list[list[Window]] = field(repr=False)
+    n_windows: int = 0
+
+    @property
+    def n_predictions(self) -> int:
+        return sum(len(ws) for ws in self.windows)
+
+    @property
+    def n_repeated(self) -> int:
+        return self.n_predictions - self.n_windows
+
+
+def grid_windows(
+    shape_hw: tuple[int, int],
+    params: SlidingParams,
+    *,
+    window_filter: Callable[[Window], bool] | None = None,
+) -> list[Window]:
+    """The chip grid's windows (``pad=True``) for a raster, optionally filtered."""
+    h, w = shape_hw
+    wins = iter_windows(h, w, size_px=params.size_px, stride_px=params.stride_px, pad=True)
+    return [win for win in wins if window_filter is None or window_filter(win)]
+
+
+def plan_strips(
+    shape_hw: tuple[int, int], windows: Sequence[Window], *, n_channels: int, params: SlidingParams
+) -> SlidingPlan:
+    """Cut the raster into column strips whose stitching buffers fit ``params.max_memory_mb``.
+
+    Args:
+        shape_hw: raster ``(H, W)``.
+        windows: windows to predict (any order; sorted here).
+        n_channels: total output channels over all named outputs (sizes the buffers).
+    """
+    h, w = shape_hw
+    band_rows = min(max((int(win.height) for win in windows), default=1), h)
+    bytes_per_col = band_rows * (n_channels + 1) * 4 * 2  # sums + weight, x2 for the block copy
+    strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col)
+    strip_w = max(strip_w, 2 * params.size_px)  # never thinner than two windows
+    n_strips = max(1, math.ceil(w / strip_w))
+    edges = [round(i * w / n_strips) for i in range(n_strips + 1)]
+    ordered = sorted(windows, key=lambda win: (int(win.row_off), int(win.col_off)))
+    strips, per_strip = [], []
+    for c0, c1 in zip(edges[:-1], edges[1:], strict=True):
+        strips.append((c0, c1))
+        per_strip.append([win for win in ordered if win.col_off < c1 and win.col_off + win.width > c0])
+    return SlidingPlan(shape=(h, w), strips=strips, windows=per_strip, n_windows=len(ordered))
+
+
+def predict_tta(
+    batch: np.ndarray,
+    predictor: Predictor,
+    *,
+    merge: str = "mean",
+    remap: Mapping[str, Remap] | None = None,
+    flips: Sequence[str] = TTA_FLIPS,
+) -> dict[str, np.ndarray]:
+    """Predict ``batch`` under each flip, un-flip the outputs, remap channels, merge.
+
+    Args:
+        batch: ``(B, C, h, w)`` float32.
+        predictor: the predictor protocol.
+        merge: ``mean`` or ``max`` over the flips.
+        remap: per output name, a callback that maps the channels of a prediction made on a
+            flipped input back to the original frame (e.g. orientation bins: a horizontal flip
+            turns θ into 180° − θ). Outputs without one are only un-flipped spatially.
+        flips: subset of :data:`TTA_FLIPS`.
+
+    Returns:
+        name -> ``(B, K, h, w)`` float32.
+    """
+    merged: dict[str, np.ndarray] = {}
+    for flip in flips:
+        outs = predictor(flip_array(batch, flip))
+        for name, pred in outs.items():
+            pred = flip_array(np.asarray(pred, dtype=np.float32), flip)
+            if flip and remap and name in remap:
+                pred = remap[name](pred, flip)
+            if name not in merged:
+                merged[name] = pred.copy()
+            elif merge == "max":
+                np.maximum(merged[name], pred, out=merged[name])
+            else:
+                merged[name] += pred
+    if merge == "mean":
+        for pred in merged.values():
+            pred /= len(flips)
+    return merged
+
+
+def flip_array(arr: np.ndarray, flip: str) -> np.ndarray:
+    """Flip the last two axes: ``h`` = left-right (columns), ``v`` = up-down (rows), ``hv`` = both."""
+    if "h" in flip:
+        arr = arr[..., ::-1]
+    if "v" in flip:
+        arr = arr[..., ::-1, :]
+    return np.ascontiguousarray(arr) if flip else arr
+
+
+def iter_batches(reader, windows: Sequence[Window], batch_size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
+    """Read windows in batches: ``(windows, (B, C, h, w) float32)``.
+
+    A batch holds at most ``batch_size`` windows of one size (a change of size starts a new batch).
+    """
+    chunk: list[Window] = []
+    for win in windows:
+        if chunk and (len(chunk) == batch_size or (win.height, win.width) != (chunk[0].height, chunk[0].width)):
+            yield chunk, _read_stack(reader, chunk)
+            chunk = []
+        chunk.append(win)
+    if chunk:
+        yield chunk, _read_stack(reader, chunk)
+
+
+def _read_stack(reader, windows: Sequence[Window]) -> np.ndarray:
+    return np.stack([np.asarray(reader.read(win), dtype=np.float32) for win in windows])
+
+
+def iter_blocks(
+    reader,
+    predictor: Predictor,
+    params: SlidingParams,
+    *,
+    windows: Sequence[Window] | None = None,
+    window_filter: Callable[[Window], bool] | None = None,
+    remap: Mapping[str, Remap] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Block]:
+    """Predict a raster window by window and yield finished, stitched blocks.
+
+    Args:
+        reader: the reader protocol (``shape``, ``read(window)``).
+        predictor: the predictor protocol.
+        params: window size, stride, batch, blend, TTA, memory budget.
+        windows: the windows to predict (default: the whole grid), e.g. those touching an AOI.
+        window_filter: keep only grid windows for which this returns True (ignored when
+            ``windows`` is given).
+        remap: per output name, the channel remap for TTA flips (see :func:`predict_tta`).
+        on_progress: called with the number of windows predicted after each batch.
+
+    Yields:
+        :class:`Block` objects; over one call every pixel that a window covers is yielded in
+        exactly one block (rows of a column strip, top to bottom; strips left to right).
+        Pixels no window covers are either absent or have ``weight == 0``.
+    """
+    plan = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter)
+    for (c0, c1), strip_windows in zip(plan.strips, plan.windows, strict=True):
+        acc = BandAccumulator(
+            col_start=c0, col_end=c1, height_px=plan.shape[0], band_rows=max(int(w.height) for w in strip_windows)
+        ) if strip_windows else None
+        for chunk, batch in iter_batches(reader, strip_windows, params.batch_size):
+            preds = _predict(batch, predictor, params, remap)
+            for i, win in enumerate(chunk):
+                weights = _weights_for(win, plan.shape, params)
+                yield from acc.add(int(win.row_off), int(win.col_off), {k: v[i] for k, v in preds.items()}, weights)
+            if on_progress is not None:
+                on_progress(len(chunk))
+        if acc is not None:
+            yield from acc.flush()
+
+
+def _plan_with_probe(reader, predictor, params, *, windows, window_filter):
+    """Plan strips; the buffer size needs the outputs' channel count, so predict one window first."""
+    c, h, w = reader.shape
+    wins = list(windows) if windows is not None else grid_windows((h, w), params, window_filter=window_filter)
+    if not wins:
+        return SlidingPlan(shape=(h, w), strips=[], windows=[], n_windows=0)
+    probe = predictor(np.asarray(reader.read(wins[0]), dtype=np.float32)[None])
+    n_channels = sum(int(np.shape(v)[1]) for v in probe.values())
+    return plan_strips((h, w), wins, n_channels=n_channels, params=params)
+
+
+def _predict(batch, predictor, params, remap) -> dict[str, np.ndarray]:
+    if params.tta:
+        return predict_tta(batch, predictor, merge=params.tta_merge, remap=remap)
+    return {k: np.asarray(v, dtype=np.float32) for k, v in predictor(batch).items()}
+
+
+def _weights_for(win: Window, shape_hw: tuple[int, int], params: SlidingParams) -> np.ndarray:
+    r0, c0, h, w = int(win.row_off), int(win.col_off), int(win.height), int(win.width)
+    edges = window_edges(r0, c0, h, w, raster_shape=shape_hw)
+    return window_weights(h, w, blend=params.blend, overlap_px=params.size_px - params.stride_px, edges=edges)
+
+
+def predict_array(
+    image: np.ndarray,
+    predictor: Predictor,
+    params: SlidingParams,
+    *,
+    remap: Mapping[str, Remap] | None = None,
+    fill: float = 0,
+) -> dict[str, np.ndarray]:
+    """Sliding-window prediction of a whole in-memory image (plain photos, small rasters).
+
+    Args:
+        image: ``(C, H, W)`` or ``(H, W)`` array.
+        predictor, params, remap: as for :func:`iter_blocks`.
+        fill: padding value for windows larger than the image.
+
+    Returns:
+        name -> ``(K, H, W)`` float32 stitched outputs.
+    """
+    reader = ArrayReader(image, fill=fill)
+    _, h, w = reader.shape
+    full: dict[str, np.ndarray] = {}
+    for block in iter_blocks(reader, predictor, params, remap=remap):
+        rows, cols = block.slices
+        for name, arr in block.outputs.items():
+            if name not in full:
+                full[name] = np.zeros((arr.shape[0], h, w), np.float32)
+            full[name][:, rows, cols] = arr
+    return full
+

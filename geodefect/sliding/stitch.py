@@ -1,0 +1,138 @@
+"""Row-band accumulation of weighted window predictions: ``Σ w·p / Σ w`` per named output.
+
+:class:`BandAccumulator` holds the rows of one column strip that windows still being
+processed can touch — at most one window height — as float32 sums. Windows must arrive
+sorted by ``row_off``; when a window starting at row ``r`` arrives, every row above ``r``
+is final (no later window reaches it) and is handed out as a :class:`Block`, then dropped.
+Memory is therefore ``window_height × strip_width × (Σ channels + 1) × 4`` bytes, whatever
+the raster's height.
+
+Probabilities are averaged, never labels or angles: an argmax of a stitched block is taken
+by the caller, after stitching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Block:
+    """A finished block of stitched output: rows ``row_off:row_off+height`` of one strip.
+
+    Attributes:
+        row_off, col_off: block origin in raster pixels.
+        outputs: name -> ``(K, height, width)`` float32 stitched values (probabilities in
+            ``[0, 1]`` for probability outputs); 0 where no window covered the pixel.
+        weight: ``(height, width)`` float32 ``Σ w``; 0 where no window covered the pixel.
+    """
+
+    row_off: int
+    col_off: int
+    outputs: dict[str, np.ndarray]
+    weight: np.ndarray
+
+    @property
+    def height(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def covered(self) -> np.ndarray:
+        """``(height, width)`` bool: pixels at least one window covered."""
+        return self.weight > 0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices of the block in the raster (for ``full[..., rows, cols] = ...``)."""
+        return (slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width))
+
+
+class BandAccumulator:
+    """Weighted sums for the open rows of one column strip ``[col_start, col_end)``.
+
+    Args:
+        col_start, col_end: the strip's columns in raster pixels.
+        height_px: the raster's height (rows past it are never stored).
+        band_rows: rows kept open (the largest window height).
+    """
+
+    def __init__(self, *, col_start: int, col_end: int, height_px: int, band_rows: int) -> None:
+        self.col_start, self.col_end = int(col_start), int(col_end)
+        self.height_px = int(height_px)
+        self.band_rows = int(max(1, min(band_rows, height_px)))
+        self.top = 0  # raster row of the accumulator's first row
+        self.flushed_to = 0  # rows above this were handed out (or never touched)
+        self.sums: dict[str, np.ndarray] = {}
+        self.weight = np.zeros((self.band_rows, self.col_end - self.col_start), np.float32)
+        self.touched = False  # anything accumulated since the last flush
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.weight.nbytes + sum(a.nbytes for a in self.sums.values()))
+
+    def add(
+        self, row_off: int, col_off: int, outputs: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> Iterator[Block]:
+        """Add one window's predictions; yield the blocks this makes final.
+
+        Args:
+            row_off, col_off: window origin (may be the full, padded window).
+            outputs: name -> ``(K, h, w)`` float32 for the whole window.
+            weights: ``(h, w)`` float32 weight mask of the window.
+        """
+        if row_off < self.top:
+            raise ValueError(f"windows must come sorted by row: got row {row_off} after row {self.top}")
+        yield from self.flush(row_off)
+        h, w = weights.shape
+        r0, r1 = row_off, min(row_off + h, self.height_px)
+        c0, c1 = max(col_off, self.col_start), min(col_off + w, self.col_end)
+        if r1 <= r0 or c1 <= c0:
+            return
+        wr, wc = slice(0, r1 - r0), slice(c0 - col_off, c1 - col_off)
+        ar, ac = slice(r0 - self.top, r1 - self.top), slice(c0 - self.col_start, c1 - self.col_start)
+        wgt = weights[wr, wc]
+        self.weight[ar, ac] += wgt
+        for name, pred in outputs.items():
+            acc = self.sums.get(name)
+            if acc is None:
+                acc = self.sums[name] = np.zeros((pred.shape[0], *self.weight.shape), np.float32)
+            acc[:, ar, ac] += pred[:, wr, wc] * wgt
+        self.touched = True
+
+    def flush(self, upto_row: int | None = None) -> Iterator[Block]:
+        """Yield the rows above ``upto_row`` (all rows if None) as one block and drop them."""
+        end = self.height_px if upto_row is None else min(int(upto_row), self.height_px)
+        if end <= self.top:
+            return
+        n = min(end - self.top, self.band_rows)
+        if self.touched:
+            yield self._make_block(n)
+        self._shift(n, new_top=end)
+
+    def _make_block(self, n: int) -> Block:
+        wgt = self.weight[:n].copy()
+        safe = np.where(wgt > 0, wgt, 1.0).astype(np.float32)
+        outs = {name: acc[:, :n] / safe for name, acc in self.sums.items()}
+        return Block(row_off=self.top, col_off=self.col_start, outputs=outs, weight=wgt)
+
+    def _shift(self, n: int, *, new_top: int) -> None:
+        """Drop the first ``n`` rows; the accumulator then starts at raster row ``new_top``."""
+        keep = self.band_rows - n
+        if keep > 0 and new_top == self.top + n:
+            self.weight[:keep] = self.weight[n:]
+            for acc in self.sums.values():
+                acc[:, :keep] = acc[:, n:]
+        else:  # jumped past the whole band (rows with no window): nothing stays open
+            keep = 0
+        self.weight[keep:] = 0
+        for acc in self.sums.values():
+            acc[:, keep:] = 0
+        self.top = new_top
+        self.touched = bool(keep) and bool(self.weight[:keep].any())

@@ -1,0 +1,183 @@
+"""Invariants of the sliding-window engine: identity, blending, seams, blocks, TTA, imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from geodefect.errors import InputError
+from geodefect.sliding import (
+    WEIGHT_FLOOR,
+    ArrayReader,
+    SlidingParams,
+    grid_windows,
+    iter_blocks,
+    plan_strips,
+    predict_array,
+    predict_tta,
+    window_weights,
+)
+
+
+def identity(batch: np.ndarray) -> dict[str, np.ndarray]:
+    return {"x": batch.copy(), "first": batch[:, :1] * 0.5}
+
+
+def window_mean(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """A constant per window (its input mean): the worst case for seams."""
+    m = batch.mean(axis=(2, 3), keepdims=True)
+    return {"x": np.broadcast_to(m, batch.shape).copy()}
+
+
+def horizontal_gradient(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Two channels: rightward rise and leftward rise (they swap under a left-right flip)."""
+    padded = np.pad(batch[:, :1], ((0, 0), (0, 0), (0, 0), (1, 1)), mode="edge")
+    d = padded[..., 2:] - padded[..., :-2]
+    return {"dir": np.concatenate([np.maximum(d, 0), np.maximum(-d, 0)], axis=1)}
+
+
+def swap_on_hflip(probs: np.ndarray, flip: str) -> np.ndarray:
+    return probs[:, ::-1] if "h" in flip else probs
+
+
+CASES = [
+    # (H, W, size, stride)
+    (64, 64, 32, 32),
+    (100, 130, 32, 24),
+    (97, 61, 32, 16),
+    (20, 50, 32, 24),  # height smaller than a window
+    (7, 5, 16, 12),  # whole raster smaller than a window
+    (33, 33, 32, 1),
+    (256, 40, 64, 48),
+]
+
+
+@pytest.mark.parametrize("blend", ["mean", "crop", "hann"])
+@pytest.mark.parametrize(("h", "w", "size", "stride"), CASES)
+def test_identity_predictor_returns_input(h, w, size, stride, blend):
+    rng = np.random.default_rng(h * w + size)
+    img = rng.random((2, h, w), dtype=np.float32)
+    out = predict_array(img, identity, SlidingParams(size_px=size, stride_px=stride, batch_size=3, blend=blend))
+    assert set(out) == {"x", "first"}
+    np.testing.assert_allclose(out["x"], img, atol=1e-5)
+    np.testing.assert_allclose(out["first"][0], img[0] * 0.5, atol=1e-5)
+
+
+@pytest.mark.parametrize("blend", ["mean", "crop", "hann"])
+def test_identity_holds_when_cut_into_strips(blend):
+    img = np.random.default_rng(1).random((1, 90, 400), dtype=np.float32)
+    params = SlidingParams(size_px=32, stride_px=24, blend=blend, max_memory_mb=0.05)
+    plan = plan_strips((90, 400), grid_windows((90, 400), params), n_channels=1, params=params)
+    assert len(plan.strips) > 2 and plan.n_repeated > 0
+    np.testing.assert_allclose(predict_array(img, identity, params)["x"], img, atol=1e-5)
+
+
+@pytest.mark.parametrize("blend", ["crop", "hann"])
+def test_weights_partition_unity_on_regular_grid(blend):
+    # 32 + 4*24 = 128: a regular grid, no snapped window
+    params = SlidingParams(size_px=32, stride_px=24, blend=blend)
+    blocks = list(iter_blocks(ArrayReader(np.zeros((1, 128, 128), np.float32)), identity, params))
+    weight = np.zeros((128, 128), np.float32)
+    for b in blocks:
+        weight[b.slices] = b.weight
+    np.testing.assert_allclose(weight, 1.0, atol=4 * WEIGHT_FLOOR)
+
+
+def test_weight_masks_taper_only_inner_sides():
+    inner = window_weights(32, 32, blend="hann", overlap_px=8)
+    corner = window_weights(32, 32, blend="hann", overlap_px=8, edges=(True, False, True, False))
+    assert inner.min() > 0 and inner[0, 0] < 0.01 and inner[16, 16] == 1.0
+    assert corner[0, 0] == 1.0 and corner[31, 31] < 0.01  # raster-edge sides keep full weight
+    crop = window_weights(32, 32, blend="crop", overlap_px=8)
+    assert crop[4, 4] == 1.0 and crop[3, 16] < 0.01 and crop.min() > 0
+
+
+def test_hann_leaves_no_seam_where_mean_and_crop_do():
+    """Windows that disagree by a constant: hann changes at most Δ·π/(2·overlap) per pixel."""
+    yy, xx = np.mgrid[0:200, 0:200].astype(np.float32)
+    img = (0.01 * xx + 0.02 * yy)[None]
+    size, stride = 64, 48
+    delta = 0.02 * stride  # largest difference between neighbouring window constants
+    steps = {}
+    for blend in ("mean", "crop", "hann"):
+        out = predict_array(img, window_mean, SlidingParams(size_px=size, stride_px=stride, blend=blend))["x"][0]
+        steps[blend] = max(np.abs(np.diff(out, axis=0)).max(), np.abs(np.diff(out, axis=1)).max())
+    assert steps["hann"] <= 1.05 * delta * np.pi / (2 * (size - stride))
+    assert steps["mean"] >= delta / 2 and steps["crop"] >= delta / 2
+
+
+@pytest.mark.parametrize("budget_mb", [256.0, 0.05])
+def test_blocks_cover_every_pixel_exactly_once(budget_mb):
+    h, w = 150, 300
+    params = SlidingParams(size_px=32, stride_px=20, batch_size=5, max_memory_mb=budget_mb)
+    hits = np.zeros((h, w), np.int32)
+    for b in iter_blocks(ArrayReader(np.ones((1, h, w), np.float32)), identity, params):
+        hits[b.slices] += 1
+        assert b.covered.all()
+    np.testing.assert_array_equal(hits, 1)
+
+
+def test_window_filter_yields_only_covered_pixels():
+    h, w = 128, 128
+    params = SlidingParams(size_px=32, stride_px=24)
+    keep = lambda win: win.col_off < 40 and win.row_off < 40  # noqa: E731
+    hits = np.zeros((h, w), np.int32)
+    img = np.random.default_rng(0).random((1, h, w), dtype=np.float32)
+    for b in iter_blocks(ArrayReader(img), identity, params, window_filter=keep):
+        rows, cols = b.slices
+        hits[rows, cols] += b.covered
+        np.testing.assert_allclose(b.outputs["x"][0][b.covered], img[0, rows, cols][b.covered], atol=1e-5)
+    assert hits.max() == 1 and hits[:56, :56].all() and not hits[60:].any() and not hits[:, 60:].any()
+
+
+def test_memory_does_not_grow_with_raster_height():
+    params = SlidingParams(size_px=32, stride_px=24)
+    sizes = []
+    for h in (100, 1000):
+        reader = ArrayReader(np.zeros((1, h, 64), np.float32))
+        gen = iter_blocks(reader, identity, params)
+        next(gen)
+        frame = gen.gi_frame
+        sizes.append(frame.f_locals["acc"].nbytes)
+        gen.close()
+    assert sizes[0] == sizes[1]
+
+
+def test_tta_with_equivariant_predictor_is_identity():
+    img = np.random.default_rng(2).random((3, 70, 90), dtype=np.float32)
+    for merge in ("mean", "max"):
+        out = predict_array(img, identity, SlidingParams(size_px=32, stride_px=24, tta=True, tta_merge=merge))
+        np.testing.assert_allclose(out["x"], img, atol=1e-5)
+
+
+def test_tta_remaps_channels_of_direction_outputs():
+    batch = np.random.default_rng(3).random((2, 1, 16, 16), dtype=np.float32)
+    plain = horizontal_gradient(batch)["dir"]
+    remapped = predict_tta(batch, horizontal_gradient, remap={"dir": swap_on_hflip})["dir"]
+    np.testing.assert_allclose(remapped, plain, atol=1e-6)
+    not_remapped = predict_tta(batch, horizontal_gradient)["dir"]
+    assert np.abs(not_remapped - plain).max() > 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(stride_px=0), dict(stride_px=40), dict(blend="gauss"), dict(batch_size=0), dict(tta_merge="median")],
+)
+def test_invalid_params_raise_input_error(kwargs):
+    with pytest.raises(InputError):
+        SlidingParams(**{"size_px": 32, "stride_px": 16, **kwargs})
+
+
+def test_engine_imports_no_torch_or_geopandas():
+    code = (
+        "import sys, numpy as np\n"
+        "from geodefect.sliding import SlidingParams, predict_array\n"
+        "predict_array(np.ones((1, 40, 40), 'f4'), lambda b: {'x': b}, SlidingParams(size_px=16, stride_px=12))\n"
+        "bad = [m for m in ('torch', 'geopandas', 'pyogrio', 'torchvision') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
