@@ -1,0 +1,54 @@
+"""Per-epoch reports of the training loop: ``metrics.csv`` and ``curves.png`` (written atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from geodefect.io.atomic import atomic_path, write_text_atomic
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    """One row per epoch; columns are the union of keys in first-seen order."""
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
+    write_text_atomic(path, buf.getvalue())
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def plot_curves(path: Path, history: list[dict], *, monitor: str) -> None:
+    """Loss curves (train/val) on the left, validation metrics on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("train_loss", "val_loss"):
+        ax_loss.plot(epochs, [r.get(key, float("nan")) for r in history], marker="o", label=key)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    metric_keys = [k for k in history[-1] if not k.startswith(("train_", "val_")) and k not in ("epoch", "lr", "time_s")]
+    for key in metric_keys:
+        ax_metric.plot(epochs, [r.get(key, float("nan")) for r in history], marker="o", label=key,
+                       linewidth=2.5 if key == monitor else 1.0)
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_ylabel("validation metric")
+    ax_metric.set_ylim(0, 1.05)
+    ax_metric.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
