@@ -1,0 +1,278 @@
+"""Export road training chips: images, road masks and orientation bins, an index and meta.json.
+
+Data flow per source raster (see ``geodefect.workflows.road_chip`` for the composition):
+
+1. ``iter_windows`` gives the grid on the reader's (possibly resampled) pixel grid; an AOI
+   keeps the windows that touch it (``filter_windows_by_geometry``).
+2. :func:`assign_splits` puts windows into spatial blocks of ``block_px`` (by window
+   origin) and draws whole blocks for validation; train windows that overlap a val
+   window are dropped, so overlapping chips never straddle the split.
+3. :class:`ChipExporter` burns labels per window (cheap, so road-free windows are decided
+   before the image is read), drops windows with too much nodata, keeps a seeded share of
+   road-free windows, reads the image, writes three GeoTIFFs under temporary names and
+   renames them, and streams per-band sums for mean/std.
+4. :func:`write_index` and :func:`write_meta` run at the end; ``meta.json`` (with
+   ``"complete": true``) is the last file written, so a folder without it is unfinished.
+
+Resume: a chip whose three files exist is complete (each file is renamed into place only
+when written); it is read back for the statistics instead of being exported again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from geodefect.io.atomic import TMP_PREFIX, tmp_sibling
+
+log = logging.getLogger(__name__)
+
+CHIP_SUBDIRS = ("images", "labels", "orientation")
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def assign_splits(windows: Sequence[Window], *, block_px: int, val_blocks: set) -> tuple[list[str], list[tuple]]:
+    """Split of each window by its block, and the block key of each window.
+
+    Returns:
+        ``(splits, blocks)``: per window ``"train"``, ``"val"`` or ``"drop"`` (a train window
+        that overlaps a val window by at least one pixel), and its ``(block_row, block_col)``.
+    """
+    import shapely
+
+    blocks = [(int(w.row_off) // block_px, int(w.col_off) // block_px) for w in windows]
+    splits = ["val" if b in val_blocks else "train" for b in blocks]
+    val_boxes = [_pixel_box(w, shrink=0.5) for w, s in zip(windows, splits, strict=True) if s == "val"]
+    if val_boxes:
+        tree = shapely.STRtree(val_boxes)
+        train_idx = [i for i, s in enumerate(splits) if s == "train"]
+        train_boxes = [_pixel_box(windows[i]) for i in train_idx]
+        hit_train, _ = tree.query(train_boxes, predicate="intersects") if train_boxes else ([], [])
+        for j in set(np.asarray(hit_train).tolist()):
+            splits[train_idx[j]] = "drop"
+    return splits, blocks
+
+
+def choose_val_blocks(block_keys: Sequence, *, val_fraction: float, seed: int) -> set:
+    """Draw ``round(val_fraction * n)`` blocks for validation (>= 1 and < n when n >= 2)."""
+    keys = sorted(set(block_keys))
+    n = len(keys)
+    if n < 2 or val_fraction <= 0:
+        return set()
+    n_val = min(max(1, int(round(val_fraction * n))), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return {keys[i] for i in order[:n_val]}
+
+
+def _pixel_box(w: Window, *, shrink: float = 0.0):
+    from shapely.geometry import box
+
+    c0, r0 = float(w.col_off), float(w.row_off)
+    return box(c0 + shrink, r0 + shrink, c0 + float(w.width) - shrink, r0 + float(w.height) - shrink)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class BandStats:
+    """Streaming per-band mean/std over valid pixels (float64 sums: exact enough for uint8)."""
+
+    n_bands: int
+    total: np.ndarray = field(init=False)
+    total_sq: np.ndarray = field(init=False)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.total = np.zeros(self.n_bands)
+        self.total_sq = np.zeros(self.n_bands)
+
+    def update(self, image: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Add a ``(C, H, W)`` chip; ``valid`` (H, W) bool selects the pixels counted."""
+        flat = image.reshape(image.shape[0], -1)
+        if valid is not None and not valid.all():
+            flat = flat[:, valid.ravel()]
+        f = flat.astype(np.float64)
+        self.total += f.sum(axis=1)
+        self.total_sq += np.einsum("ij,ij->i", f, f)
+        self.count += flat.shape[1]
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        if self.count == 0:
+            return [0.0] * self.n_bands, [1.0] * self.n_bands
+        mean = self.total / self.count
+        var = np.maximum(self.total_sq / self.count - mean**2, 0.0)
+        return mean.round(4).tolist(), np.sqrt(var).round(4).tolist()
+
+
+# ----------------------------------------------------------------------------- exporter
+
+
+@dataclass
+class ChipRecord:
+    chip_id: str
+    split: str
+    road_frac: float
+    source: str
+    bounds: tuple[float, float, float, float]
+    resumed: bool = False
+
+
+@dataclass
+class SourceResult:
+    """What happened to the windows of one source raster."""
+
+    n_windows: int = 0
+    n_exported: int = 0
+    n_resumed: int = 0
+    n_empty_dropped: int = 0
+    n_nodata_dropped: int = 0
+    n_split_dropped: int = 0
+
+
+class ChipExporter:
+    """Writes chips of one or more sources into ``out_dir`` and collects their records.
+
+    Args:
+        out_dir: the chip folder (``images/``, ``labels/``, ``orientation/`` are created).
+        n_bands: bands per image chip.
+        keep_empty: share of road-free windows kept (0..1), drawn per chip id with ``seed``.
+        max_nodata: windows with a larger share of nodata pixels are skipped.
+        seed: seeds the road-free draw.
+    """
+
+    def __init__(self, out_dir: Path, *, n_bands: int, keep_empty: float, max_nodata: float, seed: int) -> None:
+        self.out_dir = Path(out_dir)
+        for sub in CHIP_SUBDIRS:
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.keep_empty = float(keep_empty)
+        self.max_nodata = float(max_nodata)
+        self.seed = int(seed)
+        self.stats = BandStats(n_bands)
+        self.records: list[ChipRecord] = []
+
+    def chip_paths(self, chip_id: str) -> tuple[Path, Path, Path]:
+        return tuple(self.out_dir / sub / f"{chip_id}.tif" for sub in CHIP_SUBDIRS)
+
+    def keeps_empty(self, chip_id: str) -> bool:
+        """Deterministic draw in [0, 1) per (seed, chip id): keep a road-free chip?"""
+        u = zlib.crc32(f"{self.seed}:{chip_id}".encode()) / 2**32
+        return u < self.keep_empty
+
+    def export_window(self, reader, labeler, writer, window: Window, *, chip_id: str, split: str,
+                      source: str, result: SourceResult) -> None:
+        """Export one window (or resume it, or skip it); updates ``result`` and the records."""
+        from geodefect.windows import window_bounds
+
+        transform = reader.window_transform(window)
+        bounds = window_bounds(window, reader.transform)
+        paths = self.chip_paths(chip_id)
+        if all(p.is_file() for p in paths):
+            self._resume_chip(paths, reader, window, chip_id, split, source, bounds)
+            result.n_resumed += 1
+            return
+        h, w = int(window.height), int(window.width)
+        labels = labeler.burn(transform, h, w)
+        road_frac = float(labels.mask.mean())
+        if road_frac == 0 and not self.keeps_empty(chip_id):
+            result.n_empty_dropped += 1
+            return
+        valid = reader.read_valid_mask(window)
+        if 1.0 - valid.mean() > self.max_nodata:
+            result.n_nodata_dropped += 1
+            return
+        image = reader.read(window)
+        if not valid.all():
+            image[:, ~valid] = 0
+        for path, arr in zip(paths, (image, labels.mask, labels.orientation), strict=True):
+            _write_then_rename(writer, path, arr, transform)
+        self.stats.update(image, valid)
+        self.records.append(ChipRecord(chip_id, split, road_frac, source, bounds))
+        result.n_exported += 1
+
+    def _resume_chip(self, paths, reader, window, chip_id, split, source, bounds) -> None:
+        import rasterio
+
+        with rasterio.open(paths[0]) as src:
+            image = src.read()
+        with rasterio.open(paths[1]) as src:
+            road_frac = float(src.read(1).mean())
+        self.stats.update(image, reader.read_valid_mask(window))
+        self.records.append(ChipRecord(chip_id, split, road_frac, source, bounds, resumed=True))
+
+
+def _write_then_rename(writer, path: Path, array: np.ndarray, transform) -> None:
+    tmp = tmp_sibling(path)
+    try:
+        writer.write(tmp, array, transform=transform)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temp_files(out_dir: Path) -> int:
+    """Delete temporary chip files an interrupted run left behind; return how many."""
+    n = 0
+    for sub in CHIP_SUBDIRS:
+        d = Path(out_dir) / sub
+        if d.is_dir():
+            for p in d.glob(f"{TMP_PREFIX}*"):
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_index(records: Sequence[ChipRecord], crs, path: Path) -> None:
+    """``index.gpkg`` layer ``chips``: one footprint polygon per chip (raster CRS), atomically."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geodefect.io.atomic import atomic_path
+
+    data = {
+        "chip_id": [r.chip_id for r in records],
+        "image": [f"images/{r.chip_id}.tif" for r in records],
+        "label": [f"labels/{r.chip_id}.tif" for r in records],
+        "orientation": [f"orientation/{r.chip_id}.tif" for r in records],
+        "road_frac": [round(r.road_frac, 6) for r in records],
+        "split": [r.split for r in records],
+        "source": [r.source for r in records],
+    }
+    gdf = gpd.GeoDataFrame(data, geometry=[box(*r.bounds) for r in records],
+                           crs=crs.to_wkt() if crs is not None else None)
+    logging.getLogger("pyogrio").setLevel(logging.WARNING)  # its INFO "Created N records"
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, layer="chips", driver="GPKG")
+
+
+def footprint_length_m(lines, crs, records: Sequence[ChipRecord]) -> float:
+    """Length in metres of the centerlines inside the union of the chips' footprints."""
+    import geopandas as gpd
+    import shapely
+    from shapely.geometry import box
+
+    if not records or len(lines) == 0:
+        return 0.0
+    area = shapely.union_all([box(*r.bounds) for r in records])
+    clipped = gpd.GeoSeries(shapely.intersection(np.asarray(lines, dtype=object), area), crs=crs.to_wkt())
+    clipped = clipped[~clipped.is_empty]
+    if clipped.empty:
+        return 0.0
+    if clipped.crs.is_geographic:
+        clipped = clipped.to_crs(clipped.estimate_utm_crs())
+        return float(clipped.length.sum())
+    factor = clipped.crs.axis_info[0].unit_conversion_factor or 1.0
+    return float(clipped.length.sum() * factor)

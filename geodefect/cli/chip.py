@@ -1,0 +1,90 @@
+"""``geodefect chip``: cut training chips (images + labels) from rasters or a catalog dataset.
+
+Thin: parse options, pick the workflow, ``run_command`` it, print its summary. Road chips
+(``--centerlines`` or a road dataset) go to ``geodefect.workflows.roads.chip``; other
+(inspection) chip workflows plug in through :func:`_dispatch`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from geodefect.cli.options import (
+    config_option,
+    drop_none,
+    overwrite_option,
+    run_command,
+    verbosity_options,
+)
+
+
+def _road_options(fn):
+    """Options of road chipping (kept together so inspection options can sit beside them)."""
+    opts = [
+        click.option("--centerlines", type=click.Path(dir_okay=False), default=None,
+                     help="Road centerlines (GeoJSON, GPKG, Shapefile; any CRS) for road chips."),
+        click.option("--buffer-m", type=float, default=None,
+                     help="Road half-width in metres around each centerline [default: 2.0, SpaceNet's mask width 4 m]."),
+        click.option("--label", type=click.Choice(["buffer", "gaussian"]), default=None,
+                     help="Road mask: buffer of --buffer-m, or thresholded Gaussian (Batra et al. 2019) [default: buffer]."),
+        click.option("--sigma-px", type=float, default=None, help="Gaussian label sigma in pixels [default: 15]."),
+        click.option("--threshold", type=float, default=None, help="Gaussian label threshold [default: 0.76]."),
+        click.option("--orient-bin-deg", type=int, default=None,
+                     help="Orientation bin width in degrees; 360/bin + 1 classes, 0 = background [default: 20]."),
+        click.option("--orient-width-px", type=float, default=None,
+                     help="Width in pixels of the orientation band along centerlines [default: 8]."),
+        click.option("--aoi", type=click.Path(dir_okay=False), default=None,
+                     help="Polygon file (any CRS): keep only windows that touch it."),
+        click.option("--keep-empty", type=float, default=None,
+                     help="Share of road-free chips kept, 0..1, drawn with --seed [default: 0.1]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@click.command("chip")
+@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output chip folder.")
+@click.option("--dataset", default=None, help="Named dataset from data_catalog.yaml instead of IMAGE... .")
+@click.option("--size-px", type=int, default=None, help="Chip side in pixels [default: 512].")
+@click.option("--stride-px", type=int, default=None, help="Step between chips in pixels, 1..size [default: 384].")
+@_road_options
+@click.option("--cell-size-m", type=float, default=None,
+              help="Resample imagery to this pixel size in metres (bilinear; area average when downsampling).")
+@click.option("--max-nodata", type=float, default=None, help="Skip chips with a larger share of nodata [default: 0.25].")
+@click.option("--bands", default=None, help="1-based bands to export, e.g. 1,2,3 [default: all].")
+@click.option("--stretch/--no-stretch", default=None,
+              help="Percentile (2-98%) stretch to 8 bit [default: only for non-uint8 rasters].")
+@click.option("--val-fraction", type=float, default=None, help="Share of spatial blocks for validation [default: 0.2].")
+@click.option("--seed", type=int, default=None, help="Seed of the split and the road-free draw [default: 0].")
+@overwrite_option
+@config_option
+@verbosity_options
+def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **options):
+    """Cut chips from IMAGE... (GeoTIFFs) with labels from --centerlines.
+
+    \b
+    Example:
+      geodefect chip scene.tif --centerlines roads.geojson -o chips --size-px 512
+      geodefect chip --dataset spacenet_vegas_sample -o chips_vegas
+
+    Writes images/, labels/ (road 0/1), orientation/ (bins), index.gpkg and meta.json.
+    Rerunning an interrupted command resumes it.
+    """
+    centerlines = options.pop("centerlines")
+    aoi = options.pop("aoi")
+    workflow = _dispatch(centerlines, dataset)
+    summary = run_command(
+        workflow, list(images), out_dir, centerlines=centerlines, aoi=aoi, dataset=dataset,
+        config_file=config_file, overrides=drop_none(**options), overwrite=overwrite,
+        verbose=verbose, quiet=quiet,
+    )
+    click.echo(summary.text())
+
+
+def _dispatch(centerlines, dataset):
+    """The chip workflow for these inputs: road chips for centerlines or a road dataset."""
+    from geodefect.workflows import roads
+
+    return roads.chip
