@@ -1,0 +1,315 @@
+"""Paint a synthetic aerial image of a road network (numpy, vectorised; no per-pixel loops).
+
+Layers, bottom to top: textured ground (grass, dry grass and soil at several scales), parking
+lots (grey like asphalt, with stall lines), sidewalks, roads (per-road asphalt or concrete
+tone, texture, repairs, dashed centre and edge markings), cars, shadows of buildings and
+trees, buildings (roof colours including asphalt grey, gable shading, dark edges), trees
+(round lumpy dark-green canopies, street trees overhanging the road edges), then light
+fall-off, blur and sensor noise. Geometry is in scene metres (x right, y down); everything
+is rasterized with ``Affine.scale(pixel_size_m)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+import shapely.affinity
+import shapely.ops
+from affine import Affine
+from rasterio.features import rasterize
+from scipy import ndimage
+
+from geodefect.testing.road_network import Road
+
+ROOF_COLOURS = np.array([
+    [96, 96, 100], [80, 82, 86], [118, 116, 114], [70, 72, 78],  # asphalt/slate greys
+    [168, 92, 68], [150, 80, 60], [185, 110, 80],  # tiles
+    [205, 200, 192], [225, 222, 215],  # white/light flat roofs
+    [120, 100, 82], [95, 112, 96],  # brown, green-ish
+], dtype=np.float32)
+CAR_COLOURS = np.array([
+    [230, 230, 232], [25, 25, 30], [160, 163, 168], [150, 30, 30], [35, 60, 130], [90, 90, 95],
+], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """Pixel grid of the scene: ``size_px`` square pixels of ``pixel_size_m``."""
+
+    size_px: int
+    pixel_size_m: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.size_px, self.size_px)
+
+    @property
+    def transform(self) -> Affine:
+        return Affine.scale(self.pixel_size_m)
+
+    def burn(self, geoms, values=None, *, all_touched: bool = False) -> np.ndarray:
+        """Rasterize geometries in scene metres; values default to 1..n (later wins)."""
+        geoms = [g for g in geoms if g is not None and not g.is_empty]
+        if not geoms:
+            return np.zeros(self.shape, np.int32)
+        values = range(1, len(geoms) + 1) if values is None else values
+        return rasterize(zip(geoms, values, strict=True), out_shape=self.shape, transform=self.transform,
+                         fill=0, dtype="int32", all_touched=all_touched)
+
+    def noise(self, cell_m: float, rng: np.random.Generator) -> np.ndarray:
+        """Smooth zero-mean, unit-variance noise with features about ``cell_m`` metres wide."""
+        cell = cell_m / self.pixel_size_m
+        if cell <= 1.5:
+            return rng.standard_normal(self.shape, dtype=np.float32)
+        n = int(np.ceil(self.size_px / cell)) + 3
+        coarse = rng.standard_normal((n, n)).astype(np.float32)
+        field = ndimage.zoom(coarse, cell, order=3 if cell < 64 else 1, prefilter=False)
+        field = field[: self.size_px, : self.size_px]
+        return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def render_scene(roads: list[Road], canvas: Canvas, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paint the scene.
+
+    Returns:
+        ``(image, road_mask)``: image (3, H, W) uint8 RGB; road_mask (H, W) uint8 0/1 of
+        the carriageways (before occlusion by trees, cars and shadows).
+    """
+    px = canvas.pixel_size_m
+    rgb = _ground(canvas, rng)
+    road_polys = [_road_polygon(r) for r in roads]
+    road_idx = canvas.burn(road_polys)
+    road_mask = road_idx > 0
+    walks = _sidewalks(roads, road_polys)
+    lots = _parking_lots(canvas, road_polys, rng)
+    _paint_flat(rgb, canvas.burn(lots) > 0, (118, 116, 112), 0.06, canvas, rng)
+    _paint_stalls(rgb, lots, canvas)
+    _paint_flat(rgb, (canvas.burn(walks) > 0) & ~road_mask, (168, 164, 156), 0.05, canvas, rng)
+    _paint_roads(rgb, roads, road_idx, canvas, rng)
+    _paint_markings(rgb, roads, canvas, rng)
+    _paint_cars(rgb, roads, canvas, rng)
+    occupied = np.concatenate([road_polys, walks, lots])
+    buildings, heights = _buildings(canvas, occupied, rng)
+    trees, tree_heights = _trees(canvas, roads, buildings, occupied, rng)
+    sun = _sun_offset(rng)
+    shadows = [_shadow(b, h, sun) for b, h in zip(buildings, heights, strict=True)]
+    shadows += [shapely.affinity.translate(t, *(sun * h)) for t, h in zip(trees, tree_heights, strict=True)]
+    shade = canvas.burn(shadows) > 0
+    rgb[:, shade] *= np.array([0.48, 0.5, 0.56], np.float32)[:, None]
+    _paint_buildings(rgb, buildings, canvas, rng)
+    _paint_trees(rgb, trees, canvas, rng)
+    image = _finish(rgb, canvas, rng)
+    del px
+    return image, road_mask.astype(np.uint8)
+
+
+def _ground(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
+    big, mid, small = canvas.noise(45, rng), canvas.noise(9, rng), canvas.noise(1.8, rng)
+    fine = canvas.noise(0.3, rng)
+    grass = np.array([70, 96, 48], np.float32)[:, None, None]
+    dry = np.array([128, 124, 80], np.float32)[:, None, None]
+    soil = np.array([122, 98, 74], np.float32)[:, None, None]
+    w_dry = 1 / (1 + np.exp(-(1.4 * mid + 0.8 * big)))
+    w_soil = 1 / (1 + np.exp(-3 * (big + 0.4 * mid - 1.1)))
+    rgb = (grass * (1 - w_dry) + dry * w_dry) * (1 - w_soil) + soil * w_soil
+    return rgb * (1 + 0.07 * small + 0.05 * fine + 0.04 * mid)
+
+
+def _road_polygon(road: Road) -> shapely.Geometry:
+    poly = road.line.buffer(road.width_m / 2, cap_style="flat" if road.bulb_radius_m == 0 else "round")
+    if road.bulb_radius_m > 0:
+        end = shapely.Point(shapely.get_coordinates(road.line)[-1])
+        poly = poly.union(end.buffer(road.bulb_radius_m))
+    return poly
+
+
+def _sidewalks(roads: list[Road], road_polys: list) -> list:
+    return [r.line.buffer(r.width_m / 2 + 1.8, cap_style="flat").difference(p)
+            for r, p in zip(roads, road_polys, strict=True) if r.road_class in ("primary", "secondary", "tertiary")]
+
+
+def _paint_flat(rgb, mask, colour, texture, canvas: Canvas, rng: np.random.Generator) -> None:
+    tone = 1 + texture * canvas.noise(0.6, rng) + 0.5 * texture * canvas.noise(6, rng)
+    rgb[:, mask] = np.asarray(colour, np.float32)[:, None] * tone[mask]
+
+
+def _paint_roads(rgb, roads: list[Road], road_idx: np.ndarray, canvas: Canvas, rng) -> None:
+    n = len(roads)
+    grey = rng.uniform(72, 138, n + 1).astype(np.float32)
+    tint = rng.normal(0, 4, (n + 1, 3)).astype(np.float32)
+    base = grey[:, None] + tint + np.array([0, 0, 3], np.float32)  # slightly blue asphalt
+    fine, grain = canvas.noise(0.3, rng), canvas.noise(1.2, rng)
+    patches = canvas.noise(5, rng)
+    tone = 1 + 0.05 * fine + 0.06 * grain - 0.12 * (patches > 1.3) + 0.03 * patches
+    m = road_idx > 0
+    rgb[:, m] = base[road_idx[m]].T * tone[m]
+
+
+def _paint_markings(rgb, roads: list[Road], canvas: Canvas, rng) -> None:
+    width_m = max(0.2, canvas.pixel_size_m)
+    dashes, edges = [], []
+    for r in roads:
+        if r.width_m >= 6.5 and r.road_class != "roundabout":
+            dashes += _dashes(r.line, dash_m=3.0, gap_m=5.0)
+        if r.road_class == "primary":
+            for side in (-1, 1):
+                off = r.line.offset_curve(side * (r.width_m / 2 - 0.6))
+                if not off.is_empty:
+                    edges.append(off)
+    lines = [g.buffer(width_m / 2, cap_style="flat") for g in dashes + edges]
+    mark = canvas.burn(lines, all_touched=False) > 0
+    paint = rng.uniform(205, 235)
+    rgb[:, mark] = paint * (1 + 0.05 * canvas.noise(0.3, rng)[mark])
+
+
+def _dashes(line: shapely.LineString, *, dash_m: float, gap_m: float) -> list:
+    starts = np.arange(0.0, line.length - dash_m, dash_m + gap_m)
+    return [shapely.ops.substring(line, s, s + dash_m) for s in starts]
+
+
+def _paint_cars(rgb, roads: list[Road], canvas: Canvas, rng) -> None:
+    cars, colours = [], []
+    for r in roads:
+        n = rng.poisson(r.line.length / 30)
+        for d in rng.uniform(0, r.line.length, n):
+            cars.append(_car(r, float(d), rng))
+            colours.append(rng.integers(len(CAR_COLOURS)))
+    if not cars:
+        return
+    idx = canvas.burn(cars)
+    m = idx > 0
+    col = CAR_COLOURS[np.asarray(colours)][idx[m] - 1]
+    rgb[:, m] = col.T * (1 + 0.04 * canvas.noise(0.3, rng)[m])
+
+
+def _car(road: Road, dist_m: float, rng) -> shapely.Geometry:
+    p0 = road.line.interpolate(max(dist_m - 0.5, 0))
+    p1 = road.line.interpolate(min(dist_m + 0.5, road.line.length))
+    angle = np.degrees(np.arctan2(p1.y - p0.y, p1.x - p0.x))
+    lane = road.width_m / 4 * rng.choice([-1, 1])
+    nx, ny = -np.sin(np.radians(angle)), np.cos(np.radians(angle))
+    cx, cy = (p0.x + p1.x) / 2 + lane * nx, (p0.y + p1.y) / 2 + lane * ny
+    body = shapely.box(-2.2, -0.9, 2.2, 0.9)
+    return shapely.affinity.translate(shapely.affinity.rotate(body, angle, origin=(0, 0)), cx, cy)
+
+
+def _parking_lots(canvas: Canvas, road_polys: list, rng) -> list:
+    extent = canvas.size_px * canvas.pixel_size_m
+    roads = shapely.union_all(road_polys).buffer(4)
+    lots = []
+    for _ in range(rng.poisson(extent * extent / 40000)):
+        w, h = rng.uniform(15, 35), rng.uniform(12, 25)
+        c = rng.uniform(0, extent, 2)
+        lot = shapely.affinity.rotate(shapely.box(c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2),
+                                      rng.uniform(-10, 10))
+        if not lot.intersects(roads):
+            lots.append(lot)
+    return lots
+
+
+def _paint_stalls(rgb, lots: list, canvas: Canvas) -> None:
+    stalls = []
+    for lot in lots:
+        minx, miny, maxx, maxy = lot.bounds
+        for x in np.arange(minx + 2.5, maxx - 1, 2.5):
+            stalls.append(shapely.LineString([(x, miny + 1), (x, miny + 5.5)]).buffer(0.12))
+    mark = (canvas.burn(stalls, all_touched=True) > 0) & (canvas.burn(lots) > 0)
+    rgb[:, mark] = 215.0
+
+
+def _buildings(canvas: Canvas, occupied: np.ndarray, rng) -> tuple[list, np.ndarray]:
+    extent = canvas.size_px * canvas.pixel_size_m
+    spacing = 19.0
+    grid = np.arange(spacing / 2, extent, spacing)
+    cx, cy = (a.ravel() for a in np.meshgrid(grid, grid))
+    cx = cx + rng.uniform(-4, 4, cx.size)
+    cy = cy + rng.uniform(-4, 4, cy.size)
+    w, h = rng.uniform(7, 15, cx.size), rng.uniform(6, 12, cx.size)
+    angle = rng.choice([0.0, 90.0], cx.size) + rng.uniform(-12, 12, cx.size)
+    boxes = shapely.box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    boxes = np.array([shapely.affinity.rotate(b, a) for b, a in zip(boxes, angle, strict=True)])
+    clearance = shapely.union_all(occupied).buffer(2.0)
+    keep = ~shapely.intersects(boxes, clearance) & (rng.random(cx.size) < 0.8)
+    return list(boxes[keep]), rng.uniform(4, 14, int(keep.sum()))
+
+
+def _trees(canvas: Canvas, roads: list[Road], buildings: list, occupied: np.ndarray, rng) -> tuple[list, np.ndarray]:
+    centres, radii = [], []
+    for r in roads:  # street trees overhanging the road edge
+        if r.road_class == "roundabout" or rng.random() < 0.35:
+            continue
+        for side in (-1, 1):
+            off = r.line.offset_curve(side * (r.width_m / 2 + rng.uniform(0.5, 2.5)))
+            if off.is_empty:
+                continue
+            for d in np.arange(rng.uniform(0, 10), off.length, rng.uniform(9, 16)):
+                p = off.interpolate(d)
+                centres.append((p.x, p.y))
+                radii.append(rng.uniform(2.5, 4.5))
+    extent = canvas.size_px * canvas.pixel_size_m
+    n_free = rng.poisson(extent * extent / 450)
+    free = rng.uniform(0, extent, (n_free, 2))
+    blocked = shapely.union_all([*buildings, *occupied])
+    free = free[~shapely.intersects(shapely.points(free), blocked)] if len(free) else free
+    centres += [tuple(p) for p in free]
+    radii += list(rng.uniform(1.8, 4.0, len(free)))
+    canopies = [_canopy(c, r, rng) for c, r in zip(centres, radii, strict=True)]
+    return canopies, rng.uniform(5, 12, len(canopies))
+
+
+def _canopy(centre, radius: float, rng) -> shapely.Polygon:
+    a = np.linspace(0, 2 * np.pi, 19)[:-1]
+    wobble = 1 + 0.12 * np.sin(3 * a + rng.uniform(0, 6.3)) + 0.06 * rng.standard_normal(a.size)
+    return shapely.Polygon(np.column_stack([centre[0] + radius * wobble * np.cos(a),
+                                            centre[1] + radius * wobble * np.sin(a)]))
+
+
+def _sun_offset(rng) -> np.ndarray:
+    az = rng.uniform(0, 2 * np.pi)
+    return 0.8 * np.array([np.cos(az), np.sin(az)])  # shadow metres per metre of height
+
+
+def _shadow(building, height: float, sun: np.ndarray):
+    moved = shapely.affinity.translate(building, *(sun * height))
+    return shapely.union_all([building, moved]).convex_hull
+
+
+def _paint_buildings(rgb, buildings: list, canvas: Canvas, rng) -> None:
+    if not buildings:
+        return
+    idx = canvas.burn(buildings)
+    m = idx > 0
+    colours = ROOF_COLOURS[rng.integers(len(ROOF_COLOURS), size=len(buildings))]
+    colours *= rng.uniform(0.9, 1.1, (len(colours), 1)).astype(np.float32)
+    centroids = shapely.get_coordinates(shapely.centroid(buildings))
+    rows, cols = np.nonzero(m)
+    k = idx[m] - 1
+    x = (cols + 0.5) * canvas.pixel_size_m - centroids[k, 0]
+    y = (rows + 0.5) * canvas.pixel_size_m - centroids[k, 1]
+    gable = np.where((x * 0.3 + y) > 0, 1.0, 0.82).astype(np.float32)  # two roof faces
+    edge = ndimage.distance_transform_cdt(m, metric="chessboard")[m] <= max(1, round(0.4 / canvas.pixel_size_m))
+    tone = gable * np.where(edge, 0.78, 1.0) * (1 + 0.04 * canvas.noise(0.3, rng)[m])
+    rgb[:, m] = colours[k].T * tone
+
+
+def _paint_trees(rgb, trees: list, canvas: Canvas, rng) -> None:
+    if not trees:
+        return
+    idx = canvas.burn(trees)
+    m = idx > 0
+    depth_m = ndimage.distance_transform_edt(m)[m] * canvas.pixel_size_m
+    leaves = canvas.noise(0.6, rng)[m]
+    green = np.array([44, 72, 36], np.float32) * rng.uniform(0.8, 1.25, (len(trees) + 1, 1)).astype(np.float32)
+    tone = (0.7 + 0.3 * np.clip(depth_m / 2.5, 0, 1)) * (1 + 0.22 * leaves)
+    rgb[:, m] = green[idx[m]].T * tone
+
+
+def _finish(rgb: np.ndarray, canvas: Canvas, rng) -> np.ndarray:
+    light = 1 + 0.06 * canvas.noise(120, rng)
+    rgb *= light
+    for band in rgb:
+        ndimage.gaussian_filter(band, 0.6, output=band)
+    rgb += rng.normal(0, 2.5, rgb.shape).astype(np.float32)
+    return np.clip(rgb, 0, 255).round().astype(np.uint8)
