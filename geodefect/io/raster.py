@@ -144,9 +144,9 @@ def pixel_size_m(crs, transform, width: int, height: int) -> tuple[float, float]
         from pyproj import Geod
 
         geod = ProjCRS.from_wkt(crs.to_wkt()).get_geod() or Geod(ellps="WGS84")
-        cx, cy = transform * (width / 2.0, height / 2.0)
-        ex, ey = transform * (width / 2.0 + 1, height / 2.0)
-        sx, sy = transform * (width / 2.0, height / 2.0 + 1)
+        cx, cy = transform @ (width / 2.0, height / 2.0)
+        ex, ey = transform @ (width / 2.0 + 1, height / 2.0)
+        sx, sy = transform @ (width / 2.0, height / 2.0 + 1)
         x_m = geod.inv(cx, cy, ex, ey)[2]
         y_m = geod.inv(cx, cy, sx, sy)[2]
         return float(x_m), float(y_m)
