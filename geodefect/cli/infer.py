@@ -1,0 +1,111 @@
+"""``geodefect infer``: a trained model over GeoTIFF(s) or images, restricted to an AOI.
+
+Thin: read the model package's recipe, dispatch on its task to the task's workflow
+(``geodefect.workflows.workflow_for_task(task).infer``), print the summary. Options a task
+does not understand are reported by that task (ConfigError listing the valid ones).
+"""
+
+from __future__ import annotations
+
+import click
+
+from geodefect.cli.options import (
+    config_option,
+    drop_none,
+    overwrite_option,
+    run_command,
+    verbosity_options,
+)
+
+
+def _sliding_options(fn):
+    """Window, batch, blend and TTA options (shared by every task that slides windows)."""
+    opts = [
+        click.option("--aoi", type=click.Path(dir_okay=False), default=None,
+                     help="Polygon file (any CRS): only windows touching it are read; nothing outside it is written."),
+        click.option("--size-px", type=int, default=None, help="Window side in pixels [default: the model's]."),
+        click.option("--stride-px", type=int, default=None,
+                     help="Step between windows, 1..size [default: the model's; overlap = size - stride is blended]."),
+        click.option("--batch-size", type=int, default=None, help="Windows per forward pass [default: 8]."),
+        click.option("--blend", type=click.Choice(["hann", "crop", "mean"]), default=None,
+                     help="Weight of overlapping windows: hann cross-fades the overlap (no seams) [default: hann]."),
+        click.option("--tta/--no-tta", default=None, help="Flip test-time augmentation (4x compute) [default: off]."),
+        click.option("--tta-merge", type=click.Choice(["mean", "max"]), default=None,
+                     help="How TTA predictions are merged [default: mean]."),
+        click.option("--threshold", type=float, default=None, help="Road probability threshold [default: 0.5]."),
+        click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto]."),
+        click.option("--bands", default=None, help="1-based bands to feed the model, e.g. 1,2,3 [default: all]."),
+        click.option("--resample/--no-resample", default=None,
+                     help="Resample on the fly when the pixel size differs from the model's [default: on]."),
+        click.option("--max-memory-mb", type=float, default=None,
+                     help="Budget of the stitching buffers; wider rasters are processed in strips [default: 256]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _vector_options(fn):
+    """Vectorisation options (geodefect.graph.vectorize.VectorizeParams), in metres."""
+    opts = [
+        click.option("--vectorize/--no-vectorize", default=None, help="Write roads.gpkg and graph.graphml [default: on]."),
+        click.option("--min-spur-m", type=float, default=None, help="Prune dead ends shorter than this [default: 10]."),
+        click.option("--min-component-m", type=float, default=None,
+                     help="Drop connected pieces with less road than this [default: 15]."),
+        click.option("--bridge-gap-m", type=float, default=None, help="Join road ends closer than this [default: 7.2]."),
+        click.option("--bridge-collinear-gap-m", type=float, default=None,
+                     help="Join ends up to this far apart when collinear [default: 24]."),
+        click.option("--bridge-angle-deg", type=float, default=None,
+                     help="Collinearity tolerance for long gaps [default: 30]."),
+        click.option("--simplify-tolerance-m", type=float, default=None,
+                     help="Douglas-Peucker tolerance of the lines [default: 1]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@click.command("infer")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@_sliding_options
+@_vector_options
+@overwrite_option
+@config_option
+@verbosity_options
+def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **options):
+    """Run MODEL (a package from `geodefect train`) over IMAGE... and write OUT_DIR.
+
+    \b
+    Example:
+      geodefect infer runs/roads/best.pt scene.tif --aoi paris.geojson -o out_roads
+
+    \b
+    Road models write (in the raster's CRS, nothing outside the AOI):
+      road_prob.tif (COG), road_mask.tif, orientation.tif, roads.gpkg (layers roads, nodes),
+      graph.graphml, run.json. Several images: one subfolder each.
+    OUT_DIR is written atomically; --overwrite replaces an existing one.
+    """
+    summary = run_command(
+        _dispatch, model, list(images), out_dir, config_file=config_file,
+        overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet,
+    )
+    _print_summary(summary)
+
+
+def _dispatch(model, images, out_dir, *, config_file, overrides, overwrite):
+    """Read the recipe (clear error for a non-package), pick the task's workflow, run its infer."""
+    from geodefect.models.checkpoint import read_recipe
+    from geodefect.workflows import workflow_for_task
+
+    recipe = read_recipe(model)
+    workflow = workflow_for_task(str(recipe.get("task")))
+    return workflow.infer(model, images, out_dir, recipe=recipe, config_file=config_file,
+                          overrides=overrides, overwrite=overwrite)
+
+
+def _print_summary(summary) -> None:
+    """Workflows return a dict whose ``text`` holds the lines for stdout (area, windows, time, results)."""
+    if isinstance(summary, dict) and summary.get("text"):
+        click.echo(summary["text"])

@@ -1,0 +1,139 @@
+"""The torch adapter: a model + its normalisation as a sliding-engine predictor.
+
+``TorchPredictor(model, mean=..., std=...)`` is a callable ``(B, C, h, w) float32 array ->
+{name: (B, K, h, w) float32 probabilities}`` (the protocol of :mod:`geodefect.sliding`).
+
+* Normalisation: ``(x - mean) / std`` per channel, on the 0..255 scale of the recipe.
+* Device ``auto``: CUDA with fp16 autocast when available; otherwise CPU in fp32 with
+  ``channels_last`` (measured ~20% faster on this CPU; bf16 autocast on CPUs without bf16
+  hardware is ~100x slower, so it is never used).
+* Outputs: a :class:`~geodefect.models.outputs.RoadOutput` (or anything with a
+  ``probabilities()`` method) gives its own probabilities; a dict of logits or a single
+  tensor get ``sigmoid`` (1 channel) or ``softmax`` over channels (K > 1) unless
+  ``activations`` says otherwise (``"sigmoid"``, ``"softmax"`` or ``"none"``).
+* Classifier logits ``(B, K)`` work too (softmax over K, ``(B, K)`` back); only dense
+  ``(B, K, h, w)`` outputs can go through the sliding engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from geodefect.errors import InputError
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = ("sigmoid", "softmax", "none")
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA request without CUDA is an error."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"`device` {device!r} asked for CUDA but torch sees no GPU here; use --device cpu or auto")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise InputError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+class TorchPredictor:
+    """Wrap a torch model as a predictor for the sliding-window engine.
+
+    Args:
+        model: a ``torch.nn.Module`` (set to eval mode and moved to the device here).
+        mean, std: per-channel normalisation on the input's scale (0..255 for imagery).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        output_name: name of a single-tensor output (default ``"out"``).
+        activations: per output name, ``sigmoid`` | ``softmax`` | ``none`` (overrides the default
+            rule: sigmoid for 1 channel, softmax for more).
+        amp: fp16 autocast (default: True on CUDA, never on CPU).
+        channels_last: memory format of inputs and model (default: True on CPU).
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | None = "auto",
+        output_name: str = "out",
+        activations: Mapping[str, str] | None = None,
+        amp: bool | None = None,
+        channels_last: bool | None = None,
+    ) -> None:
+        import torch
+
+        self.device = resolve_device(device)
+        self.amp = self.device.startswith("cuda") if amp is None else bool(amp and self.device.startswith("cuda"))
+        self.channels_last = (self.device == "cpu") if channels_last is None else bool(channels_last)
+        self.output_name = output_name
+        self.activations = dict(activations or {})
+        for name, act in self.activations.items():
+            if act not in ACTIVATIONS:
+                raise InputError(f"activation for {name!r} must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise InputError(f"normalisation needs one positive std per mean, got mean={list(mean)} std={list(std)}")
+        self.n_channels = len(mean)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        model = model.eval().to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    @classmethod
+    def from_package(cls, path, *, device: str | None = "auto", **kwargs: Any) -> tuple[TorchPredictor, dict]:
+        """Load a model package; normalisation comes from its recipe. Returns ``(predictor, recipe)``."""
+        from geodefect.models.checkpoint import load_package
+
+        dev = resolve_device(device)
+        model, recipe = load_package(path, device=dev)
+        norm = recipe.get("normalization") or {}
+        n_bands = len(recipe.get("bands") or []) or 3
+        mean = norm.get("mean") or [0.0] * n_bands
+        std = norm.get("std") or [255.0] * n_bands
+        return cls(model, mean=mean, std=std, device=dev, **kwargs), recipe
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``(B, C, h, w)`` array (any real dtype, 0..255 scale) -> name -> float32 probabilities."""
+        import torch
+
+        if batch.ndim != 4 or batch.shape[1] != self.n_channels:
+            raise InputError(
+                f"predictor expects (B, {self.n_channels}, h, w) input, got shape {tuple(batch.shape)}"
+            )
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, non_blocking=True)
+        x = (x - self._mean) * self._inv_std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.amp):
+            probs = self.to_probabilities(self.model(x))
+        return {name: p.float().cpu().numpy() for name, p in probs.items()}
+
+    def to_probabilities(self, out) -> dict[str, Any]:
+        """Model output (RoadOutput, dict or tensor of logits) -> name -> probability tensor."""
+        if hasattr(out, "probabilities") and not self.activations:
+            return dict(out.probabilities())
+        if hasattr(out, "_asdict"):  # another NamedTuple: its tensor fields
+            out = {k: v for k, v in out._asdict().items() if hasattr(v, "shape")}
+        if not isinstance(out, Mapping):
+            out = {self.output_name: out}
+        return {name: self._activate(name, logits) for name, logits in out.items()}
+
+    def _activate(self, name: str, logits):
+        act = self.activations.get(name) or ("sigmoid" if logits.shape[1] == 1 else "softmax")
+        logits = logits.float()
+        if act == "sigmoid":
+            return logits.sigmoid()
+        if act == "softmax":
+            return logits.softmax(dim=1)
+        return logits

@@ -1,0 +1,139 @@
+"""Road outputs of stitched blocks: probability, mask and orientation rasters + vectoriser inputs.
+
+:class:`RoadBlockWriter` receives the engine's finished blocks (``road`` (1, h, w) and
+``orientation`` (K, h, w) probabilities), masks them to the AOI, and writes
+
+* ``road_prob.tif``: uint8 ``round(p × 254)``, nodata 255 outside the AOI (scale 1/254);
+* ``road_mask.tif``: uint8 1 where ``p >= threshold``, else 0; nodata 255;
+* ``orientation.tif``: uint8 argmax bin (1..n_bins) of the bin probabilities on road pixels,
+  0 elsewhere; nodata 255 — the argmax is taken after stitching, never averaged;
+
+block by block (:class:`geodefect.inference.geo.TiledOutputs`), and copies the AOI's
+bounding box of probability (float32, NaN outside the AOI) and orientation bin probabilities
+(float16) into memory-mapped files for the vectoriser.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from geodefect.inference.geo import OutputSpec, TiledOutputs, aoi_mask
+from geodefect.sliding import Block
+
+PROB_SCALE = 254.0
+NODATA = 255
+
+
+def road_output_specs(*, threshold: float, bin_deg: float | None, with_orientation: bool) -> dict[str, OutputSpec]:
+    """The single-band output rasters of road inference."""
+    specs = {
+        "prob": OutputSpec(
+            "road_prob.tif", resampling="bilinear", scale=1.0 / PROB_SCALE,
+            tags={"content": "road probability x 254 (0..254); 255 = nodata (outside the AOI)"},
+        ),
+        "mask": OutputSpec("road_mask.tif", tags={"content": f"1 = road (probability >= {threshold}), 0 = background"}),
+    }
+    if with_orientation:
+        specs["orientation"] = OutputSpec(
+            "orientation.tif",
+            tags={"content": "orientation bin on road pixels, 0 elsewhere", "bin_deg": bin_deg,
+                  "convention": "theta = atan2(-d_row, d_col) CCW from +column; bin = floor(theta/bin_deg)+1"},
+        )
+    return specs
+
+
+class RoadBlockWriter:
+    """Write road blocks for one image.
+
+    Args:
+        work_dir: the image's (temporary) output folder; intermediates go to ``work_dir/.work``.
+        reader: the model-grid reader (``shape``, ``transform``, ``crs``, ``pixel_size_m``).
+        geo_windows: :class:`geodefect.inference.geo.GeoWindows` (AOI and its bounding window).
+        threshold: probability threshold of the road mask.
+        bin_deg, n_orientation: orientation bins from the recipe (None: no orientation output).
+    """
+
+    def __init__(self, work_dir: Path, reader, geo_windows, *, threshold: float,
+                 bin_deg: float | None, n_orientation: int | None, vectorize: bool = True) -> None:
+        self.out_dir = Path(work_dir)
+        self.work = self.out_dir / ".work"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.reader, self.aoi, self.bbox = reader, geo_windows.aoi, geo_windows.bbox
+        self.crs, self.threshold = reader.crs, float(threshold)
+        self.bin_deg = bin_deg
+        self.n_orientation = int(n_orientation) if n_orientation and bin_deg else 0
+        self.vectorize_enabled = vectorize
+        self.inside_px = 0
+        self.outputs = TiledOutputs(
+            self.work, road_output_specs(threshold=threshold, bin_deg=bin_deg, with_orientation=bool(self.n_orientation)),
+            reader,
+        )
+        self._prob = self._orient = None
+        if vectorize:
+            self._open_memmaps()
+
+    def _open_memmaps(self) -> None:
+        h, w = int(self.bbox.height), int(self.bbox.width)
+        self._prob = np.lib.format.open_memmap(self.work / "prob.npy", mode="w+", dtype=np.float32, shape=(h, w))
+        for r in range(0, h, 1024):
+            self._prob[r : r + 1024] = np.nan
+        if self.n_orientation:
+            self._orient = np.lib.format.open_memmap(
+                self.work / "orientation.npy", mode="w+", dtype=np.float16, shape=(self.n_orientation, h, w)
+            )
+
+    def write(self, block: Block) -> None:
+        """Mask one block to the AOI, encode and write it."""
+        win = Window(block.col_off, block.row_off, block.width, block.height)
+        inside = aoi_mask(self.aoi, win, self.reader.transform) & block.covered
+        self.inside_px += int(inside.sum())
+        prob = block.outputs["road"][0]
+        road = prob >= self.threshold
+        self.outputs.write("prob", np.where(inside, np.rint(prob * PROB_SCALE), NODATA), win)
+        self.outputs.write("mask", np.where(inside, road, NODATA), win)
+        orient = block.outputs.get("orientation")
+        if self.n_orientation and orient is not None:
+            bins = np.where(road, np.argmax(orient[1:], axis=0) + 1, 0)
+            self.outputs.write("orientation", np.where(inside, bins, NODATA), win)
+        if self._prob is not None:
+            self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), orient)
+
+    def _copy_to_memmaps(self, block: Block, win: Window, prob: np.ndarray, orient) -> None:
+        b = self.bbox
+        r0, r1 = max(win.row_off, b.row_off), min(win.row_off + win.height, b.row_off + b.height)
+        c0, c1 = max(win.col_off, b.col_off), min(win.col_off + win.width, b.col_off + b.width)
+        if r1 <= r0 or c1 <= c0:
+            return
+        src = (slice(r0 - win.row_off, r1 - win.row_off), slice(c0 - win.col_off, c1 - win.col_off))
+        dst = (slice(r0 - b.row_off, r1 - b.row_off), slice(c0 - b.col_off, c1 - b.col_off))
+        self._prob[dst] = prob[src]
+        if self._orient is not None and orient is not None:
+            self._orient[(slice(None), *dst)] = orient[(slice(None), *src)]
+
+    def vector_inputs(self):
+        """``(prob (h, w) float32 memmap, orientation (K, h, w) float16 memmap or None, transform)`` of the AOI box."""
+        from rasterio.windows import transform as win_transform
+
+        self._prob.flush()
+        if self._orient is not None:
+            self._orient.flush()
+        return self._prob, self._orient, win_transform(self.bbox, self.reader.transform)
+
+    def publish(self, *, source=None) -> dict[str, Path]:
+        """Write the COGs into the output folder (warped back to ``source`` grid when resampled)."""
+        return self.outputs.publish(self.out_dir, source=source)
+
+    def area_km2(self) -> float:
+        """Area of the AOI pixels predicted, in km² (pixel count × pixel area)."""
+        px_x, px_y = self.reader.pixel_size_m
+        return round(self.inside_px * px_x * px_y / 1e6, 6)
+
+    def cleanup(self) -> None:
+        """Drop the intermediates (tiled files, memmaps)."""
+        self._prob = self._orient = None
+        self.outputs.close()
+        shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,352 @@
+"""``geodefect infer`` for road models: GeoTIFF(s) + AOI -> probability rasters -> road network.
+
+Per image (the raster's CRS; nothing outside the AOI)::
+
+    road_prob.tif     COG, uint8: probability × 254 (0..254), nodata 255 outside the AOI;
+                      GDAL scale 1/254 so tools that apply scales read probabilities
+    road_mask.tif     COG, uint8: 1 road (prob >= threshold), 0 background, 255 outside the AOI
+    orientation.tif   COG, uint8: orientation bin 1..360/bin_deg on road pixels, 0 elsewhere,
+                      255 outside the AOI (argmax of the stitched bin probabilities)
+    roads.gpkg        layers ``roads`` and ``nodes`` (+ QGIS layer styles)
+    graph.graphml     the same graph, node x/y in the CRS
+
+One IMAGE writes into OUT_DIR; several write one subfolder per image (named after the file)
+and a top-level ``run.json``. OUT_DIR is built under a temporary name and renamed when
+complete; an existing OUT_DIR needs ``overwrite=True``.
+
+Memory: the engine yields finished blocks that are written and dropped. The vectoriser needs
+the AOI's probability (and orientation) as arrays: they are kept in memory-mapped files in the
+temporary folder (float32 probability, float16 orientation bins), not in RAM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geodefect.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoadInferConfig:
+    """Options of road inference (vectorisation options: :class:`geodefect.graph.vectorize.VectorizeParams`).
+
+    Attributes:
+        aoi: vector file of the area of interest (any CRS); None = the whole raster.
+        size_px, stride_px: window size and stride (default: the model package's).
+        batch_size: windows per forward pass.
+        blend: ``hann`` | ``crop`` | ``mean`` (see geodefect.sliding.blend).
+        tta: flip test-time augmentation (4 forward passes per window).
+        tta_merge: ``mean`` | ``max``.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        bands: source bands to feed the model, e.g. ``"1,2,3"`` (default: all, if the count matches).
+        resample: resample on the fly when the pixel size differs from the model's by > 10 %.
+        max_memory_mb: budget of the stitching buffers.
+        vectorize: build roads.gpkg and graph.graphml.
+    """
+
+    aoi: str | None = None
+    size_px: int | None = None
+    stride_px: int | None = None
+    batch_size: int = 8
+    blend: str = "hann"
+    tta: bool = False
+    tta_merge: str = "mean"
+    device: str = "auto"
+    bands: str | None = None
+    resample: bool = True
+    max_memory_mb: float = 256.0
+    vectorize: bool = True
+
+
+def resolve_infer_config(config_file=None, overrides: dict | None = None):
+    """``(RoadInferConfig, VectorizeParams)`` from defaults <- YAML <- overrides; unknown keys list both sets."""
+    from geodefect.config import load_yaml, resolve_config
+    from geodefect.graph.vectorize import VectorizeParams
+
+    mine = {f.name for f in dataclasses.fields(RoadInferConfig)}
+    theirs = {f.name for f in dataclasses.fields(VectorizeParams)}
+    merged: dict[str, Any] = {}
+    for source, data in (("config file", load_yaml(config_file) if config_file else {}), ("options", overrides or {})):
+        unknown = sorted(set(data) - mine - theirs)
+        if unknown:
+            raise ConfigError(
+                f"unknown {source} key(s) {', '.join(unknown)} for road inference; valid keys: "
+                f"{', '.join(sorted(mine | theirs))}"
+            )
+        merged.update({k: v for k, v in data.items() if v is not None})
+    cfg = resolve_config(RoadInferConfig, None, {k: v for k, v in merged.items() if k in mine})
+    vparams = resolve_config(VectorizeParams, None, {k: v for k, v in merged.items() if k in theirs})
+    return cfg, vparams
+
+
+def sliding_params(cfg: RoadInferConfig, recipe: dict):
+    """Window size / stride from the options, else from the model package."""
+    from geodefect.sliding import SlidingParams
+
+    size = cfg.size_px or recipe.get("size_px") or 512
+    stride = cfg.stride_px or recipe.get("stride_px") or max(1, size * 3 // 4)
+    stride = min(stride, size)
+    return SlidingParams(
+        size_px=int(size), stride_px=int(stride), batch_size=cfg.batch_size, blend=cfg.blend,
+        tta=cfg.tta, tta_merge=cfg.tta_merge, max_memory_mb=cfg.max_memory_mb,
+    )
+
+
+def orientation_flip_remap(n_classes: int, bin_deg: float):
+    """TTA remap of orientation-bin probabilities predicted on a flipped input.
+
+    Horizontal flip: θ -> 180° - θ; vertical: θ -> -θ; both: θ + 180°. Bins are mapped by
+    their centre angle; exact when 180 is a multiple of ``bin_deg`` (otherwise the nearest bin).
+    Channel 0 (background) stays.
+    """
+    from geodefect.labels.orientation import angle_to_bin
+
+    n_bins = n_classes - 1
+    centres = (np.arange(n_bins) + 0.5) * float(bin_deg)
+    perms = {}
+    for flip, theta in (("h", 180.0 - centres), ("v", -centres), ("hv", centres + 180.0)):
+        perms[flip] = np.r_[0, angle_to_bin(theta, bin_deg=bin_deg).astype(np.int64)]
+
+    def remap(probs: np.ndarray, flip: str) -> np.ndarray:
+        out = np.empty_like(probs)
+        out[:, perms[flip]] = probs  # channel j (flipped frame) is channel perm[j] in the original frame
+        return out
+
+    return remap
+
+
+def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overrides: dict | None = None,
+          overwrite: bool = False) -> dict:
+    """Run road inference on ``inputs`` (GeoTIFFs) and write OUT_DIR (see module docstring).
+
+    Every input is checked before any prediction (CRS, bands, pixel size, AOI overlap).
+
+    Returns:
+        The run summary (also written to ``OUT_DIR/run.json``).
+    """
+    from geodefect.io.atomic import atomic_dir, check_output_free
+
+    t0 = time.perf_counter()
+    cfg, vparams = resolve_infer_config(config_file, overrides)
+    out_dir = Path(out_dir)
+    check_output_free(out_dir, overwrite=overwrite)
+    if recipe.get("task") != "roads":
+        raise InputError(f"model {str(model_path)!r} is a {recipe.get('task')!r} model; road inference needs a 'roads' model")
+    params = sliding_params(cfg, recipe)
+    inputs = [Path(p) for p in inputs]
+    jobs = prepare_jobs(inputs, recipe, cfg, params)
+    try:
+        from geodefect.inference.predictor import TorchPredictor
+
+        predictor, _ = TorchPredictor.from_package(model_path, device=cfg.device)
+        images = []
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            for job in jobs:
+                dest = tmp if len(jobs) == 1 else tmp / job.name
+                images.append(run_image(job, predictor, params, cfg, vparams, recipe, dest))
+                images[-1]["folder"] = "." if len(jobs) == 1 else job.name
+            summary = _summary(model_path, recipe, cfg, vparams, params, images, t0, predictor.device)
+            summary["out_dir"] = str(out_dir)
+            (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+        summary["text"] = format_summary(summary)
+    finally:
+        for job in jobs:
+            job.reader.close()
+    return summary
+
+
+@dataclass
+class ImageJob:
+    """One checked input: its reader (model grid), windows, AOI, output subfolder name."""
+
+    path: Path
+    name: str
+    reader: Any
+    windows: Any
+    source_grid: tuple | None  # (transform, width, height) when resampled
+
+
+def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params) -> list[ImageJob]:
+    """Open and check every input against the model and the AOI (no prediction yet)."""
+    from geodefect.io.raster import parse_bands
+
+    if not inputs:
+        raise InputError("no IMAGE given; pass one or more GeoTIFFs")
+    bands = parse_bands(cfg.bands)
+    jobs: list[ImageJob] = []
+    try:
+        for path in inputs:
+            job = _prepare_one(path, recipe, cfg, params, bands, name=_unique_name(path, jobs))
+            if job is not None:
+                jobs.append(job)
+    except BaseException:
+        for job in jobs:
+            job.reader.close()
+        raise
+    if not jobs:
+        raise InputError(f"the AOI {cfg.aoi!r} overlaps none of the {len(inputs)} images; check the AOI and the rasters")
+    return jobs
+
+
+def _prepare_one(path: Path, recipe, cfg, params, bands, *, name: str) -> ImageJob | None:
+    from geodefect.inference.geo import open_image_for_model, plan_geo_windows, read_aoi_in_crs
+
+    reader = open_image_for_model(path, recipe, bands=bands, resample=cfg.resample)
+    try:
+        aoi = read_aoi_in_crs(cfg.aoi, reader.crs) if cfg.aoi else None
+        try:
+            windows = plan_geo_windows(reader, params, aoi=aoi, path=str(path))
+        except InputError as exc:
+            if "does not overlap" not in str(exc) or cfg.aoi is None:
+                raise
+            return _skip(reader, path, str(exc))
+        if not windows.windows:
+            return _skip(reader, path, "no window touches the AOI")
+        source = _source_grid(path) if getattr(reader, "_vrt", None) is not None else None
+        return ImageJob(path=path, name=name, reader=reader, windows=windows, source_grid=source)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _skip(reader, path, why: str):
+    """Several images: one the AOI misses is skipped with a warning (a single image raises in the caller)."""
+    reader.close()
+    log.warning("skipping %s: %s", path, why)
+    return None
+
+
+def _source_grid(path: Path):
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return (ds.transform, ds.width, ds.height)
+
+
+def _unique_name(path: Path, jobs: list[ImageJob]) -> str:
+    taken = {j.name for j in jobs}
+    name, i = path.stem, 2
+    while name in taken:
+        name, i = f"{path.stem}_{i}", i + 1
+    return name
+
+
+def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, recipe: dict, dest: Path) -> dict:
+    """Predict one image, write its rasters, vectorise; returns its summary entry."""
+    from geodefect.inference.road_outputs import RoadBlockWriter
+
+    dest.mkdir(parents=True, exist_ok=True)
+    timer = TimedPredictor(predictor)
+    t0 = time.perf_counter()
+    orient = recipe.get("orientation") or {}
+    writer = RoadBlockWriter(dest, job.reader, job.windows, threshold=vparams.threshold,
+                             bin_deg=orient.get("bin_deg"), n_orientation=orient.get("n_classes"),
+                             vectorize=cfg.vectorize)
+    n_windows = _predict_blocks(job, timer, params, writer, recipe)
+    t_pred = time.perf_counter() - t0
+    paths = writer.publish(source=job.source_grid)
+    t_write = time.perf_counter() - t0 - t_pred
+    entry = {
+        "image": str(job.path),
+        "outputs": sorted(p.name for p in paths.values()),
+        "windows": n_windows, "area_km2": writer.area_km2(),
+        "timings_s": {"predict": round(t_pred, 3), "model": round(timer.seconds, 3), "write_rasters": round(t_write, 3)},
+    }
+    if writer.vectorize_enabled:
+        entry.update(_vectorize(writer, vparams, dest))
+        entry["timings_s"]["vectorize"] = round(time.perf_counter() - t0 - t_pred - t_write, 3)
+    writer.cleanup()
+    return entry
+
+
+def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> int:
+    from geodefect.progress import progress
+    from geodefect.sliding import iter_blocks
+
+    orient = recipe.get("orientation") or {}
+    remap = None
+    if params.tta and orient.get("n_classes") and orient.get("bin_deg"):
+        remap = {"orientation": orientation_flip_remap(int(orient["n_classes"]), float(orient["bin_deg"]))}
+    wins = job.windows.windows
+    with progress(total=len(wins), desc=f"infer {job.path.name}", unit="win") as bar:
+        for block in iter_blocks(job.reader, predictor, params, windows=wins, remap=remap,
+                                 on_progress=bar.update):
+            writer.write(block)
+    return len(wins)
+
+
+def _vectorize(writer, vparams, dest: Path) -> dict:
+    from geodefect.graph.vectorize import vectorize_road_probability
+
+    prob, orientation, transform = writer.vector_inputs()
+    network = vectorize_road_probability(
+        prob, transform, orientation=orientation, bin_deg=writer.bin_deg if orientation is not None else None,
+        params=vparams, crs=writer.crs,
+    )
+    write_network_files(network, dest, crs=writer.crs)
+    return {"road_km": round(network.total_length_m / 1000.0, 4), "n_edges": network.n_edges,
+            "n_nodes": network.n_nodes, "graph_stats": dict(network.stats)}
+
+
+def write_network_files(network, dest: Path, *, crs) -> None:
+    """roads.gpkg (layers roads, nodes, QGIS styles) and graph.graphml."""
+    from geodefect.io.gpkg import write_graphml, write_road_network
+
+    write_road_network(dest / "roads.gpkg", network, crs)
+    write_graphml(dest / "graph.graphml", network)
+
+
+class TimedPredictor:
+    """A predictor wrapper that adds up the time spent in the model."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.seconds = predictor, 0.0
+
+    def __call__(self, batch):
+        t = time.perf_counter()
+        out = self.predictor(batch)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def _summary(model_path, recipe, cfg, vparams, params, images, t0, device) -> dict:
+    from geodefect import __version__
+    from geodefect.config import config_to_dict
+
+    return {
+        "geodefect_version": __version__,
+        "command": "infer",
+        "model": str(model_path),
+        "recipe": recipe,
+        "inputs": [im["image"] for im in images],
+        "config": {**config_to_dict(cfg), **config_to_dict(vparams)},
+        "sliding": dataclasses.asdict(params),
+        "device": device,
+        "images": images,
+        "totals": {
+            "area_km2": round(sum(im["area_km2"] for im in images), 6),
+            "windows": sum(im["windows"] for im in images),
+            "road_km": round(sum(im.get("road_km", 0.0) for im in images), 4),
+            "seconds": round(time.perf_counter() - t0, 3),
+        },
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The lines the CLI prints on stdout."""
+    t = summary["totals"]
+    lines = [f"area {t['area_km2']:.3f} km² | windows {t['windows']} | time {t['seconds']:.1f} s | roads {t['road_km']:.2f} km"]
+    for im in summary["images"]:
+        folder = Path(summary["out_dir"]) / im["folder"]
+        lines.append(f"{im['image']}: {im.get('road_km', 0.0):.2f} km of road, {im.get('n_edges', 0)} edges -> {folder}")
+    return "\n".join(lines)
