@@ -45,7 +45,7 @@ from geodefect.training_state import (
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("onecycle", "cosine", "constant")
+SCHEDULERS = ("onecycle", "cosine", "constant", "step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +74,8 @@ class LoopConfig:
         grad_clip: clip the gradient norm to this value (0 = off).
         n_samples: validation chips drawn in ``samples.png``.
         lr_find_steps: steps of the range test for ``lr="auto"``.
+        step_epochs, step_gamma: the ``step`` scheduler multiplies the lr by ``step_gamma``
+            every ``step_epochs`` epochs (the crack classifier's step schedule).
     """
 
     epochs: int = 10
@@ -93,6 +95,8 @@ class LoopConfig:
     grad_clip: float = 0.0
     n_samples: int = 4
     lr_find_steps: int = 60
+    step_epochs: int = 10
+    step_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -254,6 +258,9 @@ class _Run:
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
         elif self.cfg.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=lr * 1e-2)
+        elif self.cfg.scheduler == "step":  # lr x step_gamma every step_epochs epochs (crack stage 1)
+            sched = torch.optim.lr_scheduler.StepLR(
+                opt, step_size=max(1, self.cfg.step_epochs) * self.steps_per_epoch, gamma=self.cfg.step_gamma)
         else:
             sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
         return opt, sched
