@@ -152,11 +152,13 @@ def vectorize_road_mask(
     del cleaned
     g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel), scale_rc=scale_rc)
     del skel
-    clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
-    return build_road_network(
+    stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
+    network = build_road_network(
         g, transform, crs=crs, shape=mask.shape, prob=prob,
         simplify_tolerance_px=params.simplify_tolerance_m / mean_px,
     )
+    network.stats.update(stats, pixel_size_m=[round(v, 6) for v in scale_rc])
+    return network
 
 
 def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> dict[str, int]:
