@@ -59,7 +59,8 @@ class LoopConfig:
             (:func:`geodefect.lr_finder.find_lr`) before training.
         weight_decay: AdamW decoupled weight decay.
         scheduler: ``onecycle`` (warm-up then cosine annealing, fastai's fit_one_cycle;
-            good for short budgets), ``cosine`` (cosine decay from ``lr``) or ``constant``.
+            good for short budgets), ``cosine`` (cosine decay from ``lr``), ``constant`` or
+            ``step``.
         patience: stop after this many epochs without improvement of the monitored
             validation metric; 0 disables early stopping.
         seed: seeds model init (done by the caller), data order and augmentation.
@@ -106,6 +107,8 @@ class LoopConfig:
         _check(self.scheduler in SCHEDULERS, "scheduler", self.scheduler, f"one of {', '.join(SCHEDULERS)}")
         _check(self.patience >= 0, "patience", self.patience, "an integer >= 0 (0 = no early stopping)")
         _check(self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
+        _check(self.step_epochs >= 1, "step_epochs", self.step_epochs, "an integer >= 1")
+        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.lr_find_steps >= 5, "lr_find_steps", self.lr_find_steps, "an integer >= 5")
 
 
