@@ -186,7 +186,8 @@ def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params)
     jobs: list[ImageJob] = []
     try:
         for path in inputs:
-            job = _prepare_one(path, recipe, cfg, params, bands, name=_unique_name(path, jobs))
+            job = _prepare_one(path, recipe, cfg, params, bands, name=_unique_name(path, jobs),
+                               skip_miss=len(inputs) > 1)
             if job is not None:
                 jobs.append(job)
     except BaseException:
@@ -198,7 +199,7 @@ def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params)
     return jobs
 
 
-def _prepare_one(path: Path, recipe, cfg, params, bands, *, name: str) -> ImageJob | None:
+def _prepare_one(path: Path, recipe, cfg, params, bands, *, name: str, skip_miss: bool) -> ImageJob | None:
     from geodefect.inference.geo import open_image_for_model, plan_geo_windows, read_aoi_in_crs
 
     reader = open_image_for_model(path, recipe, bands=bands, resample=cfg.resample)
@@ -207,7 +208,7 @@ def _prepare_one(path: Path, recipe, cfg, params, bands, *, name: str) -> ImageJ
         try:
             windows = plan_geo_windows(reader, params, aoi=aoi, path=str(path))
         except InputError as exc:
-            if "does not overlap" not in str(exc) or cfg.aoi is None:
+            if not skip_miss or "does not overlap" not in str(exc):
                 raise
             return _skip(reader, path, str(exc))
         if not windows.windows:
