@@ -105,21 +105,21 @@ def sliding_params(cfg: RoadInferConfig, recipe: dict):
 def orientation_flip_remap(n_classes: int, bin_deg: float):
     """TTA remap of orientation-bin probabilities predicted on a flipped input.
 
-    Horizontal flip: θ -> 180° - θ; vertical: θ -> -θ; both: θ + 180°. Bins are mapped by
-    their centre angle; exact when 180 is a multiple of ``bin_deg`` (otherwise the nearest bin).
-    Channel 0 (background) stays.
+    Horizontal flip: θ -> 180° - θ; vertical: θ -> -θ; both: θ + 180°. The bin lookup tables
+    are the training augmentation's (:class:`geodefect.datasets.transforms.DihedralTransform`,
+    through bin centres: exact for the 180° turn, one bin off only for angles exactly on a bin
+    edge for the flips). Channel 0 (background) stays. Each flip is its own inverse, so the
+    same table maps the flipped frame back.
     """
-    from geodefect.labels.orientation import angle_to_bin
+    from geodefect.datasets.transforms import DihedralTransform
 
-    n_bins = n_classes - 1
-    centres = (np.arange(n_bins) + 0.5) * float(bin_deg)
-    perms = {}
-    for flip, theta in (("h", 180.0 - centres), ("v", -centres), ("hv", centres + 180.0)):
-        perms[flip] = np.r_[0, angle_to_bin(theta, bin_deg=bin_deg).astype(np.int64)]
+    step = int(bin_deg)
+    transforms = {"h": DihedralTransform(True, 0), "v": DihedralTransform(True, 2), "hv": DihedralTransform(False, 2)}
+    luts = {flip: t.bin_lut(step).astype(np.int64)[:n_classes] for flip, t in transforms.items()}
 
     def remap(probs: np.ndarray, flip: str) -> np.ndarray:
         out = np.empty_like(probs)
-        out[:, perms[flip]] = probs  # channel j (flipped frame) is channel perm[j] in the original frame
+        out[:, luts[flip]] = probs  # channel j of the flipped frame is channel lut[j] of the original
         return out
 
     return remap
