@@ -1,0 +1,1 @@
+"""Metrics computed after inference (road graphs and masks; inspection masks and classes)."""

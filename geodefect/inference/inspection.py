@@ -1,0 +1,228 @@
+"""``geodefect infer`` for inspection photos: two-stage cracks (classify -> segment) and rail defects.
+
+Stage 1 (``crack_classify`` package, optional): each image (or each window of
+``recipe["window_px"]``, when the classifier was trained on windows) is resized to the
+model's ``input_px`` (224 as the paper); the image's crack probability is the maximum over
+its windows. Images with probability < ``threshold`` are not segmented (empty mask).
+
+Stage 2 (``crack_segment`` / ``rail_segment`` package): the whole image goes through the
+sliding-window engine (:func:`geodefect.sliding.predict_array`) at native resolution with
+windows of ``size_px`` and ``stride_px`` (default: the training chip size, 3/4 of it) —
+images are tiled and stitched, never squashed. Defect = probability > ``mask_threshold``.
+
+Outputs in OUT_DIR (written under a temporary name, renamed when complete)::
+
+    masks/<stem>.png      uint8 0/255 predicted defect mask (all 0 when stage 1 says no crack)
+    prob/<stem>.png       uint8 defect probability x 255 (segmented images only)
+    overlays/<stem>.png   the image with predicted defects painted red
+    predictions.csv       image, height_px, width_px, stage1_prob, flagged, defect_px,
+                          defect_area_frac, n_components, seconds
+    run.json              models, options, timings, images per second
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geodefect.errors import InputError, InputFileNotFoundError
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ["image", "height_px", "width_px", "stage1_prob", "flagged", "defect_px", "defect_area_frac", "n_components", "seconds"]
+SEGMENT_TASKS = ("crack_segment", "rail_segment")
+
+
+@dataclass(frozen=True)
+class InspectionInferConfig:
+    """Options of ``geodefect infer`` for inspection packages."""
+
+    classifier: str | None = None
+    threshold: float = 0.5
+    mask_threshold: float = 0.5
+    size_px: int | None = None
+    stride_px: int | None = None
+    batch_size: int = 8
+    blend: str = "hann"
+    device: str = "auto"
+
+
+def list_inputs(inputs) -> list[Path]:
+    """Image files from a folder, a file, or a list of either (sorted, de-duplicated)."""
+    from geodefect.labels.defects import IMAGE_SUFFIXES, list_images
+
+    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += list_images(p)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"input {str(p)!r} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+            files.append(p)
+        else:
+            raise InputFileNotFoundError(f"input {str(p)!r} does not exist; check the path")
+    if not files:
+        raise InputError("no input images given")
+    return sorted(set(files))
+
+
+def check_channels(image: np.ndarray, recipe: dict, path: Path) -> np.ndarray:
+    """Match the image's channels to the model's: grey -> RGB by repetition, RGB -> grey by mean."""
+    want = int(recipe.get("channels") or len(recipe.get("bands") or [3]))
+    have = image.shape[0]
+    if have == want:
+        return image
+    if have == 1 and want == 3:
+        return np.repeat(image, 3, axis=0)
+    if have == 3 and want == 1:
+        return image.mean(axis=0, keepdims=True).round().astype(np.uint8)
+    raise InputError(f"image {str(path)!r} has {have} channels, the model expects {want}")
+
+
+class Stage1:
+    """The crack classifier of a ``crack_classify`` package."""
+
+    def __init__(self, path: str | Path, *, device: str = "auto") -> None:
+        from geodefect.inference.predictor import TorchPredictor
+
+        self.predictor, self.recipe = TorchPredictor.from_package(path, device=device)
+        if self.recipe.get("task") != "crack_classify":
+            raise InputError(f"`classifier` {str(path)!r} is a {self.recipe.get('task')!r} package; it must be crack_classify")
+        self.input_px = int(self.recipe.get("input_px", 224))
+        self.window_px = self.recipe.get("window_px")
+
+    def probability(self, image: np.ndarray) -> float:
+        """Crack probability of a ``(C, H, W) uint8`` image (max over its windows)."""
+        from geodefect.inspection_chips import _resize
+        from geodefect.windows import iter_windows
+
+        h, w = image.shape[1:]
+        if self.window_px:
+            wins = iter_windows(h, w, size_px=int(self.window_px), stride_px=int(self.window_px))
+            crops = [image[:, int(v.row_off):int(v.row_off + v.height), int(v.col_off):int(v.col_off + v.width)] for v in wins]
+        else:
+            crops = [image]
+        batch = np.stack([_resize(c, self.input_px) for c in crops]).astype(np.float32)
+        probs = [self.predictor(batch[i:i + 16])["out"][:, 1] for i in range(0, len(batch), 16)]
+        return float(np.concatenate(probs).max())
+
+
+class Stage2:
+    """The segmenter of a ``crack_segment`` / ``rail_segment`` package on the sliding engine."""
+
+    def __init__(self, path: str | Path, cfg: InspectionInferConfig) -> None:
+        from geodefect.inference.predictor import TorchPredictor
+        from geodefect.sliding import SlidingParams
+
+        self.predictor, self.recipe = TorchPredictor.from_package(path, device=cfg.device)
+        if self.recipe.get("task") not in SEGMENT_TASKS:
+            raise InputError(f"model {str(path)!r} is a {self.recipe.get('task')!r} package, not a segmenter")
+        size = cfg.size_px or _round_up(int(self.recipe.get("size_px", 256)), 32)
+        stride = cfg.stride_px or max(1, size * 3 // 4)
+        self.params = SlidingParams(size_px=size, stride_px=min(stride, size), batch_size=cfg.batch_size, blend=cfg.blend)
+        self.fill = float(np.mean(self.recipe["normalization"]["mean"]))
+
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W) float32`` defect probability of a ``(C, H, W) uint8`` image."""
+        from geodefect.sliding import predict_array
+
+        out = predict_array(image, self.predictor, self.params, fill=self.fill)["out"]
+        return out[0] if out.shape[0] == 1 else out[1]
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, overwrite: bool = False) -> dict:
+    """Run stage 1 and/or stage 2 over images; write masks, overlays, CSV and run.json.
+
+    ``model_path`` is a segmenter package (with ``cfg.classifier`` as stage 1) or a
+    classifier package alone (then only probabilities are written).
+    """
+    from geodefect.io.atomic import atomic_dir, check_output_free
+    from geodefect.models.checkpoint import read_recipe
+
+    check_output_free(out_dir, overwrite=overwrite)
+    files = list_inputs(inputs)
+    task = read_recipe(model_path).get("task")
+    stage1 = Stage1(cfg.classifier, device=cfg.device) if cfg.classifier else None
+    stage2 = None
+    if task == "crack_classify":
+        if stage1 is not None:
+            raise InputError("give the segmenter as MODEL and the classifier with --classifier (got two classifiers)")
+        stage1 = Stage1(model_path, device=cfg.device)
+    else:
+        stage2 = Stage2(model_path, cfg)
+    started = time.perf_counter()
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        rows = _run(files, tmp, stage1, stage2, cfg)
+        elapsed = time.perf_counter() - started
+        summary = _summary(model_path, cfg, stage1, stage2, rows, elapsed)
+        (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfig) -> list[dict]:
+    from geodefect.inspection_chips import read_image_chw, write_png
+    from geodefect.progress import progress
+    from geodefect.workflows.inspection_plots import mask_overlay
+
+    for sub in ("masks", "prob", "overlays") if stage2 else ():
+        (out / sub).mkdir()
+    rows = []
+    for path in progress(files, desc="images", unit="image"):
+        t0 = time.perf_counter()
+        image = read_image_chw(path)
+        row = {"image": path.name, "height_px": image.shape[1], "width_px": image.shape[2], "stage1_prob": ""}
+        flagged = True
+        if stage1 is not None:
+            p1 = stage1.probability(check_channels(image, stage1.recipe, path))
+            row["stage1_prob"] = round(p1, 5)
+            flagged = p1 >= cfg.threshold
+        row["flagged"] = int(flagged)
+        if stage2 is not None:
+            mask = np.zeros(image.shape[1:], bool)
+            if flagged:
+                prob = stage2.probability(check_channels(image, stage2.recipe, path))
+                mask = prob > cfg.mask_threshold
+                write_png(out / "prob" / f"{path.stem}.png", (np.clip(prob, 0, 1) * 255).round().astype(np.uint8)[None])
+            write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None])
+            write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1))
+            row.update(_mask_stats(mask))
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        rows.append(row)
+    with (out / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def _mask_stats(mask: np.ndarray) -> dict:
+    from scipy.ndimage import label
+
+    _, n = label(mask, structure=np.ones((3, 3), bool))
+    px = int(mask.sum())
+    return {"defect_px": px, "defect_area_frac": round(px / mask.size, 6), "n_components": int(n)}
+
+
+def _summary(model_path, cfg, stage1, stage2, rows, elapsed) -> dict:
+    import dataclasses
+
+    return {
+        "model": str(model_path), "classifier": cfg.classifier,
+        "tasks": [s.recipe["task"] for s in (stage1, stage2) if s is not None],
+        "options": dataclasses.asdict(cfg),
+        "window": None if stage2 is None else {"size_px": stage2.params.size_px, "stride_px": stage2.params.stride_px, "blend": stage2.params.blend},
+        "n_images": len(rows), "n_flagged": sum(r["flagged"] for r in rows),
+        "seconds": round(elapsed, 3), "images_per_s": round(len(rows) / elapsed, 3) if elapsed > 0 else None,
+    }

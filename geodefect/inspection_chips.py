@@ -1,0 +1,275 @@
+"""Chips for the inspection tasks (tunnel cracks, rail defects) from image + mask folders.
+
+Tasks and what a chip is:
+
+* ``rail_segment``: horizontal strips of ``strip_height_px`` rows (paper: 100) taken every
+  ``strip_stride_px`` rows down a long rail image, the full image width or, with
+  ``strip_width_px``, a band of that width centred on the railhead (found as the brightest
+  run of columns); image + 0/255 mask.
+* ``crack_segment``: square windows of ``size_px`` with ``stride_px`` (native resolution);
+  image + mask.
+* ``crack_classify``: windows of ``size_px`` (or the whole image when ``size_px`` is None),
+  resized to ``input_px`` (paper: 224); label 1 (crack) when the window holds at least
+  ``min_defect_px`` mask pixels.
+
+Windows come from :mod:`geodefect.windows` (``axis_offsets``/``iter_windows``). The split is
+by *source image* (no image is in both train and val). Mean and standard deviation per
+channel (0..255 scale) of the train chips are saved in ``meta.json`` and reused by
+training and inference.
+
+Output folder::
+
+    CHIPS/meta.json   {"task", "complete": true, "geodefect_version", "chip_shape_px": [h, w],
+                       "channels", "mean", "std", "classes": ["background", <defect>],
+                       "label": {"source": "masks"|"coco", "threshold": 127, "coco_categories"},
+                       "windows": {...settings...}, "sources", "n_chips", "split": {"train", "val"}}
+    CHIPS/index.csv   chip_id, image, mask, label, defect_px, source, row_off, col_off, height, width, split
+    CHIPS/images/<chip_id>.png   uint8, grayscale (1 channel) or RGB
+    CHIPS/masks/<chip_id>.png    uint8 0/255 (segment tasks)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geodefect.errors import ConfigError, InputError
+from geodefect.labels.defects import MASK_THRESHOLD, LabeledImage, read_label_mask
+
+INSPECTION_TASKS = ("crack_classify", "crack_segment", "rail_segment")
+INDEX_FIELDS = ["chip_id", "image", "mask", "label", "defect_px", "source", "row_off", "col_off", "height", "width", "split"]
+
+
+@dataclass(frozen=True)
+class InspectionChipConfig:
+    """Options of ``geodefect chip --task crack_*|rail_segment`` (see module docstring)."""
+
+    task: str = "crack_segment"
+    size_px: int | None = 256
+    stride_px: int | None = None
+    input_px: int = 224
+    min_defect_px: int = 10
+    strip_height_px: int = 100
+    strip_stride_px: int | None = None
+    strip_width_px: int | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    coco_category: tuple[str, ...] | list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in INSPECTION_TASKS:
+            raise ConfigError(f"`task` must be one of {', '.join(INSPECTION_TASKS)}, got {self.task!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"`val_fraction` must be in [0, 1), got {self.val_fraction!r}")
+        for name in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ConfigError(f"`{name}` must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ChipWindow:
+    """A chip's place in its source image (pixels)."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+
+def read_image_chw(path: str | Path) -> np.ndarray:
+    """An image file as ``(C, H, W) uint8``: 1 channel for grayscale, 3 for colour (alpha dropped)."""
+    from geodefect.io.image import read_image
+
+    arr = read_image(path)
+    if arr.dtype != np.uint8:
+        raise InputError(f"image {str(path)!r} has {arr.dtype} pixels; inspection images must be 8-bit (uint8)")
+    if arr.shape[0] == 4:
+        arr = arr[:3]
+    elif arr.shape[0] == 2:
+        arr = arr[:1]
+    return arr
+
+
+def find_rail_columns(image: np.ndarray, *, width_px: int) -> tuple[int, int]:
+    """Column range ``[c0, c1)`` of ``width_px`` centred on the railhead (brightest column run).
+
+    The column-mean profile is smoothed and thresholded halfway between its 5th and 95th
+    percentiles; the longest run above it is the rail.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    grey = image.mean(axis=0) if image.ndim == 3 else image
+    width = grey.shape[1]
+    if width_px >= width:
+        return 0, width
+    profile = uniform_filter1d(grey.mean(axis=0), 9)
+    lo, hi = np.percentile(profile, [5, 95])
+    above = np.concatenate([[False], profile > (lo + hi) / 2, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(int)))
+    starts, ends = edges[0::2], edges[1::2]
+    k = int(np.argmax(ends - starts)) if len(starts) else 0
+    centre = (starts[k] + ends[k]) // 2 if len(starts) else width // 2
+    c0 = int(np.clip(centre - width_px // 2, 0, width - width_px))
+    return c0, c0 + width_px
+
+
+def iter_chip_windows(image_shape: tuple[int, int], cfg: InspectionChipConfig, image: np.ndarray) -> Iterator[ChipWindow]:
+    """The chip windows of one image (strips for rail, the window grid for cracks)."""
+    from geodefect.windows import axis_offsets, iter_windows
+
+    h, w = image_shape
+    if cfg.task == "rail_segment":
+        c0, c1 = (0, w) if cfg.strip_width_px is None else find_rail_columns(image, width_px=cfg.strip_width_px)
+        size = cfg.strip_height_px
+        for r in axis_offsets(h, size_px=size, stride_px=min(cfg.strip_stride_px or size, size)):
+            yield ChipWindow(r, c0, min(size, h), c1 - c0)
+        return
+    if cfg.size_px is None:
+        yield ChipWindow(0, 0, h, w)
+        return
+    stride = min(cfg.stride_px or cfg.size_px, cfg.size_px)
+    for win in iter_windows(h, w, size_px=cfg.size_px, stride_px=stride):
+        yield ChipWindow(int(win.row_off), int(win.col_off), int(win.height), int(win.width))
+
+
+def split_sources(stems: list[str], *, val_frac: float, seed: int) -> dict[str, str]:
+    """``stem -> "train"|"val"``: a seeded shuffle of source images, ``val_fraction`` of them to val
+    (at least one when there are two or more images and ``val_fraction`` > 0)."""
+    order = list(np.random.default_rng(seed).permutation(len(stems)))
+    n_val = int(round(len(stems) * val_frac))
+    if val_frac > 0 and len(stems) >= 2:
+        n_val = min(max(n_val, 1), len(stems) - 1)
+    val = {stems[i] for i in order[:n_val]}
+    return {s: "val" if s in val else "train" for s in stems}
+
+
+class ChannelStats:
+    """Streaming per-channel mean/std (0..255 scale) of uint8 chips."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total: np.ndarray | None = None
+        self.total_sq: np.ndarray | None = None
+
+    def add(self, chip: np.ndarray) -> None:
+        flat = chip.reshape(chip.shape[0], -1).astype(np.float64)
+        if self.total is None:
+            self.total, self.total_sq = np.zeros(chip.shape[0]), np.zeros(chip.shape[0])
+        self.total += flat.sum(1)
+        self.total_sq += (flat**2).sum(1)
+        self.n += flat.shape[1]
+
+    def result(self) -> tuple[list[float], list[float]]:
+        if not self.n:
+            raise InputError("no training chips to compute normalisation statistics from; lower `val_fraction`")
+        mean = self.total / self.n
+        std = np.sqrt(np.maximum(self.total_sq / self.n - mean**2, 1e-6))
+        return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+
+
+def _resize(chip: np.ndarray, size_px: int) -> np.ndarray:
+    """``(C, h, w) uint8`` -> ``(C, size, size) uint8`` (bilinear; the paper's 224 x 224 resize)."""
+    from PIL import Image
+
+    planes = [np.asarray(Image.fromarray(p).resize((size_px, size_px), Image.BILINEAR)) for p in chip]
+    return np.stack(planes)
+
+
+def write_png(path: Path, array_chw: np.ndarray) -> None:
+    """Write ``(1|3, H, W) uint8`` as a grayscale or RGB PNG."""
+    from PIL import Image
+
+    arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1)
+
+
+def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipConfig, *, label_source: str) -> dict:
+    """Write chips of ``items`` into ``out_dir`` (an empty folder) and return the meta dict."""
+    from geodefect import __version__
+    from geodefect.progress import progress
+
+    if not items:
+        raise InputError("no images to chip; check the image folder")
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    segment = cfg.task != "crack_classify"
+    if segment:
+        (out_dir / "masks").mkdir(exist_ok=True)
+    splits = split_sources([it.stem for it in items], val_frac=cfg.val_fraction, seed=cfg.seed)
+    stats, rows, channels = ChannelStats(), [], None
+    for item in progress(items, desc="chipping", unit="image"):
+        image = read_image_chw(item.image)
+        channels = channels or image.shape[0]
+        if image.shape[0] != channels:
+            raise InputError(f"image {str(item.image)!r} has {image.shape[0]} channels, the others {channels}; convert all to the same mode")
+        mask = read_label_mask(item, height_px=image.shape[1], width_px=image.shape[2])
+        for k, win in enumerate(iter_chip_windows(image.shape[1:], cfg, image)):
+            rs, cs = slice(win.row_off, win.row_off + win.height), slice(win.col_off, win.col_off + win.width)
+            chip, chip_mask = image[:, rs, cs], mask[rs, cs]
+            defect_px = int(chip_mask.sum())
+            chip_id = f"{item.stem}_{k:04d}"
+            if cfg.task == "crack_classify":
+                chip = _resize(chip, cfg.input_px)
+            write_png(out_dir / "images" / f"{chip_id}.png", chip)
+            if segment:
+                write_png(out_dir / "masks" / f"{chip_id}.png", (chip_mask * 255).astype(np.uint8)[None])
+            if splits[item.stem] == "train":
+                stats.add(chip)
+            rows.append({
+                "chip_id": chip_id, "image": f"images/{chip_id}.png", "mask": f"masks/{chip_id}.png" if segment else "",
+                "label": int(defect_px >= max(cfg.min_defect_px, 1)), "defect_px": defect_px, "source": item.stem,
+                **dataclasses.asdict(win), "split": splits[item.stem],
+            })
+    _write_index(out_dir / "index.csv", rows)
+    mean, std = stats.result()
+    return _meta(cfg, rows, items, channels, mean, std, label_source, __version__)
+
+
+def _write_index(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=INDEX_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
+    if cfg.task == "crack_classify":
+        shape = [cfg.input_px, cfg.input_px]
+    else:
+        shape = [int(max(r["height"] for r in rows)), int(max(r["width"] for r in rows))]
+    n_train = sum(r["split"] == "train" for r in rows)
+    return {
+        "task": cfg.task, "complete": True, "geodefect_version": version, "chip_shape_px": shape,
+        "channels": int(channels), "mean": mean, "std": std,
+        "classes": ["background", "defect" if cfg.task == "rail_segment" else "crack"],
+        "label": {"source": label_source, "threshold": MASK_THRESHOLD,
+                  "coco_categories": list(cfg.coco_category) if cfg.coco_category else None,
+                  "min_defect_px": cfg.min_defect_px},
+        "windows": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("coco_category",)},
+        "sources": [str(it.image) for it in items], "n_chips": len(rows),
+        "n_positive": int(sum(r["label"] for r in rows)),
+        "split": {"train": n_train, "val": len(rows) - n_train, "by": "source image"},
+    }
+
+
+def read_index(chips_dir: str | Path) -> list[dict]:
+    """Rows of ``CHIPS/index.csv`` with integer fields converted."""
+    path = Path(chips_dir) / "index.csv"
+    if not path.is_file():
+        raise InputError(f"chip folder {str(chips_dir)!r} has no index.csv; rerun `geodefect chip`")
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k in ("label", "defect_px", "row_off", "col_off", "height", "width"):
+            r[k] = int(r[k])
+    return rows
+
+
+def write_meta(out_dir: Path, meta: dict) -> None:
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))

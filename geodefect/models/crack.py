@@ -1,0 +1,132 @@
+"""Tunnel-lining crack models (Feng et al.): stage 1 DenseNet-169 classifier, stage 2 DeepLabV3+.
+
+* ``crack_densenet169``: torchvision DenseNet, 2 classes (0 = background, 1 = crack),
+  ``(B, C, 224, 224)`` inputs as the paper (any size works: global pooling) ->
+  ``(B, 2)`` logits. ``variant`` picks densenet169 (default), densenet121 or ``tiny`` (for
+  tests: growth 8, blocks 2-2-2-2).
+* ``crack_deeplabv3plus``: segmentation-models-pytorch DeepLabV3+ (ResNet-101 encoder by
+  default, any smp encoder selectable) -> ``(B, 1, H, W)`` crack logits. Inputs whose
+  sides are not multiples of 32 are padded (reflect) inside and the output cropped back.
+
+Pretrained weights: nothing is downloaded. ``weights_path`` loads a local state dict
+(torchvision DenseNet ImageNet weights; an smp encoder state dict).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geodefect.errors import InputError, InputFileNotFoundError
+from geodefect.models.registry import register_model
+
+DENSENET_VARIANTS = {
+    "densenet169": {"growth_rate": 32, "block_config": (6, 12, 32, 32), "num_init_features": 64},
+    "densenet121": {"growth_rate": 32, "block_config": (6, 12, 24, 16), "num_init_features": 64},
+    "tiny": {"growth_rate": 8, "block_config": (2, 2, 2, 2), "num_init_features": 16},
+}
+
+
+def _load_local_weights(module, weights_path: str | None, *, what: str) -> None:
+    if weights_path is None:
+        return
+    import torch
+
+    if weights_path == "imagenet":
+        raise InputError(
+            f"{what}: `weights_path` 'imagenet' would need a download, and geodefect runs offline; "
+            "pass a local .pth state dict instead (or none to train from scratch)"
+        )
+    p = Path(weights_path)
+    if not p.is_file():
+        raise InputFileNotFoundError(f"{what}: weights file {str(p)!r} does not exist; check the path")
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    missing, _unexpected = module.load_state_dict(state, strict=False)
+    if len(missing) == len(module.state_dict()):
+        raise InputError(f"{what}: no tensor of {str(p)!r} matches the model; is it for this architecture?")
+
+
+@register_model("crack_densenet169")
+def crack_densenet169(
+    *,
+    variant: str = "densenet169",
+    num_classes: int = 2,
+    in_channels: int = 3,
+    drop_rate: float = 0.0,
+    weights_path: str | None = None,
+):
+    """Stage-1 crack classifier: ``(B, in_channels, H, W)`` float -> ``(B, num_classes)`` logits.
+
+    Args:
+        variant: ``densenet169`` (paper), ``densenet121`` or ``tiny`` (tests).
+        weights_path: optional local torchvision state dict (the classifier head is kept
+            only if its shape fits ``num_classes``).
+    """
+    import torch.nn as nn
+
+    from geodefect._torch import import_torchvision
+
+    tv = import_torchvision()
+    if variant not in DENSENET_VARIANTS:
+        raise InputError(f"`variant` must be one of {', '.join(DENSENET_VARIANTS)}, got {variant!r}")
+    model = tv.models.DenseNet(**DENSENET_VARIANTS[variant], drop_rate=drop_rate, num_classes=1000 if weights_path else num_classes)
+    _load_local_weights(model, weights_path, what="crack_densenet169")
+    if model.classifier.out_features != num_classes:
+        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+    if in_channels != 3:
+        old = model.features.conv0
+        model.features.conv0 = nn.Conv2d(in_channels, old.out_channels, 7, stride=2, padding=3, bias=False)
+    return model
+
+
+def _padded_class():
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Padded(nn.Module):
+        """Pads ``(B, C, H, W)`` to a multiple of ``multiple`` (reflect), runs ``net``, crops back."""
+
+        def __init__(self, net: nn.Module, multiple: int):
+            super().__init__()
+            self.net = net
+            self.multiple = multiple
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            ph, pw = (-h) % self.multiple, (-w) % self.multiple
+            if ph or pw:
+                mode = "reflect" if ph < h and pw < w else "replicate"
+                x = F.pad(x, (0, pw, 0, ph), mode=mode)
+            return self.net(x)[..., :h, :w]
+
+    return Padded
+
+
+@register_model("crack_deeplabv3plus")
+def crack_deeplabv3plus(
+    *,
+    encoder: str = "resnet101",
+    in_channels: int = 3,
+    classes: int = 1,
+    decoder_channels: int = 256,
+    encoder_output_stride: int = 16,
+    weights_path: str | None = None,
+):
+    """Stage-2 crack segmenter: ``(B, in_channels, H, W)`` -> ``(B, classes, H, W)`` logits.
+
+    Args:
+        encoder: any smp encoder name (``resnet101`` as the paper; ``resnet18`` for tests).
+        decoder_channels: ASPP/decoder width (256 as smp; smaller for tests).
+        weights_path: optional local state dict for the encoder (offline; nothing is downloaded).
+    """
+    from geodefect._torch import import_smp
+
+    smp = import_smp()
+    try:
+        net = smp.DeepLabV3Plus(
+            encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
+            decoder_channels=decoder_channels, encoder_output_stride=encoder_output_stride,
+        )
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"`encoder` {encoder!r} is not usable with smp DeepLabV3Plus ({exc}); try resnet101, resnet34, resnet18") from None
+    _load_local_weights(net.encoder, weights_path, what="crack_deeplabv3plus")
+    return _padded_class()(net, 32)

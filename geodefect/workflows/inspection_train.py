@@ -1,0 +1,306 @@
+"""Training of the inspection models on geodefect's one training loop (:func:`geodefect.training.fit`).
+
+Task adapters:
+
+* ``crack_classify`` (stage 1, DenseNet-169): softmax cross-entropy over {background, crack};
+  metrics accuracy, precision, recall, f1; ``best.pt`` by validation accuracy. Default
+  schedule ``step`` (lr x ``step_gamma`` every ``step_epochs`` epochs), as the paper.
+* ``crack_segment`` (stage 2, DeepLabV3+): dice loss on the crack logit (cracks are ~1% of
+  pixels); ``bce`` / ``bce_dice`` selectable.
+* ``rail_segment`` (VGG19 FCN): softmax cross-entropy over {background, defect}, Adam
+  (AdamW with weight decay 0) at lr 1e-4, constant, as Kim et al.
+
+Segmentation metrics are those of the defect class: ``iou``, ``f1`` (= dice), ``precision``,
+``recall``, plus ``miou`` (mean of background and defect IoU); ``best.pt`` by ``iou``.
+With ``folds`` >= 2, k-fold cross-validation by source image (see :func:`train_kfold`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from geodefect.errors import ConfigError, InputError
+from geodefect.training import TaskAdapter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = {"crack_classify": "crack_densenet169", "crack_segment": "crack_deeplabv3plus", "rail_segment": "rail_vgg_fcn"}
+TASK_DEFAULTS = {
+    "crack_classify": {"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4, "loss": "ce"},
+    "crack_segment": {"lr": 1e-3, "lr_schedule": "onecycle", "weight_decay": 1e-4, "loss": "dice"},
+    "rail_segment": {"lr": 1e-4, "lr_schedule": "constant", "weight_decay": 0.0, "loss": "ce"},
+}
+SEGMENT_LOSSES = ("dice", "bce", "bce_dice", "ce")
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectionTrainConfig:
+    """Options of ``geodefect train`` for inspection chips (None = the task's default)."""
+
+    model: str | None = None
+    variant: str | None = None
+    encoder: str | None = None
+    width_mult: float | None = None
+    decoder_channels: int | None = None
+    encoder_weights: str | None = None
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float | str | None = None
+    lr_schedule: str | None = None
+    step_epochs: int = 10
+    step_gamma: float = 0.1
+    weight_decay: float | None = None
+    loss: str | None = None
+    folds: int = 0
+    seed: int = 0
+    device: str = "auto"
+    patience: int = 0
+    steps_per_epoch: int = 0
+    val_steps: int = 0
+    num_workers: int = 0
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss is not None and self.loss not in SEGMENT_LOSSES:
+            raise ConfigError(f"`loss` must be one of {', '.join(SEGMENT_LOSSES)}, got {self.loss!r}")
+        if self.folds == 1 or self.folds < 0:
+            raise ConfigError(f"`folds` must be 0 (no cross-validation) or >= 2, got {self.folds!r}")
+
+    def resolved(self, task: str) -> InspectionTrainConfig:
+        """A copy with the task's defaults filled in."""
+        fill = {k: v for k, v in TASK_DEFAULTS[task].items() if getattr(self, k) is None}
+        return dataclasses.replace(self, model=self.model or DEFAULT_MODELS[task], **fill)
+
+
+class ClassificationCounts:
+    """Streaming binary classification counts (class 1 = crack): tp, fp, fn, tn."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.counts = torch.zeros(4, dtype=torch.float64)
+
+    def update(self, output, batch: dict) -> None:
+        pred = output.detach().argmax(dim=1).cpu()
+        truth = batch["label"].cpu()
+        self.add(pred, truth)
+
+    def add(self, pred, truth) -> None:
+        import torch
+
+        tp = float(((pred == 1) & (truth == 1)).sum())
+        fp = float(((pred == 1) & (truth == 0)).sum())
+        fn = float(((pred == 0) & (truth == 1)).sum())
+        tn = float(((pred == 0) & (truth == 0)).sum())
+        self.counts += torch.tensor([tp, fp, fn, tn], dtype=torch.float64)
+
+    def state(self):
+        return self.counts.clone()
+
+    def load_state(self, state) -> None:
+        self.counts = state.clone().double().cpu()
+
+    def compute(self) -> dict[str, float]:
+        from geodefect.evaluation.inspection import classification_scores
+
+        return classification_scores(*self.counts.tolist())
+
+
+class DefectSegmentationCounts:
+    """Streaming pixel counts of the defect class from 1-channel (sigmoid) or 2-channel (softmax) logits."""
+
+    def __init__(self) -> None:
+        from geodefect.metrics import BinarySegmentationMetric
+
+        self.metric = BinarySegmentationMetric(name="defect")
+
+    def update(self, output, batch: dict) -> None:
+        self.metric.update_logits(defect_logit(output), batch["mask"])
+
+    def state(self):
+        return self.metric.state()
+
+    def load_state(self, state) -> None:
+        self.metric.load_state(state)
+
+    def compute(self) -> dict[str, float]:
+        scores = self.metric.compute()
+        scores["iou"] = scores.pop("defect_iou")
+        scores["f1"] = scores["dice"]
+        return scores
+
+
+def defect_logit(output):
+    """``(B, 1, H, W)`` logit of the defect class (for 2 classes: ``l1 - l0``, same decision as softmax)."""
+    return output if output.shape[1] == 1 else output[:, 1:2] - output[:, 0:1]
+
+
+class CrackClassifyAdapter(TaskAdapter):
+    monitor = "accuracy"
+
+    def compute_loss(self, output, batch):
+        import torch.nn.functional as F
+
+        loss = F.cross_entropy(output.float(), batch["label"])
+        return loss, {}
+
+    def new_metrics(self):
+        return ClassificationCounts()
+
+    def plot_samples(self, batch: dict, output):
+        from geodefect.workflows.inspection_plots import plot_classified
+
+        return plot_classified(batch["image"], batch["label"], output.softmax(1)[:, 1])
+
+
+class DefectSegmentAdapter(TaskAdapter):
+    monitor = "iou"
+
+    def __init__(self, *, loss: str) -> None:
+        self.loss = loss
+
+    def compute_loss(self, output, batch):
+        import torch.nn.functional as F
+
+        from geodefect.losses import bce_loss, dice_loss
+
+        mask = batch["mask"]
+        if output.shape[1] > 1:
+            if self.loss != "ce":
+                raise ConfigError(f"a {output.shape[1]}-class model trains with loss 'ce', got {self.loss!r}")
+            return F.cross_entropy(output.float(), mask[:, 0].long()), {}
+        if self.loss == "ce":
+            raise ConfigError("a 1-channel (sigmoid) model trains with loss dice, bce or bce_dice, got 'ce'")
+        parts = {}
+        if "dice" in self.loss:
+            parts["dice_loss"] = dice_loss(output, mask)
+        if "bce" in self.loss:
+            parts["bce"] = bce_loss(output, mask)
+        total = sum(parts.values())
+        return total, ({k: v.detach() for k, v in parts.items()} if len(parts) > 1 else {})
+
+    def new_metrics(self):
+        return DefectSegmentationCounts()
+
+    def plot_samples(self, batch: dict, output):
+        from geodefect.workflows.inspection_plots import plot_segmented
+
+        return plot_segmented(batch["image"], batch["mask"], defect_logit(output).sigmoid())
+
+
+def make_adapter(task: str, cfg: InspectionTrainConfig) -> TaskAdapter:
+    if task == "crack_classify":
+        return CrackClassifyAdapter()
+    return DefectSegmentAdapter(loss=cfg.loss)
+
+
+def model_spec(task: str, cfg: InspectionTrainConfig, meta: dict) -> dict:
+    """``{"name", "kwargs"}`` of the model to build, from the config and the chips' channels."""
+    kwargs: dict = {"in_channels": int(meta["channels"])}
+    options = {"variant": cfg.variant, "encoder": cfg.encoder, "width_mult": cfg.width_mult,
+               "decoder_channels": cfg.decoder_channels, "weights_path": cfg.encoder_weights}
+    accepted = {
+        "crack_densenet169": ("variant", "weights_path"),
+        "crack_deeplabv3plus": ("encoder", "decoder_channels", "weights_path"),
+        "rail_vgg_fcn": ("width_mult",),
+    }.get(cfg.model, tuple(options))
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            flag = "encoder_weights" if key == "weights_path" else key
+            raise ConfigError(f"`{flag}` does not apply to model {cfg.model!r}; it accepts: {', '.join(accepted)}")
+        kwargs[key] = value
+    if task == "rail_segment" and cfg.model == "rail_vgg_fcn":
+        kwargs["num_classes"] = 2
+    return {"name": cfg.model, "kwargs": kwargs}
+
+
+def make_recipe(task: str, meta: dict, spec: dict) -> dict:
+    """The model package recipe (everything ``geodefect infer`` needs besides the weights)."""
+    windows = meta.get("windows", {})
+    shape = [int(v) for v in meta["chip_shape_px"]]
+    recipe = {
+        "task": task, "model": spec, "bands": list(range(1, int(meta["channels"]) + 1)),
+        "channels": int(meta["channels"]), "normalization": {"mean": meta["mean"], "std": meta["std"]},
+        "chip_shape_px": shape, "size_px": max(shape), "classes": meta["classes"], "label": meta["label"],
+        "threshold": 0.5,
+    }
+    if task == "crack_classify":
+        recipe["input_px"] = int(windows.get("input_px", shape[0]))
+        recipe["window_px"] = windows.get("size_px")
+    return recipe
+
+
+def loop_config(cfg: InspectionTrainConfig):
+    from geodefect.training import LoopConfig
+
+    return LoopConfig(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        scheduler=cfg.lr_schedule, step_epochs=cfg.step_epochs, step_gamma=cfg.step_gamma,
+        patience=cfg.patience, seed=cfg.seed, device=cfg.device, num_workers=cfg.num_workers,
+        steps_per_epoch=cfg.steps_per_epoch, val_steps=cfg.val_steps,
+    )
+
+
+class StepTimer:
+    """A training-loop callback that records the wall time of each step (first step of an epoch excluded)."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._last: float | None = None
+
+    def __call__(self, info) -> None:
+        now = time.perf_counter()
+        if self._last is not None and info.step > 1:
+            self.durations.append(now - self._last)
+        self._last = now
+
+    @property
+    def mean_s(self) -> float:
+        return sum(self.durations) / len(self.durations) if self.durations else float("nan")
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
+    if not train or not val:
+        raise InputError(
+            f"the chips have {len(train)} train and {len(val)} val chips; need both: rechip with more "
+            "images or another `val_frac`"
+        )
+    return train, val
+
+
+def fold_groups(rows: list[dict], *, folds: int, seed: int) -> list[list[str]]:
+    """Source images split into ``folds`` groups (seeded shuffle, round robin)."""
+    import numpy as np
+
+    sources = sorted({r["source"] for r in rows})
+    if len(sources) < folds:
+        raise ConfigError(f"`folds` {folds} needs at least {folds} source images, the chips come from {len(sources)}")
+    order = np.random.default_rng(seed).permutation(len(sources))
+    return [[sources[i] for i in order[k::folds]] for k in range(folds)]
+
+
+def fit_one(data_dir: Path, run_dir: Path, meta: dict, train_rows, val_rows, cfg, *, resume: bool = False):
+    """Build the model and run the training loop once. Returns ``(FitResult, StepTimer)``."""
+    import torch
+
+    from geodefect.datasets.inspection import InspectionChipDataset
+    from geodefect.models.registry import build_model
+    from geodefect.training import fit
+
+    task = meta["task"]
+    spec = model_spec(task, cfg, meta)
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec["name"], **spec["kwargs"])
+    train_ds = InspectionChipDataset(data_dir, train_rows, meta, augment=cfg.augment)
+    val_ds = InspectionChipDataset(data_dir, val_rows, meta, augment=False)
+    timer = StepTimer()
+    result = fit(model, make_adapter(task, cfg), train_ds, val_ds, run_dir, config=loop_config(cfg),
+                 recipe=make_recipe(task, meta, spec), resume=resume, callbacks=[timer])
+    return result, timer
