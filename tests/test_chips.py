@@ -1,0 +1,265 @@
+"""Road chip export (geodefect.chips via the road chip workflow) on tiny hand-made scenes."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import transform as window_transform
+from shapely.geometry import box
+
+from geodefect import chips
+from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
+from geodefect.workflows.road_chip import chip
+
+SMALL = {"size_px": 64, "stride_px": 48, "keep_empty": 1.0}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_tiny_scene(tmp_path_factory.mktemp("scene"))
+
+
+def _run(scene, out, **overrides):
+    opts = {**SMALL, **overrides}
+    aoi = opts.pop("aoi", None)
+    return chip([scene.image], out, centerlines=scene.centerlines, aoi=aoi, overrides=opts)
+
+
+def _index(out):
+    return gpd.read_file(out / "index.gpkg", layer="chips")
+
+
+def test_chips_match_source_windows(scene, tmp_path):
+    out = tmp_path / "chips"
+    summary = _run(scene, out, val_fraction=0.0)  # no split drops: chips cover the raster
+    idx = _index(out)
+    assert summary.n_chips == len(idx) > 0
+    with rasterio.open(scene.image) as src:
+        src_arr, src_t = src.read(), src.transform
+        for row in idx.itertuples():
+            with rasterio.open(out / row.image) as c:
+                win = from_bounds(*c.bounds, transform=src_t).round_offsets().round_lengths()
+                assert c.crs == src.crs
+                assert c.transform.almost_equals(window_transform(win, src_t), precision=1e-9)
+                r0, c0 = int(win.row_off), int(win.col_off)
+                np.testing.assert_array_equal(c.read(), src_arr[:, r0:r0 + c.height, c0:c0 + c.width])
+                assert box(*c.bounds).equals_exact(row.geometry, 1e-6)
+            for sub in ("label", "orientation"):
+                with rasterio.open(out / getattr(row, sub)) as lab:
+                    assert lab.transform == c.transform and lab.count == 1 and lab.dtypes[0] == "uint8"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["complete"] is True and meta["task"] == "roads"
+    assert meta["n_chips"] == len(idx) and meta["bands"] == [1, 2, 3]
+    assert meta["pixel_size_m"] == pytest.approx(0.5)
+    assert meta["orientation"]["n_classes"] == 19
+    assert len(meta["mean"]) == len(meta["std"]) == 3
+    # mean/std of the exported chips, recomputed from the files
+    stack = np.concatenate([rasterio.open(out / p).read().reshape(3, -1) for p in idx.image], axis=1)
+    np.testing.assert_allclose(meta["mean"], stack.mean(axis=1), atol=1e-3)
+    np.testing.assert_allclose(meta["std"], stack.std(axis=1), atol=1e-3)
+    # road length: one 130 m horizontal and one 100 m vertical line
+    assert meta["road_km"] == pytest.approx(0.23, rel=0.01)
+
+
+def _mosaic(out, sub, shape, transform):
+    mosaic = np.zeros(shape, np.uint8)
+    for path in sorted((out / sub).glob("*.tif")):
+        with rasterio.open(path) as c:
+            win = from_bounds(*c.bounds, transform=transform).round_offsets().round_lengths()
+            r0, c0 = int(win.row_off), int(win.col_off)
+            mosaic[r0:r0 + c.height, c0:c0 + c.width] = c.read(1)
+    return mosaic
+
+
+def test_masks_and_orientation_line_up(scene, tmp_path):
+    out = tmp_path / "chips"
+    _run(scene, out, buffer_m=2.0, val_fraction=0.0)
+    shape = (200, 260)
+    mask = _mosaic(out, "labels", shape, scene.transform)
+    orient = _mosaic(out, "orientation", shape, scene.transform)
+    rows, cols = np.mgrid[0:200, 0:260]
+    # pixel centres within 2 m (= 4 px at 0.5 m) of row 60.5 or column 150.5
+    expected = (np.abs(rows + 0.5 - 60.5) <= 4) | (np.abs(cols + 0.5 - 150.5) <= 4)
+    agree = (mask == expected).mean()
+    assert agree > 0.998, agree
+    # orientation: west->east line = bin 1, north->south line = 270 deg = bin 14 (20 deg bins)
+    assert (orient[60, :130] == 1).all()
+    assert (orient[110:, 150] == 14).all()
+    assert set(np.unique(orient)) <= {0, 1, 14}
+    assert (orient[0:40, 0:120] == 0).all()
+
+
+def test_gaussian_label_width(scene, tmp_path):
+    out = tmp_path / "chips"
+    _run(scene, out, label="gaussian", sigma_px=5.0, threshold=0.76, val_fraction=0.0)
+    mask = _mosaic(out, "labels", (200, 260), scene.transform)
+    half = 5.0 * np.sqrt(-2 * np.log(0.76))  # 3.7 px
+    col = mask[:, 20]
+    rows = np.nonzero(col)[0]
+    assert rows.min() == int(np.ceil(60.5 - half - 0.5)) and rows.max() == int(np.floor(60.5 + half - 0.5))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["label"] == {"mode": "gaussian", "sigma_px": 5.0, "threshold": 0.76}
+
+
+def test_split_never_straddles(scene, tmp_path):
+    out = tmp_path / "chips"
+    summary = _run(scene, out, split_block_px=96, val_fraction=0.3, seed=3)
+    idx = _index(out)
+    train, val = idx[idx.split == "train"], idx[idx.split == "val"]
+    assert len(train) and len(val), (len(train), len(val))
+    overlap = shapely.area(shapely.intersection(
+        np.asarray(train.geometry.values)[:, None], np.asarray(val.geometry.values)[None, :]
+    ))
+    assert overlap.max() == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["split"]["n_val"] == len(val) == summary.n_val
+    assert meta["split"]["n_dropped_overlap"] > 0
+
+
+def test_assign_splits_drops_overlapping_train():
+    from geodefect.windows import iter_windows
+
+    windows = list(iter_windows(200, 200, size_px=40, stride_px=30))
+    splits, blocks = chips.assign_splits(windows, block_px=60, val_blocks={(1, 1)})
+    for s, b in zip(splits, blocks, strict=True):
+        assert (s == "val") == (b == (1, 1))
+    val = [chips._pixel_box(w) for w, s in zip(windows, splits, strict=True) if s == "val"]
+    for w, s in zip(windows, splits, strict=True):
+        if s == "train":
+            assert all(chips._pixel_box(w).intersection(v).area == 0 for v in val)
+    assert chips.choose_val_blocks([(0, 0)], val_fraction=0.5, seed=0) == set()
+    keys = [(0, i, j) for i in range(3) for j in range(3)]
+    assert len(chips.choose_val_blocks(keys, val_fraction=0.2, seed=0)) == 2
+    assert chips.choose_val_blocks(keys, val_fraction=0.2, seed=0) == chips.choose_val_blocks(keys, val_fraction=0.2, seed=0)
+
+
+def test_resume_after_interruption(scene, tmp_path, monkeypatch):
+    ref = tmp_path / "ref"
+    _run(scene, ref)
+    out = tmp_path / "chips"
+    calls = {"n": 0}
+    original = chips.ChipExporter.export_window
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(chips.ChipExporter, "export_window", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(scene, out)
+    monkeypatch.setattr(chips.ChipExporter, "export_window", original)
+    assert not (out / "meta.json").exists() and not (out / "index.gpkg").exists()
+    (out / "images" / ".tmp-stale-x.tif").write_bytes(b"half")
+    done = sorted(p.name for p in (out / "images").glob("[!.]*.tif"))
+    assert 0 < len(done) <= 5
+    mtimes = {n: (out / "images" / n).stat().st_mtime_ns for n in done}
+    summary = _run(scene, out)
+    assert summary.n_resumed == len(done)
+    assert {n: (out / "images" / n).stat().st_mtime_ns for n in done} == mtimes
+    assert not list((out / "images").glob(".tmp-*"))
+    a, b = json.loads((ref / "meta.json").read_text()), json.loads((out / "meta.json").read_text())
+    for key in ("n_chips", "mean", "std", "split", "road_km"):
+        assert a[key] == b[key], key
+    assert sorted(_index(ref).chip_id) == sorted(_index(out).chip_id)
+    again = _run(scene, out)
+    assert again.already_complete and again.n_chips == a["n_chips"]
+
+
+def test_keep_empty_fraction(tmp_path):
+    s = make_tiny_scene(tmp_path / "s", height_px=300, width_px=300, road_rows=(20,), road_cols=())
+    n_all = _run(s, tmp_path / "all", keep_empty=1.0).n_chips
+    roads = _index(_run(s, tmp_path / "none", keep_empty=0.0).out_dir)
+    assert (roads.road_frac > 0).all() and len(roads) < n_all
+    half1 = _index(_run(s, tmp_path / "h1", keep_empty=0.5, seed=1).out_dir)
+    half2 = _index(_run(s, tmp_path / "h2", keep_empty=0.5, seed=1).out_dir)
+    assert list(half1.chip_id) == list(half2.chip_id)
+    n_empty = (half1.road_frac == 0).sum()
+    assert 0 < n_empty < n_all - len(roads)
+
+
+def test_max_nodata(tmp_path):
+    s = make_tiny_scene(tmp_path / "s", height_px=128, width_px=192, road_rows=(100,), road_cols=())
+    with rasterio.open(s.image) as src:
+        arr = src.read()
+    arr[:, :, :96] = 0  # left half nodata
+    write_tiny_geotiff(s.image, arr, nodata=0)
+    out = tmp_path / "chips"
+    summary = _run(s, out, size_px=64, stride_px=64, max_nodata=0.25)
+    idx = _index(out)
+    # 2x3 windows: column 0 all nodata, column 64 half nodata (> 0.25): 4 dropped
+    assert summary.n_dropped["nodata"] == 4 and len(idx) == 2
+    assert (idx.geometry.bounds.minx >= s.transform.c + 96 * 0.5 - 1e-6).all()
+    everything = _run(s, tmp_path / "all", size_px=64, stride_px=64, max_nodata=1.0)
+    assert everything.n_chips == 6
+
+
+def test_aoi_filters_windows(scene, tmp_path):
+    t = scene.transform
+    aoi_poly = box(*(t @ (0, 60)), *(t @ (50, 0)))  # top-left 50x60 px
+    aoi = tmp_path / "aoi.geojson"
+    gpd.GeoDataFrame(geometry=[aoi_poly], crs="EPSG:32631").to_crs("EPSG:4326").to_file(aoi)
+    out = tmp_path / "chips"
+    _run(scene, out, aoi=aoi)
+    idx = _index(out)
+    assert len(idx) and all(g.intersects(aoi_poly) for g in idx.geometry)
+    assert len(idx) < _run(scene, tmp_path / "all").n_chips
+
+
+def test_cell_size_resampling(scene, tmp_path):
+    from rasterio.transform import from_origin
+
+    out = tmp_path / "chips"
+    _run(scene, out, cell_size_m=1.0, size_px=32, stride_px=32, val_fraction=0.0)
+    idx = _index(out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["pixel_size_m"] == pytest.approx(1.0) and meta["cell_size_m"] == 1.0
+    target = from_origin(scene.transform.c, scene.transform.f, 1.0, 1.0)  # 100 x 130 px at 1 m
+    assert len(idx) == 4 * 5  # axis_offsets(100, 32, 32) x axis_offsets(130, 32, 32)
+    for row in idx.itertuples():
+        with rasterio.open(out / row.image) as c:
+            assert c.shape == (32, 32)
+            assert c.transform.a == pytest.approx(1.0) and c.transform.e == pytest.approx(-1.0)
+            col, r = ~target @ (c.transform.c, c.transform.f)
+            assert abs(col - round(col)) < 1e-6 and abs(r - round(r)) < 1e-6  # on the 1 m grid
+    mask = _mosaic(out, "labels", (100, 130), target)
+    rows, cols = np.mgrid[0:100, 0:130]
+    # the lines sit at y of source row 60.5 (target 30.25) and x of source col 150.5 (75.25)
+    expected = (np.abs(rows + 0.5 - 30.25) <= 2) | (np.abs(cols + 0.5 - 75.25) <= 2)
+    assert (mask == expected).mean() > 0.995
+    img = _mosaic(out, "images", (100, 130), target)  # band 1
+    assert img[expected].mean() + 50 < img[~expected].mean()
+
+
+def test_16bit_stretch(tmp_path):
+    s = make_tiny_scene(tmp_path / "s", dtype="uint16")
+    out = tmp_path / "chips"
+    _run(s, out)
+    idx = _index(out)
+    with rasterio.open(out / idx.image[0]) as c, rasterio.open(out / idx.label[0]) as lab:
+        img, m = c.read(), lab.read(1).astype(bool)
+    assert img.dtype == np.uint8 and img.max() > 200
+    assert img[:, m].mean() + 60 < img[:, ~m].mean()
+
+
+def test_bands_subset(scene, tmp_path):
+    out = tmp_path / "chips"
+    _run(scene, out, bands="3,1")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["bands"] == [3, 1] and len(meta["mean"]) == 2
+    with rasterio.open(next((out / "images").glob("*.tif"))) as c:
+        assert c.count == 2
+
+
+def test_window_transform_helper_agrees():
+    from affine import Affine
+
+    t = Affine(0.5, 0, 100, 0, -0.5, 200)
+    assert window_transform(Window(4, 6, 10, 10), t) == Affine(0.5, 0, 102, 0, -0.5, 197)
