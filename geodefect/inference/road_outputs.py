@@ -10,7 +10,10 @@
 
 block by block (:class:`geodefect.inference.geo.TiledOutputs`), and copies the AOI's
 bounding box of probability (float32, NaN outside the AOI) and orientation bin probabilities
-(float16) into memory-mapped files for the vectoriser.
+(float16) into ``.npy`` files for the vectoriser. Those are written with plain file writes
+(:class:`NpyRowFile`) — not through a memory map, whose dirty pages would count in the
+process's resident memory — and read back memory-mapped, so only what the vectoriser touches
+is loaded.
 """
 
 from __future__ import annotations
@@ -77,14 +80,11 @@ class RoadBlockWriter:
             self._open_memmaps()
 
     def _open_memmaps(self) -> None:
+        """Pixels of the box that no block writes (outside every window) stay 0 = background."""
         h, w = int(self.bbox.height), int(self.bbox.width)
-        self._prob = np.lib.format.open_memmap(self.work / "prob.npy", mode="w+", dtype=np.float32, shape=(h, w))
-        for r in range(0, h, 1024):
-            self._prob[r : r + 1024] = np.nan
+        self._prob = NpyRowFile(self.work / "prob.npy", (h, w), dtype=np.float32)
         if self.n_orientation:
-            self._orient = np.lib.format.open_memmap(
-                self.work / "orientation.npy", mode="w+", dtype=np.float16, shape=(self.n_orientation, h, w)
-            )
+            self._orient = NpyRowFile(self.work / "orientation.npy", (h, w), tail=(self.n_orientation,), dtype=np.float16)
 
     def write(self, block: Block) -> None:
         """Mask one block to the AOI, encode and write it."""
@@ -109,19 +109,20 @@ class RoadBlockWriter:
         if r1 <= r0 or c1 <= c0:
             return
         src = (slice(r0 - win.row_off, r1 - win.row_off), slice(c0 - win.col_off, c1 - win.col_off))
-        dst = (slice(r0 - b.row_off, r1 - b.row_off), slice(c0 - b.col_off, c1 - b.col_off))
-        self._prob[dst] = prob[src]
+        self._prob.write(r0 - b.row_off, c0 - b.col_off, prob[src])
         if self._orient is not None and orient is not None:
-            self._orient[(slice(None), *dst)] = orient[(slice(None), *src)]
+            self._orient.write(r0 - b.row_off, c0 - b.col_off, np.moveaxis(orient[(slice(None), *src)], 0, -1))
 
     def vector_inputs(self):
-        """``(prob (h, w) float32 memmap, orientation (K, h, w) float16 memmap or None, transform)`` of the AOI box."""
+        """``(prob (h, w) float32, orientation (K, h, w) float16 or None, transform)`` of the AOI box.
+
+        Both are read-only memory maps; orientation is a ``(K, h, w)`` view of an ``(h, w, K)`` file.
+        """
         from rasterio.windows import transform as win_transform
 
-        self._prob.flush()
-        if self._orient is not None:
-            self._orient.flush()
-        return self._prob, self._orient, win_transform(self.bbox, self.reader.transform)
+        prob = self._prob.open_read()
+        orient = None if self._orient is None else np.moveaxis(self._orient.open_read(), -1, 0)
+        return prob, orient, win_transform(self.bbox, self.reader.transform)
 
     def publish(self, *, source=None) -> dict[str, Path]:
         """Write the COGs into the output folder (warped back to ``source`` grid when resampled)."""
@@ -134,6 +135,49 @@ class RoadBlockWriter:
 
     def cleanup(self) -> None:
         """Drop the intermediates (tiled files, memmaps)."""
+        for f in (self._prob, self._orient):
+            if f is not None:
+                f.close()
         self._prob = self._orient = None
         self.outputs.close()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+class NpyRowFile:
+    """An ``.npy`` array of shape ``(H, W, *tail)`` filled by row segments with plain file writes.
+
+    Args:
+        path: file to create (sparse: unwritten parts read as 0).
+        shape_hw: ``(H, W)``.
+        tail: trailing dimensions stored per pixel (e.g. ``(K,)`` channels).
+        dtype: stored dtype.
+    """
+
+    def __init__(self, path: Path, shape_hw: tuple[int, int], *, tail: tuple[int, ...] = (), dtype=np.float32) -> None:
+        self.path, self.shape, self.dtype = Path(path), (*shape_hw, *tail), np.dtype(dtype)
+        arr = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=self.shape)
+        self.offset = int(arr.offset)
+        del arr
+        self.pixel_bytes = int(np.prod(tail, dtype=np.int64)) * self.dtype.itemsize
+        self._file = open(self.path, "r+b")  # noqa: SIM115 (closed in close())
+
+    def write(self, row: int, col: int, data: np.ndarray) -> None:
+        """Write ``data`` ``(h, w, *tail)`` with its top-left pixel at ``(row, col)``."""
+        data = np.ascontiguousarray(data, dtype=self.dtype)
+        h, w = data.shape[:2]
+        width = self.shape[1]
+        if col == 0 and w == width:  # whole rows: one contiguous write
+            self._file.seek(self.offset + row * width * self.pixel_bytes)
+            self._file.write(data.tobytes())
+            return
+        for i in range(h):
+            self._file.seek(self.offset + ((row + i) * width + col) * self.pixel_bytes)
+            self._file.write(data[i].tobytes())
+
+    def open_read(self) -> np.ndarray:
+        """The whole array, memory-mapped read-only."""
+        self._file.flush()
+        return np.load(self.path, mmap_mode="r")
+
+    def close(self) -> None:
+        self._file.close()
