@@ -7,7 +7,7 @@ Structure (``w`` = ``width``, features at 1/4 resolution; Batra use 128):
   levels), each followed by a road head (1 logit) and an orientation head (``n_classes``
   logits) at 1/4 resolution; between stacks the features and both predictions are merged
   back into the next stack's input (Newell et al. 2016)
-* a decoder of two stride-2 transposed convolutions + residuals brings the last stack's
+* a decoder of two stride-2 transposed convolutions (kernel 4: no checkerboard) + a residual brings the last stack's
   features to full resolution for the final road and orientation heads.
 
 Intermediate supervision: in training mode the output's ``aux`` holds every stack's
@@ -81,9 +81,9 @@ def _classes():
             self.merge_road = nn.ModuleList(nn.Conv2d(1, width, 1) for _ in range(stacks - 1))
             self.merge_orientation = nn.ModuleList(nn.Conv2d(n_classes, width, 1) for _ in range(stacks - 1))
             self.decoder = nn.Sequential(
-                nn.ConvTranspose2d(width, half, 3, 2, 1, output_padding=1, bias=False), nn.BatchNorm2d(half),
+                nn.ConvTranspose2d(width, half, 4, 2, 1, bias=False), nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True), Residual(half, half),
-                nn.ConvTranspose2d(half, half, 3, 2, 1, output_padding=1, bias=False), nn.BatchNorm2d(half),
+                nn.ConvTranspose2d(half, half, 4, 2, 1, bias=False), nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
             )
             self.road_final = nn.Conv2d(half, 1, 3, padding=1)

