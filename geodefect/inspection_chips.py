@@ -6,8 +6,8 @@ Tasks and what a chip is:
   ``strip_stride_px`` rows down a long rail image, the full image width or, with
   ``strip_width_px``, a band of that width centred on the railhead (found as the brightest
   run of columns); image + 0/255 mask.
-* ``crack_segment``: square windows of ``size_px`` with ``stride_px`` (native resolution);
-  image + mask.
+* ``crack_segment``: square windows of ``size_px`` (default 256) with ``stride_px`` (default
+  ``size_px``), at native resolution; image + mask.
 * ``crack_classify``: windows of ``size_px`` (or the whole image when ``size_px`` is None),
   resized to ``input_px`` (paper: 224); label 1 (crack) when the window holds at least
   ``min_defect_px`` mask pixels.
@@ -43,6 +43,7 @@ from geodefect.errors import ConfigError, InputError
 from geodefect.labels.defects import MASK_THRESHOLD, LabeledImage, read_label_mask
 
 INSPECTION_TASKS = ("crack_classify", "crack_segment", "rail_segment")
+DEFAULT_SEGMENT_SIZE_PX = 256
 INDEX_FIELDS = ["chip_id", "image", "mask", "label", "defect_px", "source", "row_off", "col_off", "height", "width", "split"]
 
 
@@ -51,7 +52,7 @@ class InspectionChipConfig:
     """Options of ``geodefect chip --task crack_*|rail_segment`` (see module docstring)."""
 
     task: str = "crack_segment"
-    size_px: int | None = 256
+    size_px: int | None = None
     stride_px: int | None = None
     input_px: int = 224
     min_defect_px: int = 10
@@ -131,11 +132,12 @@ def iter_chip_windows(image_shape: tuple[int, int], cfg: InspectionChipConfig, i
         for r in axis_offsets(h, size_px=size, stride_px=min(cfg.strip_stride_px or size, size)):
             yield ChipWindow(r, c0, min(size, h), c1 - c0)
         return
-    if cfg.size_px is None:
+    size = cfg.size_px or (DEFAULT_SEGMENT_SIZE_PX if cfg.task == "crack_segment" else None)
+    if size is None:
         yield ChipWindow(0, 0, h, w)
         return
-    stride = min(cfg.stride_px or cfg.size_px, cfg.size_px)
-    for win in iter_windows(h, w, size_px=cfg.size_px, stride_px=stride):
+    stride = min(cfg.stride_px or size, size)
+    for win in iter_windows(h, w, size_px=size, stride_px=stride):
         yield ChipWindow(int(win.row_off), int(win.col_off), int(win.height), int(win.width))
 
 

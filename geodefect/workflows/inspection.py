@@ -7,7 +7,6 @@ See docs/notes/inspection.md for the commands end to end.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,15 +16,20 @@ from geodefect.errors import ConfigError, InputError
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class Summary:
-    """What a workflow returns: data (JSON-able) and lines for the terminal (``text()``)."""
+class Summary(dict):
+    """What a workflow returns: a dict of results whose ``"text"`` key (and ``text()``) holds
+    the lines for the terminal (the chip CLI calls ``text()``, infer/evaluate read ``["text"]``)."""
 
-    data: dict
-    lines: list[str]
+    def __init__(self, data: dict, lines: list[str]) -> None:
+        super().__init__(data)
+        self["text"] = "\n".join(lines)
+
+    @property
+    def data(self) -> dict:
+        return {k: v for k, v in self.items() if k != "text"}
 
     def text(self) -> str:
-        return "\n".join(self.lines)
+        return self["text"]
 
 
 # -- chip ------------------------------------------------------------------------------------
