@@ -2,16 +2,19 @@
 orientation bins, from centerlines prepared once.
 
 Memory does not grow with the raster: the centerlines are split into two-point segments
-and buffered once (an STRtree indexes them); each :meth:`RoadLabeler.burn` queries the
-segments that touch the window and rasterizes only those into the window's own transform
-and shape. Burning window by window therefore gives exactly the crop of a whole-raster burn
-(the pixel-centre rule of ``rasterio.features.rasterize`` does not depend on the window).
+once, and an STRtree indexes each segment's label envelope; each :meth:`RoadLabeler.burn`
+queries the segments that touch the window and burns only those, as exact capsules (see
+:mod:`geodefect.labels.capsules`), into the window's own pixel grid. A pixel is inside when
+its centre is within the distance, whatever window it is burned in, so burning window by
+window gives exactly the crop of a whole-raster burn.
 
 Masks
     ``mode="buffer"``: pixels whose centre lies within ``buffer_m`` metres (the road
     *half*-width) of a centerline. Metres are measured in the raster CRS when it is projected
-    (its linear unit converted), and in a local UTM zone when it is geographic (EPSG:4326
-    SpaceNet tiles): segments are projected there, buffered, and the polygons transformed back.
+    (its linear unit converted), and on the ellipsoid when it is geographic (EPSG:4326
+    SpaceNet tiles): each segment gets the local metres per degree of longitude and latitude
+    at its midpoint (the tangent-plane scale, which a local UTM zone approximates to within
+    its 0.04 % scale factor), so the band is ``buffer_m`` metres wide on the ground.
 
     ``mode="gaussian"``: Batra et al. (CVPR 2019) label a pixel road when
     ``exp(-d² / (2σ²)) >= t`` for its distance ``d`` in pixels to the centerline. That is the
@@ -23,8 +26,8 @@ Orientation
     Each segment's band of ``width_px`` pixels (``width_px / 2`` either side, round ends so
     that bends have no gaps) gets the segment's bin (see :mod:`geodefect.labels.orientation`).
     Where bands overlap (junctions, bends) the segment that comes *later* in the input —
-    later feature, or later along the same line — wins. Pixel sizes in CRS units are taken
-    as ``sqrt(|a·e − b·d|)`` of the window transform (square pixels assumed).
+    later feature, or later along the same line — wins. Band widths in pixels are measured
+    in pixel space, so they are right for any pixel size and CRS.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import shapely
 from affine import Affine
 
 from geodefect.errors import InputError
+from geodefect.labels.capsules import capsule_spans, spans_to_mask, spans_to_values
 from geodefect.labels.orientation import (
     angle_to_bin,
     segment_angles_deg,
@@ -47,7 +51,6 @@ from geodefect.labels.orientation import (
 log = logging.getLogger(__name__)
 
 LABEL_MODES = ("buffer", "gaussian")
-_QUAD_SEGS = 4  # vertices per quarter circle of buffer ends: enough at road widths
 
 
 class WindowLabels(NamedTuple):
@@ -110,20 +113,17 @@ class RoadLabeler:
         self.width_px = float(width_px)
         self.gaussian_radius_px = gaussian_half_width_px(sigma_px, threshold) if mode == "gaussian" else None
         self.lines = _to_line_array(lines, self.crs)
-        self.segments = _split_segments(self.lines)
-        coords = shapely.get_coordinates(self.segments).reshape(-1, 2, 2)
-        self._dx = coords[:, 1, 0] - coords[:, 0, 0]
-        self._dy = coords[:, 1, 1] - coords[:, 0, 1]
-        self._metric_mask = _buffer_metric(self.segments, self.crs, self.buffer_m) if mode == "buffer" else None
-        self._prepared: dict[tuple[float, ...], _Prepared] = {}
+        self._p0, self._p1 = _split_segments(self.lines)
+        self._metres = _metres_per_world_unit(self.crs, (self._p0[:, 1] + self._p1[:, 1]) / 2)
+        self._grids: dict[tuple[float, ...], _Grid] = {}
 
     @property
     def n_segments(self) -> int:
-        return len(self.segments)
+        return len(self._p0)
 
     def bounds(self) -> tuple[float, float, float, float]:
         """``(minx, miny, maxx, maxy)`` of the centerlines in the raster CRS (NaN if empty)."""
-        return tuple(shapely.total_bounds(self.lines))
+        return tuple(float(v) for v in shapely.total_bounds(self.lines))
 
     def length_m(self) -> float:
         """Total centerline length in metres (geodesic on WGS84 when the CRS is geographic)."""
@@ -136,7 +136,7 @@ class RoadLabeler:
             ll = shapely.transform(self.lines, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
             geod = Geod(ellps="WGS84")
             return float(sum(geod.geometry_length(g) for g in ll))
-        return float(shapely.length(self.lines).sum() * _metres_per_unit(self.crs))
+        return float(shapely.length(self.lines).sum() * _linear_unit_m(self.crs))
 
     def burn(self, transform: Affine, height: int, width: int) -> WindowLabels:
         """Burn the labels of one window.
@@ -149,55 +149,75 @@ class RoadLabeler:
             ``WindowLabels(mask, orientation)``, both (height, width) uint8: mask 0/1,
             orientation 0 (background) or 1..360/bin_deg.
         """
-        from rasterio.features import rasterize
-
         shape = (int(height), int(width))
-        mask = np.zeros(shape, np.uint8)
-        orient = np.zeros(shape, np.uint8)
         if self.n_segments == 0 or shape[0] < 1 or shape[1] < 1:
-            return WindowLabels(mask, orient)
-        prep = self._prepare(transform)
+            return WindowLabels(np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+        grid = self._grid(transform)
         footprint = shapely.box(*_window_bounds(transform, shape))
-        hits = np.sort(prep.mask_tree.query(footprint, predicate="intersects"))
+        inverse = ~transform
+        hits = np.sort(grid.mask_tree.query(footprint))
         if hits.size:
-            rasterize(prep.mask_geoms[hits], out_shape=shape, transform=transform, fill=0,
-                      default_value=1, dtype="uint8", out=mask)
-        hits = np.sort(prep.orient_tree.query(footprint, predicate="intersects"))
+            p0, p1 = _to_pixels(inverse, self._p0[hits]), _to_pixels(inverse, self._p1[hits])
+            metric = grid.mask_metric if grid.mask_metric.ndim == 2 else grid.mask_metric[hits]
+            rows, start, stop, _ = capsule_spans(p0, p1, metric, grid.mask_radius, shape)
+            mask = spans_to_mask(rows, start, stop, shape)
+        else:
+            mask = np.zeros(shape, np.uint8)
+        hits = np.sort(grid.orient_tree.query(footprint))
         if hits.size:
-            shapes = zip(prep.orient_geoms[hits], prep.orient_bins[hits].tolist(), strict=True)
-            rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8", out=orient)
+            p0, p1 = _to_pixels(inverse, self._p0[hits]), _to_pixels(inverse, self._p1[hits])
+            spans = capsule_spans(p0, p1, np.eye(2), self.width_px / 2, shape)
+            orient = spans_to_values(*spans, grid.bins[hits], shape)
+        else:
+            orient = np.zeros(shape, np.uint8)
         return WindowLabels(mask, orient)
 
-    def _prepare(self, transform: Affine) -> _Prepared:
-        """Geometry that depends on the pixel grid (not on the window's offset), cached."""
+    def _grid(self, transform: Affine) -> _Grid:
+        """What depends on the pixel grid's linear part (not on the window's offset), cached."""
         key = tuple(round(v, 15) for v in (transform.a, transform.b, transform.d, transform.e))
-        prep = self._prepared.get(key)
-        if prep is None:
-            pixel = float(np.sqrt(abs(transform.a * transform.e - transform.b * transform.d)))
-            if self.mode == "buffer":
-                mask_geoms = self._metric_mask
-            else:
-                mask_geoms = shapely.buffer(self.segments, self.gaussian_radius_px * pixel, quad_segs=_QUAD_SEGS)
-            orient_geoms = shapely.buffer(self.segments, self.width_px / 2 * pixel, quad_segs=_QUAD_SEGS)
-            d_col, d_row = world_to_pixel_deltas(self._dx, self._dy, transform)
+        grid = self._grids.get(key)
+        if grid is None:
+            linear = np.array([[transform.a, transform.b], [transform.d, transform.e]])
+            d_col, d_row = world_to_pixel_deltas(self._p1[:, 0] - self._p0[:, 0], self._p1[:, 1] - self._p0[:, 1],
+                                                 transform)
             bins = angle_to_bin(segment_angles_deg(d_col, d_row), bin_deg=self.bin_deg)
-            prep = _Prepared(mask_geoms, orient_geoms, bins)
-            self._prepared[key] = prep
-        return prep
+            reach_px = np.abs(linear).sum(axis=1)  # world half-extent of a 1-px radius disk
+            orient_tree = _envelope_tree(self._p0, self._p1, reach_px * self.width_px / 2)
+            if self.mode == "buffer":
+                metric = self._metres[..., :, None] * linear  # diag(metres per unit) @ linear
+                reach = self.buffer_m / self._metres  # world half-extent of the buffer, (S, 2) or (2,)
+                grid = _Grid(metric, self.buffer_m, _envelope_tree(self._p0, self._p1, reach), orient_tree, bins)
+            else:
+                radius = self.gaussian_radius_px
+                grid = _Grid(np.eye(2), radius, _envelope_tree(self._p0, self._p1, reach_px * radius),
+                             orient_tree, bins)
+            self._grids[key] = grid
+        return grid
 
 
-class _Prepared:
-    def __init__(self, mask_geoms: np.ndarray, orient_geoms: np.ndarray, orient_bins: np.ndarray):
-        self.mask_geoms = mask_geoms
-        self.mask_tree = shapely.STRtree(mask_geoms)
-        self.orient_geoms = orient_geoms
-        self.orient_bins = orient_bins
-        self.orient_tree = shapely.STRtree(orient_geoms)
+class _Grid(NamedTuple):
+    mask_metric: np.ndarray  # (2, 2) or (S, 2, 2): pixel displacement -> units of mask_radius
+    mask_radius: float
+    mask_tree: shapely.STRtree
+    orient_tree: shapely.STRtree
+    bins: np.ndarray  # (S,) uint8
+
+
+def _to_pixels(inverse: Affine, xy: np.ndarray) -> np.ndarray:
+    a, b, c, d, e, f = inverse[:6]
+    return np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f])
+
+
+def _envelope_tree(p0: np.ndarray, p1: np.ndarray, reach: np.ndarray) -> shapely.STRtree:
+    """STRtree of the segments' bounding boxes grown by ``reach`` ((2,) or (S, 2) world units)."""
+    lo = np.minimum(p0, p1) - reach
+    hi = np.maximum(p0, p1) + reach
+    return shapely.STRtree(shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]))
 
 
 def _window_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
     h, w = shape
-    xs, ys = zip(*(transform * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+    xs, ys = zip(*(transform @ (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -211,59 +231,47 @@ def _to_line_array(lines, crs) -> np.ndarray:
     if arr.size == 0:
         return np.empty(0, dtype=object)
     arr = np.asarray(shapely.get_parts(arr[~shapely.is_missing(arr)]), dtype=object)
-    types = shapely.get_type_id(arr)
-    bad = ~np.isin(types, (1, 2))  # LineString, LinearRing
+    bad = ~np.isin(shapely.get_type_id(arr), (1, 2))  # LineString, LinearRing
     if bad.any():
         raise InputError(
             f"centerlines must be LineStrings; got {int(bad.sum())} other geometries "
-            f"(e.g. {shapely.get_type_id(arr[bad][0])!r} type id); read them with geodefect.io.vector.read_lines"
+            f"(e.g. a {arr[bad][0].geom_type}); read them with geodefect.io.vector.read_lines"
         )
     return arr[~shapely.is_empty(arr)]
 
 
-def _split_segments(lines: np.ndarray) -> np.ndarray:
-    """Two-point LineStrings of every line, in input order; zero-length segments dropped."""
+def _split_segments(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end points (S, 2) of every segment, in input order; zero-length ones dropped."""
     if len(lines) == 0:
-        return np.empty(0, dtype=object)
+        return np.zeros((0, 2)), np.zeros((0, 2))
     coords, index = shapely.get_coordinates(lines, return_index=True)
     same_line = index[1:] == index[:-1]
     starts, ends = coords[:-1][same_line], coords[1:][same_line]
     keep = np.any(starts != ends, axis=1)
-    return shapely.linestrings(np.stack([starts[keep], ends[keep]], axis=1))
+    return starts[keep], ends[keep]
 
 
-def _metres_per_unit(crs) -> float:
+def _linear_unit_m(crs) -> float:
+    """Metres per unit of a projected CRS's axes (1 for metres, 0.3048 for feet)."""
     factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
     return float(factor or 1.0)
 
 
-def _buffer_metric(segments: np.ndarray, crs, buffer_m: float) -> np.ndarray:
-    """Buffer segments by ``buffer_m`` metres; for a geographic CRS, via a local UTM zone."""
-    if len(segments) == 0:
-        return segments
+def _metres_per_world_unit(crs, lat: np.ndarray) -> np.ndarray:
+    """Metres per CRS unit along x and y: (2,) for a projected CRS, (S, 2) for a geographic one.
+
+    For a geographic CRS (x = longitude, y = latitude in the CRS's angular unit) these are
+    the ellipsoid's parallel and meridian scales at each segment's latitude.
+    """
     if not crs.is_geographic:
-        return shapely.buffer(segments, buffer_m / _metres_per_unit(crs), quad_segs=_QUAD_SEGS)
-    from pyproj import Transformer
-
-    utm = _local_utm(segments, crs)
-    fwd = Transformer.from_crs(crs, utm, always_xy=True)
-    back = Transformer.from_crs(utm, crs, always_xy=True)
-    projected = shapely.transform(segments, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
-    buffered = shapely.buffer(projected, buffer_m, quad_segs=_QUAD_SEGS)
-    log.debug("buffered %d segments by %.2f m in %s", len(segments), buffer_m, utm.name)
-    return shapely.transform(buffered, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
-
-
-def _local_utm(segments: np.ndarray, crs):
-    """The UTM CRS of the segments' centre (on WGS84)."""
-    from pyproj import CRS, Transformer
-    from pyproj.aoi import AreaOfInterest
-    from pyproj.database import query_utm_crs_info
-
-    minx, miny, maxx, maxy = shapely.total_bounds(segments)
-    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    lon, lat = to_ll.transform((minx + maxx) / 2, (miny + maxy) / 2)
-    infos = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
-    if not infos:
-        raise InputError(f"no UTM zone found for lon/lat ({lon:.4f}, {lat:.4f}) to measure `buffer_m` in")
-    return CRS.from_epsg(infos[0].code)
+        return np.full(2, _linear_unit_m(crs))
+    rad_per_unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else np.pi / 180
+    ell = crs.ellipsoid
+    a = ell.semi_major_metre
+    e2 = 1 - (ell.semi_minor_metre / a) ** 2
+    phi = np.asarray(lat, float) * rad_per_unit
+    w = np.sqrt(1 - e2 * np.sin(phi) ** 2)
+    per_lon = a * np.cos(phi) / w * rad_per_unit
+    per_lat = a * (1 - e2) / w**3 * rad_per_unit
+    log.debug("geographic CRS: %.1f m per unit of longitude, %.1f of latitude", per_lon.mean(), per_lat.mean())
+    return np.column_stack([per_lon, per_lat])
