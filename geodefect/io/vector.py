@@ -88,7 +88,8 @@ def read_lines(path: str | os.PathLike, *, to_crs=None, what: str = "centerline 
             what, path, int(not_lines.sum()), ", ".join(sorted(set(types[not_lines]))),
         )
         gdf = gdf[~not_lines]
-    gdf = gdf[~gdf.geometry.is_empty & (gdf.geometry.length > 0)].reset_index(drop=True)
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    gdf = gdf[~shapely.is_empty(geoms) & (shapely.length(geoms) > 0)].reset_index(drop=True)
     if len(gdf) == 0:
         raise InputError(f"{what} {str(path)!r} holds no LineString features; expected road centerlines")
     return gdf
