@@ -43,13 +43,38 @@ def _road_options(fn):
     return fn
 
 
+def _inspection_options(fn):
+    """Options of inspection chipping (image folder + masks or COCO boxes; geodefect.inspection_chips)."""
+    opts = [
+        click.option("--masks", type=click.Path(file_okay=False), default=None,
+                     help="Inspection: mask folder paired with the IMAGES folder by file stem (>127 = defect)."),
+        click.option("--coco", type=click.Path(dir_okay=False), default=None,
+                     help="Inspection: COCO JSON with defect boxes (filled boxes become weak masks)."),
+        click.option("--coco-category", multiple=True, default=None,
+                     help="COCO category names used as defects (repeatable) [default: all]."),
+        click.option("--task", type=click.Choice(["crack_classify", "crack_segment", "rail_segment"]), default=None,
+                     help="Inspection task [default: rail_segment with --coco, crack_segment with --masks]."),
+        click.option("--strip-height-px", type=int, default=None, help="rail_segment: strip height [default: 100]."),
+        click.option("--strip-stride-px", type=int, default=None, help="rail_segment: step between strips [default: strip height]."),
+        click.option("--strip-width-px", type=int, default=None,
+                     help="rail_segment: band width centred on the railhead [default: the full image width]."),
+        click.option("--input-px", type=int, default=None, help="crack_classify: model input side [default: 224]."),
+        click.option("--min-defect-px", type=int, default=None,
+                     help="crack_classify: crack pixels for a chip to count as crack [default: 10]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @click.command("chip")
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=click.Path())
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output chip folder.")
 @click.option("--dataset", default=None, help="Named dataset from data_catalog.yaml instead of IMAGE... .")
 @click.option("--size-px", type=int, default=None, help="Chip side in pixels [default: 512].")
 @click.option("--stride-px", type=int, default=None, help="Step between chips in pixels, 1..size [default: 384].")
 @_road_options
+@_inspection_options
 @click.option("--cell-size-m", type=float, default=None,
               help="Resample imagery to this pixel size in metres (bilinear; area average when downsampling).")
 @click.option("--max-nodata", type=float, default=None, help="Skip chips with a larger share of nodata [default: 0.25].")
@@ -68,10 +93,19 @@ def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **opt
     Example:
       geodefect chip scene.tif --centerlines roads.geojson -o chips --size-px 512
       geodefect chip --dataset spacenet_vegas_sample -o chips_vegas
+      geodefect chip photos/ --masks masks/ --task crack_segment --size-px 256 -o chips_cracks
+      geodefect chip rail/images --coco rail/boxes.json --coco-category defect --strip-height-px 100 -o chips_rail
 
     Writes images/, labels/ (road 0/1), orientation/ (bins), index.gpkg and meta.json.
     Rerunning an interrupted command resumes it.
     """
+    inspection = {k: options.pop(k) for k in ("masks", "coco")}
+    if inspection["masks"] or inspection["coco"] or options.get("task") or _is_inspection_dataset(dataset):
+        summary = run_command(_inspection_chip(), list(images), out_dir, dataset=dataset, **inspection,
+                              config_file=config_file, overrides=drop_none(**options), overwrite=overwrite,
+                              verbose=verbose, quiet=quiet)
+        click.echo(summary.text())
+        return
     centerlines = options.pop("centerlines")
     aoi = options.pop("aoi")
     workflow = _dispatch(centerlines, dataset)
@@ -81,6 +115,24 @@ def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **opt
         verbose=verbose, quiet=quiet,
     )
     click.echo(summary.text())
+
+
+def _inspection_chip():
+    from geodefect.workflows.inspection import chip as inspection_chip
+
+    return inspection_chip
+
+
+def _is_inspection_dataset(dataset) -> bool:
+    """True for a catalog dataset whose task is an inspection task (crack_*, rail_segment)."""
+    if not dataset:
+        return False
+    from geodefect.catalog import get_dataset
+
+    try:
+        return get_dataset(dataset).task in ("crack_classify", "crack_segment", "rail_segment")
+    except Exception:  # unknown names are reported by the road workflow's own lookup
+        return False
 
 
 def _dispatch(centerlines, dataset):

@@ -32,13 +32,28 @@ def _sliding_options(fn):
         click.option("--tta/--no-tta", default=None, help="Flip test-time augmentation (4x compute) [default: off]."),
         click.option("--tta-merge", type=click.Choice(["mean", "max"]), default=None,
                      help="How TTA predictions are merged [default: mean]."),
-        click.option("--threshold", type=float, default=None, help="Road probability threshold [default: 0.5]."),
+        click.option("--threshold", type=float, default=None,
+                     help="Road probability threshold; for inspection models the stage-1 crack probability "
+                          "above which stage 2 runs [default: 0.5]."),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto]."),
         click.option("--bands", default=None, help="1-based bands to feed the model, e.g. 1,2,3 [default: all]."),
         click.option("--resample/--no-resample", default=None,
                      help="Resample on the fly when the pixel size differs from the model's [default: on]."),
         click.option("--max-memory-mb", type=float, default=None,
                      help="Budget of the stitching buffers; wider rasters are processed in strips [default: 256]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _inspection_options(fn):
+    """Two-stage inspection options (crack classifier -> segmenter; geodefect.inference.inspection)."""
+    opts = [
+        click.option("--classifier", type=click.Path(dir_okay=False), default=None,
+                     help="Stage-1 crack_classify package; MODEL (the segmenter) runs only on images it flags."),
+        click.option("--mask-threshold", type=float, default=None,
+                     help="Inspection models: defect probability threshold of the masks [default: 0.5]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -65,12 +80,28 @@ def _vector_options(fn):
     return fn
 
 
+def _panorama_options(fn):
+    """Options of the stacked panorama pipeline (task panorama_stack; issue 6)."""
+    opts = [
+        click.option("--review", type=click.IntRange(min=1), default=None,
+                     help="Panoramas: write the N least certain images with heatmaps to OUT_DIR/review/ + review.csv."),
+        click.option("--roi-masks", type=click.Path(file_okay=False), default=None,
+                     help="Panoramas: folder of road-surface masks <stem>.png; heatmaps are zeroed off the road "
+                          "[default: ../masks beside the images, if present]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @click.command("infer")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @_sliding_options
+@_inspection_options
 @_vector_options
+@_panorama_options
 @overwrite_option
 @config_option
 @verbosity_options
@@ -85,6 +116,10 @@ def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **opti
     Road models write (in the raster's CRS, nothing outside the AOI):
       road_prob.tif (COG), road_mask.tif, orientation.tif, roads.gpkg (layers roads, nodes),
       graph.graphml, run.json. Several images: one subfolder each.
+    
+    Inspection models (crack_segment, rail_segment, crack_classify) take image files or a
+    folder and write masks/, prob/, overlays/ (PNG), predictions.csv and run.json:
+      geodefect infer seg/best.pt photos/ --classifier cls/best.pt --threshold 0.5 -o out
     OUT_DIR is written atomically; --overwrite replaces an existing one.
     """
     summary = run_command(

@@ -28,6 +28,25 @@ def _lr(value):
         raise click.BadParameter(f"must be a number or 'auto', got {value!r}") from None
 
 
+def _inspection_options(fn):
+    """Options of the inspection tasks (crack_classify, crack_segment, rail_segment)."""
+    opts = [
+        click.option("--folds", type=int, default=None,
+                     help="Inspection: k-fold cross-validation by source image (>= 2); per-fold and mean IoU/F1 "
+                          "in RUN_DIR/cv_report.md [default: 0 = off]."),
+        click.option("--variant", default=None, help="crack_densenet169: densenet169 | densenet121 | tiny."),
+        click.option("--width-mult", type=float, default=None, help="rail_vgg_fcn: width multiplier [default: 1.0]."),
+        click.option("--decoder-channels", type=int, default=None, help="crack_deeplabv3plus decoder width [default: 256]."),
+        click.option("--loss", type=click.Choice(["dice", "bce", "bce_dice", "ce"]), default=None,
+                     help="Inspection loss: crack_segment dice (default) | bce | bce_dice; rail and classifier: ce."),
+        click.option("--step-epochs", type=int, default=None, help="--lr-schedule step: epochs between drops [default: 10]."),
+        click.option("--step-gamma", type=float, default=None, help="--lr-schedule step: lr factor per drop [default: 0.1]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @click.command("train")
 @click.argument("chips_dir", type=click.Path(file_okay=False))
 @click.option("-o", "--out-dir", "run_dir", required=True, type=click.Path(file_okay=False),
@@ -57,6 +76,7 @@ def _lr(value):
 @click.option("--device", default=None, help="auto (CUDA with mixed precision when present) | cpu | cuda | cuda:N.")
 @click.option("--num-workers", type=int, default=None, help="Data loading processes [default: 0].")
 @click.option("--steps-per-epoch", type=int, default=None, help="Cap on steps per epoch (0 = full pass).")
+@_inspection_options
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR exactly from its last.pt.")
 @overwrite_option
 @config_option

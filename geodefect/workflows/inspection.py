@@ -31,6 +31,9 @@ class Summary(dict):
     def text(self) -> str:
         return self["text"]
 
+    def __str__(self) -> str:
+        return self["text"]
+
 
 # -- chip ------------------------------------------------------------------------------------
 def chip(images, out_dir, *, masks=None, coco=None, dataset=None, config_file=None, overrides=None,
@@ -130,11 +133,12 @@ def train(data_dir, run_dir, *, config_file=None, overrides=None, resume: bool =
     train_rows, val_rows = split_rows(rows)
     result, timer = fit_one(Path(data_dir), run, meta, train_rows, val_rows, cfg, resume=resume)
     data = {"task": task, "best_epoch": result.best_epoch, "metrics": result.best_metrics, "lr": result.lr,
-            "time_per_step_s": timer.mean_s, "config": config_to_dict(cfg), "model": str(run / "best.pt")}
+            "time_per_step_s": timer.mean_s, "config": config_to_dict(cfg), "model": str(run / "model.pt")}
     (run / "summary.json").write_text(json.dumps(data, indent=2, default=float))
+    shutil.copyfile(run / "best.pt", run / "model.pt")
     shown = {k: round(v, 4) for k, v in result.best_metrics.items() if k in ("accuracy", "iou", "f1", "precision", "recall", "miou")}
     return Summary(data, [f"{task}: best epoch {result.best_epoch} {shown}; {timer.mean_s:.3f} s/step",
-                          f"model: {run / 'best.pt'}"])
+                          f"model: {run / 'model.pt'} (= best.pt)"])
 
 
 FOLD_KEYS = {"crack_classify": ("accuracy", "precision", "recall", "f1"), "default": ("iou", "f1", "precision", "recall", "miou")}

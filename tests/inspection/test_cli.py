@@ -1,0 +1,119 @@
+"""CLI end to end on tiny synthetic data with tiny models: synth -> chip -> train -> infer -> evaluate -> explain."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from geodefect.cli.main import cli
+
+TINY_SEG = ["--encoder", "resnet18", "--decoder-channels", "16"]
+FAST = ["--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2", "--device", "cpu"]
+
+
+def _run(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def crack_run(tmp_path_factory):
+    """Synthetic cracks, chipped for both stages, a tiny classifier and segmenter trained briefly."""
+    root = tmp_path_factory.mktemp("cracks")
+    _run(["synth", "cracks", str(root / "data"), "--n-images", "6", "--height-px", "80", "--width-px", "96"])
+    _run(["chip", str(root / "data" / "images"), "--masks", str(root / "data" / "masks"), "--task", "crack_segment",
+          "--size-px", "64", "--stride-px", "32", "-o", str(root / "seg_chips")])
+    _run(["chip", str(root / "data" / "images"), "--masks", str(root / "data" / "masks"), "--task", "crack_classify",
+          "--input-px", "64", "-o", str(root / "cls_chips")])
+    _run(["train", str(root / "seg_chips"), "-o", str(root / "seg_run"), *TINY_SEG, *FAST])
+    _run(["train", str(root / "cls_chips"), "-o", str(root / "cls_run"), "--variant", "tiny", "--lr-schedule", "step",
+          "--step-epochs", "1", *FAST])
+    return root
+
+
+def test_train_writes_packages_with_tasks(crack_run):
+    import torch
+
+    for run, task in (("seg_run", "crack_segment"), ("cls_run", "crack_classify")):
+        pkg = torch.load(crack_run / run / "model.pt", weights_only=True)
+        assert pkg["recipe"]["task"] == task
+        assert len(pkg["recipe"]["normalization"]["mean"]) == 3
+        assert (crack_run / run / "metrics.csv").is_file()
+    assert torch.load(crack_run / "cls_run" / "model.pt", weights_only=True)["recipe"]["input_px"] == 64
+
+
+def test_two_stage_infer_and_evaluate(crack_run):
+    data, out = crack_run / "data", crack_run / "out"
+    # threshold 0: stage 1 flags everything, so every image is segmented and stitched
+    _run(["infer", str(crack_run / "seg_run" / "model.pt"), str(data / "images"), "--classifier",
+          str(crack_run / "cls_run" / "model.pt"), "--threshold", "0", "--size-px", "64", "--stride-px", "48",
+          "-o", str(out)])
+    with (out / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(0 <= float(r["stage1_prob"]) <= 1 and r["flagged"] == "1" for r in rows)
+    for r in rows:
+        mask = np.asarray(Image.open(out / "masks" / (r["image"][:-4] + ".png")))
+        assert mask.shape == (80, 96)  # stitched at the image's size, not resized
+        assert int(r["defect_px"]) == int((mask > 127).sum())
+        assert np.asarray(Image.open(out / "overlays" / r["image"])).shape == (80, 96, 3)
+    run = json.loads((out / "run.json").read_text())
+    assert run["tasks"] == ["crack_classify", "crack_segment"] and run["window"]["size_px"] == 64
+    # threshold above 1: nothing is flagged, masks stay empty
+    _run(["infer", str(crack_run / "seg_run" / "model.pt"), str(data / "images"), "--classifier",
+          str(crack_run / "cls_run" / "model.pt"), "--threshold", "1.0", "-o", str(crack_run / "out_none")])
+    masks = list((crack_run / "out_none" / "masks").iterdir())
+    assert len(masks) == 6 and all(np.asarray(Image.open(m)).max() == 0 for m in masks)
+
+    from geodefect.workflows.inspection import evaluate
+
+    summary = evaluate(out, data / "masks")
+    assert summary["n_images"] == 6 and 0 <= summary["overall"]["iou"] <= 1
+    stage1 = evaluate(model=crack_run / "cls_run" / "model.pt", images=data / "images", truth=data / "labels.csv")
+    assert stage1["n_images"] == 6 and stage1["fps"] > 0
+
+
+def test_explain_cli(crack_run):
+    image = sorted((crack_run / "data" / "images").iterdir())[0]
+    out = crack_run / "explain"
+    _run(["explain", str(crack_run / "cls_run" / "model.pt"), str(image), "--layer", "features.denseblock3",
+          "-o", str(out)])
+    overlay = np.asarray(Image.open(out / f"{image.stem}_features-denseblock3_scorecam.png"))
+    assert overlay.shape == (80, 96, 3)
+    result = CliRunner().invoke(cli, ["explain", str(crack_run / "cls_run" / "model.pt"), str(image), "--layer",
+                                      "nope", "-o", str(out)])
+    assert result.exit_code == 1 and "valid layers" in result.output
+
+
+def test_infer_rejects_two_classifiers(crack_run):
+    result = CliRunner().invoke(cli, ["infer", str(crack_run / "cls_run" / "model.pt"), str(crack_run / "data" / "images"),
+                                      "--classifier", str(crack_run / "cls_run" / "model.pt"), "-o", str(crack_run / "x")])
+    assert result.exit_code == 1 and "classifier" in result.output
+
+
+def test_rail_kfold_and_box_metrics(tmp_path):
+    _run(["synth", "rail", str(tmp_path / "rail"), "--n-images", "4", "--height-px", "200", "--width-px", "48"])
+    _run(["chip", str(tmp_path / "rail" / "images"), "--coco", str(tmp_path / "rail" / "boxes_coco.json"),
+          "--coco-category", "defect", "--strip-height-px", "100", "--strip-stride-px", "50", "-o", str(tmp_path / "chips")])
+    meta = json.loads((tmp_path / "chips" / "meta.json").read_text())
+    assert meta["task"] == "rail_segment" and meta["chip_shape_px"] == [100, 48]
+    out = _run(["train", str(tmp_path / "chips"), "-o", str(tmp_path / "cv"), "--folds", "2", "--width-mult", "0.125",
+                "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"])
+    assert "mean" in out and "IOU" in out
+    with (tmp_path / "cv" / "folds.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["fold"] for r in rows] == ["1", "2", "mean", "std"]
+    folds = rows[:2]
+    assert sum(int(r["n_val"]) for r in folds) == meta["n_chips"]
+    mean_iou = float(rows[2]["iou"])
+    assert mean_iou == pytest.approx(np.mean([float(r["iou"]) for r in folds]), abs=1e-9)
+    _run(["infer", str(tmp_path / "cv" / "fold_1" / "best.pt"), str(tmp_path / "rail" / "images"), "-o", str(tmp_path / "pred")])
+    from geodefect.workflows.inspection import evaluate
+
+    summary = evaluate(tmp_path / "pred", coco=tmp_path / "rail" / "boxes_coco.json", coco_category=["defect"])
+    assert summary["boxes"]["n_boxes"] >= 4 and 0 <= summary["boxes"]["box_recall"] <= 1
