@@ -7,10 +7,10 @@ Built with numpy and scipy only, never one networkx node per pixel (13 s and 2.9
    (no full-size label image); degree = number of skeleton neighbours.
 2. Node pixels: degree != 2 (ends 1, junctions >= 3, isolated 0). Adjacent junction pixels
    are clustered into one node (connected components), placed at the cluster's centroid.
-3. Chain pixels (degree 2) form simple paths between nodes. A closed loop with no node gets
-   one of its pixels turned into a node ("loop"). Paths are ordered in one breadth-first
-   traversal from a virtual source joined to one end of every chain; a stable sort by chain
-   then gives every chain in path order.
+3. Chain pixels (degree 2) form simple paths between nodes. They are put in path order,
+   chain after chain, by one depth-first traversal from a virtual source joined to the end
+   pixels of every chain. A closed ring with no node on it gets one of its pixels turned
+   into a node ("loop").
 4. Each chain's first and last pixels touch one node each -> edge (u, v, path). Nodes that
    touch directly (an end pixel next to a junction) give a two-point edge.
 
@@ -93,17 +93,16 @@ def skeleton_to_graph(skel: np.ndarray) -> PixelGraph:
     if flat.size == 0:
         return empty_pixel_graph(skel.shape)
     rows, cols = np.divmod(flat, width)
-    pair_a, pair_b = _neighbour_pairs(flat, rows, cols, height, width)
+    pair_a, pair_b = _neighbour_pairs(skel, flat, rows, cols)
     n = flat.size
     degree = np.bincount(pair_a, minlength=n) + np.bincount(pair_b, minlength=n)
     is_node = degree != 2
-    chain_comp, n_comp = _chain_components(is_node, pair_a, pair_b)
-    loops = _loop_breakers(chain_comp, is_node, pair_a, pair_b)
-    if loops.size:
-        is_node[loops] = True
-        chain_comp, n_comp = _chain_components(is_node, pair_a, pair_b)
+    ordered, starts, ring_pixels = _trace_chains(is_node, pair_a, pair_b)
+    if ring_pixels.size:
+        is_node[_ring_breakers(ring_pixels, pair_a, pair_b, n)] = True
+        ordered, starts, _ = _trace_chains(is_node, pair_a, pair_b)
     node_of_pixel, node_rc, node_kind = _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b)
-    chain_edges = _chain_edges(rows, cols, is_node, chain_comp, pair_a, pair_b, node_of_pixel, node_rc)
+    chain_edges = _chain_edges(rows, cols, ordered, starts, is_node, pair_a, pair_b, node_of_pixel, node_rc)
     direct_uv = _direct_edges(is_node, node_of_pixel, pair_a, pair_b)
     edge_uv, coords, offsets = _append_direct_edges(*chain_edges, direct_uv, node_rc)
     edge_uv, coords, offsets = _drop_corner_loops(edge_uv, coords, offsets)
@@ -126,48 +125,66 @@ def _drop_corner_loops(edge_uv, coords, offsets, *, max_chain_px: int = 3):
     return edge_uv[keep], coords[point_keep], np.r_[0, np.cumsum(n_points[keep])].astype(np.int64)
 
 
-def _neighbour_pairs(flat, rows, cols, height, width) -> tuple[np.ndarray, np.ndarray]:
-    """Unordered 8-neighbour pairs (i, j) of skeleton pixels, as indices into ``flat``."""
+def _neighbour_pairs(skel, flat, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered 8-neighbour pairs (i, j) of skeleton pixels, as indices into ``flat``.
+
+    The neighbour test is a lookup in ``skel`` itself; only hits are located in ``flat``.
+    """
+    height, width = skel.shape
+    skel_flat = skel.ravel()
     out_a, out_b = [], []
-    n = flat.size
     for d_row, d_col in _FORWARD_OFFSETS:
         ok = (rows + d_row < height) & (cols + d_col >= 0) & (cols + d_col < width)
         src = np.flatnonzero(ok)
         target = flat[src] + d_row * width + d_col
-        idx = np.searchsorted(flat, target)
-        idx_c = np.minimum(idx, n - 1)
-        hit = (idx < n) & (flat[idx_c] == target)
-        out_a.append(src[hit])
-        out_b.append(idx_c[hit])
+        hit = skel_flat[target]
+        src, target = src[hit], target[hit]
+        out_a.append(src)
+        out_b.append(src + 1 if d_row == 0 else np.searchsorted(flat, target))
     return np.concatenate(out_a), np.concatenate(out_b)
 
 
-def _chain_components(is_node, pair_a, pair_b) -> tuple[np.ndarray, int]:
-    """Component label of every pixel in the chain-only graph (node pixels get their own label)."""
-    n = is_node.size
+def _chain_pairs(is_node, pair_a, pair_b) -> tuple[np.ndarray, np.ndarray]:
     keep = ~is_node[pair_a] & ~is_node[pair_b]
-    adj = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (pair_a[keep], pair_b[keep])), shape=(n, n))
-    n_comp, labels = csgraph.connected_components(adj.tocsr(), directed=False)
-    return labels, n_comp
+    return pair_a[keep], pair_b[keep]
 
 
-def _loop_breakers(chain_comp, is_node, pair_a, pair_b) -> np.ndarray:
-    """One pixel of every closed chain (a ring of degree-2 pixels with no node on it)."""
-    chain_deg = _chain_degree(is_node, pair_a, pair_b)
+def _trace_chains(is_node, pair_a, pair_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chain pixels in path order, chain by chain, via one depth-first traversal.
+
+    A virtual source is joined to both end pixels of every chain; depth-first preorder from
+    it walks each chain from one end to the other before starting the next, and a chain
+    starts wherever the predecessor is the virtual source.
+
+    Returns:
+        (ordered chain pixels, start index of each chain in ``ordered``, pixels of closed
+        rings that no end reaches).
+    """
+    n = is_node.size
+    ca, cb = _chain_pairs(is_node, pair_a, pair_b)
+    chain_deg = np.bincount(ca, minlength=n) + np.bincount(cb, minlength=n)
     chain_idx = np.flatnonzero(~is_node)
-    has_end = np.zeros(chain_comp.max() + 1, bool)
-    has_end[chain_comp[chain_idx[chain_deg[chain_idx] < 2]]] = True
-    ring_pixels = chain_idx[~has_end[chain_comp[chain_idx]]]
-    if ring_pixels.size == 0:
-        return ring_pixels
-    _, first = np.unique(chain_comp[ring_pixels], return_index=True)
+    ends = chain_idx[chain_deg[chain_idx] < 2]
+    a = np.r_[ca, np.full(ends.size, n)]
+    b = np.r_[cb, ends]
+    adj = sparse.coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n + 1, n + 1)).tocsr()
+    order, pred = csgraph.depth_first_order(adj, n, directed=False, return_predecessors=True)
+    ordered = order[1:]
+    starts = np.flatnonzero(pred[ordered] == n)
+    visited = np.zeros(n + 1, bool)
+    visited[order] = True
+    return ordered, starts, chain_idx[~visited[chain_idx]]
+
+
+def _ring_breakers(ring_pixels, pair_a, pair_b, n) -> np.ndarray:
+    """One pixel of every closed ring of degree-2 pixels (it becomes a LOOP node)."""
+    in_ring = np.zeros(n, bool)
+    in_ring[ring_pixels] = True
+    keep = in_ring[pair_a] & in_ring[pair_b]
+    adj = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (pair_a[keep], pair_b[keep])), shape=(n, n))
+    _, labels = csgraph.connected_components(adj.tocsr(), directed=False)
+    _, first = np.unique(labels[ring_pixels], return_index=True)
     return ring_pixels[first]
-
-
-def _chain_degree(is_node, pair_a, pair_b) -> np.ndarray:
-    keep = ~is_node[pair_a] & ~is_node[pair_b]
-    n = is_node.size
-    return np.bincount(pair_a[keep], minlength=n) + np.bincount(pair_b[keep], minlength=n)
 
 
 def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b):
@@ -201,14 +218,10 @@ def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b):
     return node_of_pixel, node_rc, node_kind
 
 
-def _chain_edges(rows, cols, is_node, chain_comp, pair_a, pair_b, node_of_pixel, node_rc):
+def _chain_edges(rows, cols, ordered, starts, is_node, pair_a, pair_b, node_of_pixel, node_rc):
     """Edges along chains: (E, 2) node ids, CSR coordinates with the node points at both ends."""
-    chain_idx = np.flatnonzero(~is_node)
-    if chain_idx.size == 0:
+    if ordered.size == 0:
         return np.zeros((0, 2), np.int64), np.zeros((0, 2)), np.zeros(1, np.int64)
-    ordered = _order_chains(chain_idx, chain_comp, is_node, pair_a, pair_b)
-    comp_sorted = chain_comp[ordered]
-    starts = np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
     lengths = np.diff(np.r_[starts, ordered.size])
     first, last = ordered[starts], ordered[starts + lengths - 1]
     u, v = _chain_end_nodes(first, last, is_node, pair_a, pair_b, node_of_pixel)
@@ -221,23 +234,6 @@ def _chain_edges(rows, cols, is_node, chain_comp, pair_a, pair_b, node_of_pixel,
     coords[pos, 0] = rows[ordered]
     coords[pos, 1] = cols[ordered]
     return np.stack([u, v], axis=1), coords, offsets
-
-
-def _order_chains(chain_idx, chain_comp, is_node, pair_a, pair_b) -> np.ndarray:
-    """Chain pixels grouped by chain and in path order, via one breadth-first traversal."""
-    n = is_node.size
-    chain_deg = _chain_degree(is_node, pair_a, pair_b)
-    ends = chain_idx[chain_deg[chain_idx] < 2]
-    _, first_end = np.unique(chain_comp[ends], return_index=True)
-    sources = ends[first_end]
-    keep = ~is_node[pair_a] & ~is_node[pair_b]
-    a = np.r_[pair_a[keep], np.full(sources.size, n)]
-    b = np.r_[pair_b[keep], sources]
-    adj = sparse.coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n + 1, n + 1)).tocsr()
-    order = csgraph.breadth_first_order(adj, n, directed=False, return_predecessors=False)
-    rank = np.full(n + 1, -1, np.int64)
-    rank[order] = np.arange(order.size)
-    return chain_idx[np.lexsort((rank[chain_idx], chain_comp[chain_idx]))]
 
 
 def _chain_end_nodes(first, last, is_node, pair_a, pair_b, node_of_pixel):

@@ -113,7 +113,7 @@ def build_road_network(g, transform, *, crs, shape, prob=None, simplify_toleranc
     for i, e in enumerate(eids):
         edge = g.edges[e]
         graph.add_edge(
-            renumber[edge.u], renumber[edge.v],
+            renumber[edge.u], renumber[edge.v], i,  # explicit key: networkx's key search is slow
             geometry=lines[i], length_m=float(lengths[i]), mean_prob=float(mean_prob[i]),
             bridged=edge.bridged, n_vertices=int(shapely.get_num_coordinates(lines[i])),
         )

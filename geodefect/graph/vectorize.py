@@ -1,8 +1,9 @@
 """Probability raster -> clean, georeferenced road network (arrays + Affine in, lines out).
 
-Pipeline: threshold -> remove small objects and holes -> skeletonize -> pixel graph ->
-merge degree-2 chains -> prune spurs -> bridge gaps (direction from the predicted orientation
-bins, else the edge tangent) -> drop small components -> merge degree-2 chains ->
+Pipeline: threshold -> (optionally remove small objects) -> skeletonize -> pixel graph ->
+merge degree-2 chains -> open loops round small holes -> prune spurs -> bridge gaps
+(direction from the predicted orientation bins, else the edge tangent) -> drop small
+components -> merge degree-2 chains ->
 Ramer–Douglas–Peucker in metres -> LineStrings in the raster CRS (pixel centres,
 ``transform * (col + 0.5, row + 0.5)``).
 
@@ -26,9 +27,10 @@ from geodefect.graph.simplify import (
     drop_small_components,
     merge_degree_two,
     prune_spurs,
+    remove_small_loops,
     tangent_direction,
 )
-from geodefect.graph.skeleton import clean_mask, skeletonize_mask, threshold_probability
+from geodefect.graph.skeleton import remove_small_objects, skeletonize_mask, threshold_probability
 
 __all__ = [
     "RoadNetwork",
@@ -48,8 +50,12 @@ class VectorizeParams:
 
     Attributes:
         threshold: road probability at or above which a pixel is road.
-        min_object_area_m2: road blobs smaller than this are removed before thinning.
-        max_hole_area_m2: holes (cars, shadows) up to this size are filled before thinning.
+        min_object_area_m2: road blobs smaller than this are removed before thinning
+            (0 = off, the default: it costs a labelling pass over the raster, and
+            ``min_component_m`` drops what such blobs thin to).
+        max_hole_area_m2: loops in the skeleton that only go round a hole of the mask up to
+            this size (a car, a shadow) are opened (on the graph, see
+            ``simplify.remove_small_loops``; 0 = off).
         min_spur_m: dead-end branches shorter than this are pruned (repeatedly).
         bridge_gap_m: end nodes closer than this are joined (CRESI: always).
         bridge_collinear_gap_m: end nodes up to this far apart are joined when collinear.
@@ -63,7 +69,7 @@ class VectorizeParams:
     """
 
     threshold: float = 0.5
-    min_object_area_m2: float = 20.0
+    min_object_area_m2: float = 0.0
     max_hole_area_m2: float = 30.0
     min_spur_m: float = 10.0
     bridge_gap_m: float = 7.2
@@ -143,16 +149,16 @@ def vectorize_road_mask(
     scale_rc = pixel_size_m(transform, crs, mask.shape)
     area_px = scale_rc[0] * scale_rc[1]
     mean_px = (scale_rc[0] + scale_rc[1]) / 2
-    cleaned = clean_mask(
-        mask.astype(bool, copy=False),
-        min_object_area_px=int(params.min_object_area_m2 / area_px),
-        max_hole_area_px=int(params.max_hole_area_m2 / area_px),
-    )
-    skel = skeletonize_mask(cleaned, border_pad_px=int(math.ceil(params.border_pad_m / mean_px)))
-    del cleaned
+    mask = mask.astype(bool, copy=False)
+    if params.min_object_area_m2 > 0:
+        mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
+    skel = skeletonize_mask(mask, border_pad_px=int(math.ceil(params.border_pad_m / mean_px)))
     g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel), scale_rc=scale_rc)
     del skel
+    merge_degree_two(g)
+    loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
     stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
+    stats["hole_loops_opened"] = loops
     network = build_road_network(
         g, transform, crs=crs, shape=mask.shape, prob=prob,
         simplify_tolerance_px=params.simplify_tolerance_m / mean_px,
@@ -163,7 +169,6 @@ def vectorize_road_mask(
 
 def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> dict[str, int]:
     """Prune spurs, bridge gaps, drop small components and merge chains, in that order."""
-    merge_degree_two(g)
     stats = {"spurs_pruned": prune_spurs(g, min_spur_m=params.min_spur_m)}
     stats["gaps_bridged"] = bridge_gaps(
         g,

@@ -203,3 +203,27 @@ def test_bad_orientation_shape_and_missing_bin_deg_are_input_errors():
         vectorize_road_mask(mask, TRANSFORM, orientation=np.zeros((7, 20, 20)), bin_deg=20)
     with pytest.raises(InputError, match="threshold"):
         VectorizeParams(threshold=1.5)
+
+
+def test_small_hole_in_a_road_gives_no_loop_and_a_large_one_is_kept():
+    mask = road_mask([LineString([(0, 50), (200, 50)])], (100, 200), width_px=15)
+    mask[48:52, 60:66] = False  # a car: 24 px = 24 m² < 30 m²
+    net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT)
+    assert net.n_edges == 1 and net.stats["hole_loops_opened"] == 1
+    block = np.zeros((100, 200), bool)
+    block[20:80, 40:160] = True
+    block[30:70, 50:150] = False  # a 4000 m² courtyard is not a hole
+    net = vectorize_road_mask(block, TRANSFORM, crs=CRS, params=EXACT)
+    assert net.stats["hole_loops_opened"] == 0
+    assert any(u == v for u, v in net.graph.edges()) or min(d for _, d in net.graph.degree()) >= 2
+
+
+def test_min_object_area_removes_blobs_on_request():
+    from geodefect.graph.skeleton import remove_small_objects
+
+    mask = np.zeros((30, 30), bool)
+    mask[2:4, 2:4] = True  # 4 px
+    mask[10:20, 10:20] = True  # 100 px
+    out = remove_small_objects(mask, min_object_area_px=10)
+    assert not out[2:4, 2:4].any() and out[10:20, 10:20].all()
+    assert mask[2:4, 2:4].all()  # input untouched
