@@ -229,6 +229,8 @@ class RasterReader:
     def __init__(self, path, *, bands=None, stretch: bool | str | None = None,
                  cell_size_m: float | None = None, require_crs: bool = True) -> None:
         self.path = str(path)
+        self._args = {"bands": bands, "stretch": stretch, "cell_size_m": cell_size_m,
+                      "require_crs": require_crs}
         self._ds = open_raster(path, require_crs=require_crs)
         self._vrt = None
         try:
@@ -305,8 +307,30 @@ class RasterReader:
 
     def read_valid_mask(self, window: Window) -> np.ndarray:
         """``(h, w)`` bool: True where the pixel holds data (dataset mask; False outside)."""
+        if self._all_valid:
+            return self._inside_mask(window)
         mask = self._read_padded(window, None, fill=0)
         return mask[0] > 0
+
+    @property
+    def _all_valid(self) -> bool:
+        """True when the raster has no nodata, mask band or alpha (every pixel is data)."""
+        from rasterio.enums import MaskFlags
+
+        if self._vrt is not None:
+            return False
+        return all(flags == [MaskFlags.all_valid] for flags in self._ds.mask_flag_enums)
+
+    def _inside_mask(self, window: Window) -> np.ndarray:
+        """``(h, w)`` bool: True for the part of ``window`` inside the raster."""
+        h, w = int(window.height), int(window.width)
+        r0, c0 = int(window.row_off), int(window.col_off)
+        out = np.zeros((h, w), bool)
+        rr0, cc0 = max(r0, 0), max(c0, 0)
+        rr1, cc1 = min(r0 + h, self.shape[1]), min(c0 + w, self.shape[2])
+        if rr1 > rr0 and cc1 > cc0:
+            out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = True
+        return out
 
     def _read_padded(self, window: Window, bands, *, fill) -> np.ndarray:
         """Read ``bands`` (None: the dataset mask as one band) of a window, padded outside."""
@@ -329,6 +353,16 @@ class RasterReader:
         if bands is None:
             return self._src.dataset_mask(window=window)[None]
         return self._src.read(bands, window=window)
+
+    def reopen(self) -> RasterReader:
+        """Another reader of the same raster and settings, with its own GDAL handle.
+
+        GDAL datasets must not be shared between threads: give each thread its own.
+        Stretch limits are shared, so every thread stretches identically.
+        """
+        other = RasterReader(self.path, **self._args)
+        other._limits = self.stretch_limits
+        return other
 
     def window_transform(self, window: Window):
         """Affine transform of a window of this reader's grid."""
