@@ -46,3 +46,123 @@ def roads(out_dir, size_px, pixel_size_m, seed, crs, compress, verbose, quiet) -
     )
     for name in ("image", "centerlines", "aoi", "road_mask"):
         click.echo(f"{name}: {getattr(scene, name)}")
+
+
+@synth.command("damage")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--countries", default="Alpha,Bravo,Charlie", show_default=True,
+              help="Comma-separated country (domain) names; each gets its own style.")
+@click.option("--n-images", type=click.IntRange(min=1), default=24, show_default=True, help="Images per country.")
+@click.option("--size-px", type=click.IntRange(min=128), default=256, show_default=True, help="Image side in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
+@verbosity_options
+def damage(out_dir, countries, n_images, size_px, seed, overwrite, verbose, quiet) -> None:
+    """Write RDD-like road-damage folders (VOC XML boxes of D00/D10/D20/D40) to OUT_DIR.
+
+    Layout as RDD2022: OUT_DIR/COUNTRY/train/images/*.jpg and
+    OUT_DIR/COUNTRY/train/annotations/xmls/*.xml. Example:
+
+        geodefect synth damage rdd_synth --countries A,B,C --n-images 40
+    """
+    from geodefect.io.atomic import atomic_dir
+    from geodefect.testing.damage import make_damage_dataset
+
+    def _write():
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            make_damage_dataset(tmp, countries=tuple(c.strip() for c in countries.split(",") if c.strip()),
+                                n_images=n_images, size_px=size_px, seed=seed)
+
+    run_command(_write, verbose=verbose, quiet=quiet)
+    click.echo(f"damage: {out_dir}")
+
+
+@synth.command("panoramas")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n-images", type=click.IntRange(min=2), default=24, show_default=True, help="Number of panoramas.")
+@click.option("--height-px", type=click.IntRange(min=64), default=128, show_default=True, help="Panorama height.")
+@click.option("--width-px", type=click.IntRange(min=128), default=512, show_default=True, help="Panorama width.")
+@click.option("--damage-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of panoramas with road damage (label 1).")
+@click.option("--style-index", type=int, default=0, show_default=True,
+              help="Road style = that of synthetic country number N of `synth damage`.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
+@verbosity_options
+def panoramas(out_dir, n_images, height_px, width_px, damage_fraction, style_index, seed, overwrite, verbose, quiet) -> None:
+    """Write synthetic street panoramas (images/, masks/ road surface, labels.csv) to OUT_DIR.
+
+    Example:
+
+        geodefect synth panoramas panos --n-images 40 --seed 1
+    """
+    from geodefect.io.atomic import atomic_dir
+    from geodefect.testing.damage import make_panoramas
+
+    def _write():
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            make_panoramas(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
+                           damage_fraction=damage_fraction, style_index=style_index, seed=seed)
+
+    run_command(_write, verbose=verbose, quiet=quiet)
+    click.echo(f"panoramas: {out_dir}")
+
+
+@synth.command("cracks")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n-images", type=click.IntRange(min=1), default=24, show_default=True, help="Number of images.")
+@click.option("--height-px", type=click.IntRange(min=32), default=256, show_default=True, help="Image height.")
+@click.option("--width-px", type=click.IntRange(min=32), default=256, show_default=True, help="Image width.")
+@click.option("--crack-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of images with a crack (the others have only joints, stains, bolt holes).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
+@verbosity_options
+def cracks(out_dir, n_images, height_px, width_px, crack_fraction, seed, overwrite, verbose, quiet) -> None:
+    """Write synthetic tunnel-lining crack images (images/, masks/ 0/255, labels.csv) to OUT_DIR.
+
+    Example:
+
+        geodefect synth cracks cracks_synth --n-images 40 --seed 1
+    """
+    from geodefect.io.atomic import atomic_dir
+    from geodefect.testing.cracks import make_crack_dataset
+
+    def _write():
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            make_crack_dataset(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
+                               crack_frac=crack_fraction, seed=seed)
+
+    run_command(_write, verbose=verbose, quiet=quiet)
+    click.echo(f"cracks: {out_dir} (images/, masks/, labels.csv)")
+
+
+@synth.command("rail")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n-images", type=click.IntRange(min=1), default=12, show_default=True, help="Number of images.")
+@click.option("--height-px", type=click.IntRange(min=32), default=1000, show_default=True,
+              help="Image height (along the rail).")
+@click.option("--width-px", type=click.IntRange(min=16), default=160, show_default=True,
+              help="Image width (RSDDs Type-I: 160, Type-II: 55; line-scan frames: e.g. 1024).")
+@click.option("--rail-width-px", type=click.IntRange(min=8), default=None,
+              help="Railhead band width [default: 70% of --width-px].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
+@verbosity_options
+def rail(out_dir, n_images, height_px, width_px, rail_width_px, seed, overwrite, verbose, quiet) -> None:
+    """Write synthetic railhead images (images/, masks/ 0/255, boxes_coco.json) to OUT_DIR.
+
+    Example:
+
+        geodefect synth rail rail_synth --n-images 20 --height-px 1000 --width-px 160
+    """
+    from geodefect.io.atomic import atomic_dir
+    from geodefect.testing.rail import make_rail_dataset
+
+    def _write():
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            make_rail_dataset(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
+                              rail_width_px=rail_width_px, seed=seed)
+
+    run_command(_write, verbose=verbose, quiet=quiet)
+    click.echo(f"rail: {out_dir} (images/, masks/, boxes_coco.json)")

@@ -116,19 +116,24 @@ def _residential_streets(
 
 
 def _street_heights(extent_m: float, arterial: Road, rng: np.random.Generator) -> list[float]:
-    art_y = shapely.get_coordinates(arterial.line)[:, 1]
-    lo, hi = art_y.min() - 28, art_y.max() + 28
-    ys, y = [], rng.uniform(20, 45)
-    while y < extent_m - 15:
+    """Heights of residential streets, spaced like urban blocks, clear of the arterial."""
+    inside = shapely.get_coordinates(arterial.line)
+    inside = inside[(inside[:, 0] >= 0) & (inside[:, 0] <= extent_m)]
+    lo, hi = inside[:, 1].min() - 20, inside[:, 1].max() + 20
+    small = extent_m < 200
+    ys, y = [], rng.uniform(10, 25) if small else rng.uniform(20, 45)
+    while y < extent_m - 8:
         if not lo < y < hi:
             ys.append(float(y))
-        y += rng.uniform(48, 80)
+            y += rng.uniform(30, 45) if small else rng.uniform(48, 80)
+        else:
+            y += 5.0
     return ys
 
 
 def _street(left: float, right: float, y: float, extent_m: float, rng: np.random.Generator) -> Road | None:
     """A through street from left to right, or a dead end from one side with a bulb."""
-    if right - left < 35:
+    if right - left < 25:
         return None
     width = _width("residential", rng)
     kind = rng.choice(["through", "through", "dead_end", "none"], p=[0.45, 0.2, 0.25, 0.1])
