@@ -18,7 +18,10 @@ the *domain* of every sample, which no other task has.
      domain); their mean μ_c and covariance Ξ_c, **detached** (they are the target
      distribution: letting gradients inflate Ξ_c would shrink every distance for free);
   2. meta-test difference vectors: d' = z_t - z_j, t in the meta-test domain, j in meta-train;
-  3. loss_k = mean over c and d' of the Mahalanobis distance sqrt((d'-μ_c)ᵀ Ξ_c⁻¹ (d'-μ_c)).
+  3. loss_k = mean over c and d' of the Mahalanobis distance sqrt((d'-μ_c)ᵀ Ξ_c⁻¹ (d'-μ_c)),
+     divided by sqrt(D) (D = embedding size): a vector drawn from the meta-train distribution
+     has E[distance²] ≈ D, so the scaled term is ≈ 1 in distribution for every backbone
+     (512-d ResNet-18 or 2048-d Inception-V3) and γ keeps one meaning across them.
 
   The gradients of loss_k are accumulated over the meta-test domains with weight γ / K
   (γ = 0.7) on top of the gradients of the task loss (ce [+ λ ct]) and applied in one
@@ -36,6 +39,7 @@ the *domain* of every sample, which no other task has.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +114,38 @@ def mahalanobis_distance(d: torch.Tensor, mean: torch.Tensor, inverse: torch.Ten
     return torch.sqrt(((x @ inverse) * x).sum(1).clamp_min(1e-12))
 
 
+def distribution_distance(d: torch.Tensor, samples: torch.Tensor, *, shrinkage: float = 0.1, ridge: float = 1e-3) -> torch.Tensor:
+    """Mahalanobis distances (N,) of ``d`` (N, D) to the regularised Gaussian fitted to ``samples`` (M, D).
+
+    Same value as ``mahalanobis_distance(d, μ, regularized_inverse(Ξ))`` without forming an
+    inverse: with M < D (the usual case, few pairs in a 512-2048-d embedding) through the
+    Woodbury identity, Ξ' = b·I + U·Uᵀ with U = sqrt((1-s)/(M-1))·Cᵀ (C = centred samples,
+    b = s·tr Ξ/D + ε), so only an M x M system is factorised; otherwise by a Cholesky solve.
+    Computed in float64 (the 1/b factor amplifies float32 rounding), returned in ``d``'s dtype.
+    """
+    if ridge <= 0:
+        raise ConfigError(f"`ridge` must be > 0 so the covariance always inverts, got {ridge}")
+    d64, x64 = d.double(), samples.double()
+    mean = x64.mean(0)
+    centred = x64 - mean
+    m, dim = centred.shape
+    scale = (1 - shrinkage) / max(m - 1, 1)
+    trace = (centred * centred).sum() / max(m - 1, 1)
+    b = shrinkage * trace / dim + ridge
+    y = d64 - mean
+    if m < dim:
+        u = centred.T * math.sqrt(scale)  # (D, M)
+        k = b * torch.eye(m, dtype=torch.float64, device=d.device) + u.T @ u
+        v = y @ u  # (N, M)
+        w = torch.linalg.solve_triangular(torch.linalg.cholesky(k), v.T, upper=False)  # (M, N)
+        q = ((y * y).sum(1) - (w * w).sum(0)) / b
+    else:
+        cov = scale * (centred.T @ centred) + b * torch.eye(dim, dtype=torch.float64, device=d.device)
+        w = torch.linalg.solve_triangular(torch.linalg.cholesky(cov), y.T, upper=False)
+        q = (w * w).sum(0)
+    return torch.sqrt(q.clamp_min(1e-12)).to(d.dtype)
+
+
 def pair_differences(a: torch.Tensor, b: torch.Tensor, *, max_pairs: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """All ``a_i - b_j`` as (Na·Nb, D), or a random subset of ``max_pairs`` of them."""
     n = len(a) * len(b)
@@ -158,12 +194,9 @@ def dg_loss_for_domain(
         d_train = meta_train_differences(z[tr].detach(), domains[tr], max_pairs=cfg.max_pairs, generator=generator)
         if len(d_train) < 1:
             continue
-        mean = d_train.mean(0)
-        centred = d_train - mean
-        cov = centred.T @ centred / max(len(d_train) - 1, 1)
-        inverse = regularized_inverse(cov, shrinkage=cfg.shrinkage, ridge=cfg.ridge)
         d_test = pair_differences(z[te], z[tr].detach(), max_pairs=cfg.max_pairs, generator=generator)
-        losses.append(mahalanobis_distance(d_test, mean, inverse).mean())
+        dist = distribution_distance(d_test, d_train, shrinkage=cfg.shrinkage, ridge=cfg.ridge)
+        losses.append(dist.mean() / math.sqrt(z.shape[1]))
     if not losses:
         return None
     return torch.stack(losses).mean()

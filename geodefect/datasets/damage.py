@@ -302,15 +302,15 @@ class CropDataset:
 
     Items are ``{"image": (3, S, S) float32 normalised with mean/std (0..255 scale),
     "label": int64, "domain": int64}``. ``augment`` adds random horizontal/vertical flips
-    (damage classes are flip-invariant: a flipped transverse crack is still transverse).
+    (damage classes are flip-invariant: a flipped transverse crack is still transverse), drawn
+    from NumPy's global RNG, which the training loop seeds per sample (reproducible, resumable).
     """
 
-    def __init__(self, crops: CropArrays, *, mean: list[float], std: list[float], augment: bool = False, seed: int = 0):
+    def __init__(self, crops: CropArrays, *, mean: list[float], std: list[float], augment: bool = False):
         self.crops = crops
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
         self.augment = augment
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -320,9 +320,9 @@ class CropDataset:
 
         x = (self.crops.images[i].astype(np.float32) - self.mean) / self.std
         if self.augment:
-            if self.rng.random() < 0.5:
+            if np.random.random() < 0.5:
                 x = x[:, :, ::-1]
-            if self.rng.random() < 0.5:
+            if np.random.random() < 0.5:
                 x = x[:, ::-1, :]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(x)),

@@ -85,7 +85,7 @@ def test_dg_loss_by_hand():
     # train differences ±(1,-1): mean 0, covariance [[2,-2],[-2,2]]; regularised:
     # 0.9*cov + (0.1*2 + 0.001) I, whose eigenvalue along (1,-1) is 3.6 + 0.201 = 3.801.
     # test differences: (0,0) -> 0 and (1,-1) -> sqrt(2 / 3.801)
-    expected = (1e-6 + math.sqrt(2 / 3.801)) / 2
+    expected = (1e-6 + math.sqrt(2 / 3.801)) / 2 / math.sqrt(2)  # scaled by sqrt(D), D = 2
     got = dg_loss_for_domain(z, labels, domains, 2, cfg)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # class 0 has a single meta-train sample when domain 1 holds class 1: no distribution -> None
@@ -145,3 +145,16 @@ def test_dg_step_changes_weights_and_reduces_mahalanobis_term():
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     assert last["dg"] < 0.7 * first["dg"]
     assert math.isfinite(last["loss"])
+
+
+@pytest.mark.parametrize(("m", "dim"), [(5, 40), (60, 8)])  # Woodbury path (M < D) and dense path
+def test_distribution_distance_matches_explicit_inverse(m, dim):
+    from geodefect.losses_domain import distribution_distance
+
+    g = torch.Generator().manual_seed(m)
+    samples = torch.randn(m, dim, generator=g, dtype=torch.float64)
+    d = torch.randn(7, dim, generator=g, dtype=torch.float64)
+    mean = samples.mean(0)
+    cov = (samples - mean).T @ (samples - mean) / (m - 1)
+    ref = mahalanobis_distance(d, mean, regularized_inverse(cov, shrinkage=0.1, ridge=1e-3))
+    assert torch.allclose(distribution_distance(d, samples, shrinkage=0.1, ridge=1e-3), ref, rtol=1e-6)
