@@ -96,8 +96,8 @@ def resolve_road_inputs(entry: DatasetEntry) -> RoadInputs:
         raise InputError(f"dataset {entry.name!r} is a {entry.task!r} dataset, not a road dataset (task: roads)")
     bands = entry.raw.get("bands")
     if entry.raw.get("generator") == "demo_scene":
-        scene = ensure_demo_scene(entry)
-        return RoadInputs(sources=[(scene.image, scene.centerlines)], aoi=scene.aoi, bands=bands)
+        image, centerlines, aoi = ensure_demo_scene(entry)
+        return RoadInputs(sources=[(image, centerlines)], aoi=aoi, bands=bands)
     images = sorted(entry.root.glob(entry.raw["images"]))
     if not images:
         raise InputFileNotFoundError(
@@ -127,10 +127,14 @@ def _centerlines_for(entry: DatasetEntry, image: Path) -> Path:
     return path
 
 
-def ensure_demo_scene(entry: DatasetEntry):
-    """Generate the demo scene into ``entry.root`` once (atomically); return its RoadScene."""
+def ensure_demo_scene(entry: DatasetEntry) -> tuple[Path, Path, Path]:
+    """Generate the demo scene into ``entry.root`` once (atomically).
+
+    Returns:
+        ``(image, centerlines, aoi)`` paths.
+    """
     from geodefect.io.atomic import atomic_dir
-    from geodefect.testing.scenes import RoadScene, make_road_scene
+    from geodefect.testing.scenes import make_road_scene
 
     kwargs = {k: entry.raw[k] for k in ("size_px", "pixel_size_m", "seed") if k in entry.raw}
     done = entry.root / ".complete"
@@ -141,7 +145,7 @@ def ensure_demo_scene(entry: DatasetEntry):
             (tmp / ".names").write_text("\n".join(names) + "\n")
             (tmp / ".complete").write_text("ok\n")
     image, centerlines, aoi = (entry.root / n for n in (entry.root / ".names").read_text().split())
-    return RoadScene(image=image, centerlines=centerlines, aoi=aoi)
+    return image, centerlines, aoi
 
 
 def resolve_inspection_pairs(entry: DatasetEntry) -> list[tuple[Path, Path]]:

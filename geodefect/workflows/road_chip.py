@@ -18,6 +18,9 @@ from geodefect.errors import InputError, OutputExistsError
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "chip_settings.json"
+#: GDAL block cache while chipping: holds two rows of 512-px tiles of a 3-band raster
+#: 40000 px wide; bounds memory (GDAL's default is 5% of RAM) without re-reading tiles
+GDAL_CACHE_BYTES = 256 * 2**20
 OUTPUT_NAMES = ("images", "labels", "orientation", "index.gpkg", "meta.json", SETTINGS_FILE)
 
 
@@ -101,7 +104,10 @@ def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, c
         meta = json.loads((out / "meta.json").read_text())
         return ChipSummary(out, meta["n_chips"], meta["split"]["n_train"], meta["split"]["n_val"],
                            0, {}, meta.get("road_km", 0.0), 0.0, already_complete=True)
-    return _export(plans, out, cfg, bands, settings, t0)
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        return _export(plans, out, cfg, bands, settings, t0)
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -227,3 +227,12 @@ def test_geotiff_in_geographic_crs(tmp_path):
     rows = np.nonzero(lab[:, 10])[0] + 48
     # 2 m half-width is 2/0.556 = 3.6 px north-south around row 60.5
     assert rows.min() >= 56 and rows.max() <= 64 and len(rows) >= 6
+
+
+def test_dataset_vegas_sample(shared_data, tmp_path):
+    out = tmp_path / "vegas"
+    result = invoke("--dataset", "spacenet_vegas_sample", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["bands"] == [1, 2, 3] and meta["n_chips"] > 0
+    assert meta["crs"].startswith("GEOGCS") and 0.2 < meta["pixel_size_m"] < 0.35
