@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from geodefect.cli.options import run_command, verbosity_options
+from geodefect.cli.options import overwrite_option, run_command, verbosity_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,8 +27,9 @@ def synth() -> None:
 @click.option("--crs", default="EPSG:32631", show_default=True, help="Projected CRS of the image (metres).")
 @click.option("--compress", type=click.Choice(["none", "deflate", "lzw"]), default="none", show_default=True,
               help="GeoTIFF compression of the image.")
+@overwrite_option
 @verbosity_options
-def roads(out_dir, size_px, pixel_size_m, seed, crs, compress, verbose, quiet) -> None:
+def roads(out_dir, size_px, pixel_size_m, seed, crs, compress, overwrite, verbose, quiet) -> None:
     """Write a synthetic aerial road scene to OUT_DIR.
 
     Files: scene.tif (3-band uint8 GeoTIFF, UTM 31N around Paris by default),
@@ -38,11 +39,11 @@ def roads(out_dir, size_px, pixel_size_m, seed, crs, compress, verbose, quiet) -
 
         geodefect synth roads demo_scene --size-px 2048 --seed 1
     """
-    from geodefect.testing.scenes import make_road_scene
+    from geodefect.testing.scenes import write_road_scene
 
     scene = run_command(
-        make_road_scene, out_dir, size_px=size_px, pixel_size_m=pixel_size_m, seed=seed, crs=crs,
-        compress=None if compress == "none" else compress, verbose=verbose, quiet=quiet,
+        write_road_scene, out_dir, size_px=size_px, pixel_size_m=pixel_size_m, seed=seed, crs=crs,
+        compress=None if compress == "none" else compress, overwrite=overwrite, verbose=verbose, quiet=quiet,
     )
     for name in ("image", "centerlines", "aoi", "road_mask"):
         click.echo(f"{name}: {getattr(scene, name)}")

@@ -16,6 +16,8 @@ metres; they just hold fewer roads (always at least the arterial and one crossin
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,19 @@ def make_road_scene(
                      size_px=int(size_px), pixel_size_m=float(pixel_size_m))
 
 
+def write_road_scene(out_dir: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> RoadScene:
+    """:func:`make_road_scene` that refuses to replace existing scene files unless ``overwrite``.
+
+    Raises:
+        OutputExistsError: a scene file exists in ``out_dir`` and ``overwrite`` is False.
+    """
+    from geodefect.io.atomic import check_output_free
+
+    for name in SCENE_FILES.values():
+        check_output_free(Path(out_dir) / name, overwrite=overwrite)
+    return make_road_scene(out_dir, **kwargs)
+
+
 def _paris_origin(crs, extent_m: float) -> tuple[float, float]:
     from pyproj import Transformer
 
@@ -141,7 +156,7 @@ def _write_centerlines(path: Path, roads, transform, crs) -> None:
          "width_m": [round(r.width_m, 2) for r in roads]},
         geometry=lines, crs=crs.to_wkt(),
     ).to_crs("EPSG:4326")
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _quiet_pyogrio():
         gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
 
 
@@ -158,5 +173,17 @@ def _write_aoi(path: Path, extent_m: float, transform, crs, rng: np.random.Gener
     ring = np.array([[lo[0], lo[1]], [hi[0] - cut, lo[1]], [hi[0], lo[1] + cut], [hi[0], hi[1]], [lo[0], hi[1]]])
     poly = shapely.Polygon(_to_world(ring, transform))
     gdf = gpd.GeoDataFrame({"name": ["paris"]}, geometry=[poly], crs=crs.to_wkt()).to_crs("EPSG:4326")
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _quiet_pyogrio():
         gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+
+
+@contextlib.contextmanager
+def _quiet_pyogrio():
+    """pyogrio logs "Created N records" at INFO for every write; keep stderr for our logs."""
+    logger = logging.getLogger("pyogrio._io")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

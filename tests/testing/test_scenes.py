@@ -115,3 +115,10 @@ def test_cli_writes_a_scene(tmp_path):
         assert (src.count, src.width) == (3, 128)
     bad = CliRunner().invoke(cli, ["synth", "roads", str(tmp_path / "t"), "--crs", "EPSG:4326"])
     assert bad.exit_code == 1 and "Error:" in bad.output and "projected" in bad.output
+    before = (tmp_path / "s" / "scene.tif").read_bytes()
+    again = CliRunner().invoke(cli, ["synth", "roads", str(tmp_path / "s"), "--size-px", "128", "--seed", "5"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert (tmp_path / "s" / "scene.tif").read_bytes() == before
+    forced = CliRunner().invoke(cli, ["synth", "roads", str(tmp_path / "s"), "--size-px", "128", "--seed", "5",
+                                      "--overwrite"])
+    assert forced.exit_code == 0 and (tmp_path / "s" / "scene.tif").read_bytes() != before
