@@ -1,1 +1,1 @@
-"""Metrics computed after inference (road graphs and masks; inspection masks and classes)."""
+"""Metrics: road masks and graphs (``roads``: pixel IoU/F1, relaxed P/R/F1; ``apls``: APLS)."""

@@ -52,7 +52,8 @@ class RoadNetwork:
         import pandas as pd
         import shapely
 
-        edges = list(self.graph.edges(keys=True, data=True))
+        # u -> v in the digitising direction of the geometry (networkx may report v, u)
+        edges = [(*oriented_ends(self.graph, u, v, d["geometry"]), k, d) for u, v, k, d in self.graph.edges(keys=True, data=True)]
         roads = pd.DataFrame(
             {
                 "edge_id": np.arange(len(edges), dtype=np.int64),
@@ -77,6 +78,18 @@ class RoadNetwork:
         pts = shapely.points([d["x"] for _, d in nodes], [d["y"] for _, d in nodes]) if nodes else []
         nodes_gdf = gpd.GeoDataFrame(nodes_df, geometry=gpd.GeoSeries(pts, crs=self.crs), crs=self.crs)
         return roads_gdf, nodes_gdf
+
+
+def oriented_ends(graph, u, v, line) -> tuple:
+    """``(u, v)`` ordered so that ``line`` runs from u to v.
+
+    networkx reports an undirected edge's ends in adjacency order, not in the order it was
+    added, so the geometry may run from v to u.
+    """
+    x0, y0 = line.coords[0]
+    du = (graph.nodes[u]["x"] - x0) ** 2 + (graph.nodes[u]["y"] - y0) ** 2
+    dv = (graph.nodes[v]["x"] - x0) ** 2 + (graph.nodes[v]["y"] - y0) ** 2
+    return (u, v) if du <= dv else (v, u)
 
 
 def node_kind(degree: int) -> str:

@@ -1,0 +1,97 @@
+"""`geodefect evaluate` (roads): CliRunner, then the JSON it wrote."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+from rasterio.features import rasterize
+from shapely.geometry import LineString, box
+
+from geodefect.cli.main import cli
+
+CRS = "EPSG:32631"
+PIXEL_M = 0.5
+TRANSFORM = Affine(PIXEL_M, 0, 500_000, 0, -PIXEL_M, 4_000_100)
+SHAPE = (200, 200)  # 100 m x 100 m
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    lines = [LineString([(500_000, 4_000_050), (500_100, 4_000_050)]),
+             LineString([(500_050, 4_000_050), (500_050, 4_000_000)])]
+    truth = d / "truth.geojson"
+    gpd.GeoDataFrame({"id": [1, 2]}, geometry=lines, crs=CRS).to_crs("EPSG:4326").to_file(truth)
+    mask = rasterize([(g.buffer(3), 1) for g in lines], out_shape=SHAPE, transform=TRANSFORM, dtype="uint8")
+    mask_tif = d / "road_mask.tif"
+    with rasterio.open(mask_tif, "w", driver="GTiff", height=SHAPE[0], width=SHAPE[1], count=1, dtype="uint8",
+                       crs=CRS, transform=TRANSFORM, nodata=255) as ds:
+        ds.write(mask, 1)
+    pred_gpkg = d / "roads.gpkg"
+    gpd.GeoDataFrame({"length_m": [100.0]}, geometry=[lines[0]], crs=CRS).to_file(pred_gpkg, layer="roads")
+    aoi = d / "aoi.geojson"
+    gpd.GeoDataFrame(geometry=[box(500_000, 4_000_030, 500_100, 4_000_100)], crs=CRS).to_file(aoi)
+    return {"truth": truth, "mask": mask_tif, "gpkg": pred_gpkg, "aoi": aoi, "dir": d}
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["evaluate", *map(str, args)])
+
+
+def test_truth_against_itself_scores_one(scene, tmp_path):
+    out = tmp_path / "m.json"
+    res = run("--pred", scene["truth"], "--truth", scene["truth"], "--json", out)
+    assert res.exit_code == 0, res.output
+    assert "APLS" in res.output and "pixel IoU" in res.output
+    m = json.loads(out.read_text())
+    assert m["apls"]["apls"] == pytest.approx(1.0)
+    assert m["pixel"]["iou"] == pytest.approx(1.0)
+    assert m["relaxed"]["f1"] == pytest.approx(1.0)
+    assert m["km"]["truth"] == pytest.approx(0.15, rel=1e-3)
+
+
+def test_gpkg_missing_one_road_scores_the_hand_values(scene, tmp_path):
+    out = tmp_path / "m.json"
+    res = run("--pred", scene["gpkg"], "--truth", scene["truth"], "--json", out, "--buffer-m", "2")
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    # the horizontal road is found, the 50 m vertical one is not
+    assert m["relaxed"]["precision"] == pytest.approx(1.0)
+    assert m["relaxed"]["recall"] == pytest.approx(100 / 150, abs=0.03)
+    assert 0.0 < m["apls"]["apls"] < 0.9
+    assert m["apls"]["pred_to_truth"] == pytest.approx(1.0)
+
+
+def test_road_mask_tif_with_aoi(scene, tmp_path):
+    out = tmp_path / "m.json"
+    res = run("--pred", scene["mask"], "--truth", scene["truth"], "--aoi", scene["aoi"], "--json", out)
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    assert m["relaxed"]["recall"] > 0.9 and m["relaxed"]["precision"] > 0.9
+    assert m["apls"]["apls"] > 0.7
+    # the AOI keeps 20 m of the 50 m vertical road: 120 m of truth
+    assert m["km"]["truth"] == pytest.approx(0.12, rel=0.02)
+
+
+def test_existing_json_needs_overwrite_and_bad_inputs_exit_1(scene, tmp_path):
+    out = tmp_path / "m.json"
+    out.write_text("{}")
+    res = run("--pred", scene["truth"], "--truth", scene["truth"], "--json", out)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert out.read_text() == "{}"
+    res = run("--pred", tmp_path / "nope.gpkg", "--truth", scene["truth"])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    res = run("--truth", scene["truth"])
+    assert res.exit_code == 2 and "--pred" in res.output
+
+
+def test_aoi_missing_the_raster_is_an_error(scene, tmp_path):
+    far = tmp_path / "far.geojson"
+    gpd.GeoDataFrame(geometry=[box(600_000, 4_000_000, 600_100, 4_000_100)], crs=CRS).to_file(far)
+    res = run("--pred", scene["mask"], "--truth", scene["truth"], "--aoi", far)
+    assert res.exit_code == 1 and "does not overlap" in res.output
