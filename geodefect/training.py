@@ -257,8 +257,10 @@ class _Run:
 
         opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
         total = self.cfg.epochs * self.steps_per_epoch
-        if self.cfg.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+        if self.cfg.scheduler == "onecycle" and total >= 4:
+            # warm-up 25% of the steps (fastai's default), at least 2.5 steps so tiny runs work
+            pct = min(0.5, max(0.25, 2.5 / total))
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct)
         elif self.cfg.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=lr * 1e-2)
         elif self.cfg.scheduler == "step":  # lr x step_gamma every step_epochs epochs (crack stage 1)

@@ -17,6 +17,15 @@ from geodefect.training_state import EpochSampler, read_checkpoint
 
 N_CLASSES = 5
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and two threads crawl when other jobs share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 
 class TinyRoadNet(torch.nn.Module):
     """A 2-layer conv net with RoadOutput and dropout (so RNG state matters on resume)."""

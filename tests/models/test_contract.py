@@ -19,6 +19,15 @@ TINY = {
     "road_hourglass": {"width": 8, "n_classes": 7},
 }
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and two threads crawl when other jobs share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 
 def test_every_road_model_is_covered():
     road_models = [m for m in available_models() if m.startswith("road_")]
