@@ -47,6 +47,33 @@ def _inspection_options(fn):
     return fn
 
 
+def _damage_options(fn):
+    """Options of road-damage classification and the stacked panorama CNN (issue 6)."""
+    opts = [
+        click.option("--backbone", type=click.Choice(["resnet18", "vgg16", "mobilenet_v2", "inception_v3"]), default=None,
+                     help="damage_classify: torchvision backbone [default: resnet18]; --width-mult scales vgg16/mobilenet_v2."),
+        click.option("--losses", default=None,
+                     help="damage_classify: ce | ce,ct | ce,dg | ce,ct,dg (contrastive, domain generalisation) [default: ce]."),
+        click.option("--temperature", type=float, default=None, help="Contrastive temperature [default: 0.05]."),
+        click.option("--contrastive-weight", type=float, default=None, help="Contrastive loss weight lambda [default: 1]."),
+        click.option("--dg-weight", type=float, default=None, help="DG (Mahalanobis) gradient weight gamma [default: 0.7]."),
+        click.option("--domains", default=None, help="damage_classify: comma-separated domain folders [default: all]."),
+        click.option("--classes", default=None, help="damage_classify: comma-separated classes [default: D00,D10,D20,D40 for RDD]."),
+        click.option("--background-per-image", type=int, default=None,
+                     help="damage_classify: random damage-free crops per RDD image as class 'background' [default: 0]."),
+        click.option("--val-fraction", type=float, default=None, help="Damage/panoramas: validation share [default: 0.2/0.3]."),
+        click.option("--stage1", type=click.Path(dir_okay=False), default=None,
+                     help="panorama_stack: the damage_classify package slid over the panoramas (stage 1)."),
+        click.option("--roi", type=click.Choice(["masks", "none"]), default=None,
+                     help="panorama_stack: zero heatmaps off the road using masks/<stem>.png [default: masks]."),
+        click.option("--include-image/--no-include-image", default=None,
+                     help="panorama_stack: also feed the downsampled image to stage 2 [default: off]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @click.command("train")
 @click.argument("chips_dir", type=click.Path(file_okay=False))
 @click.option("-o", "--out-dir", "run_dir", required=True, type=click.Path(file_okay=False),
@@ -77,6 +104,7 @@ def _inspection_options(fn):
 @click.option("--num-workers", type=int, default=None, help="Data loading processes [default: 0].")
 @click.option("--steps-per-epoch", type=int, default=None, help="Cap on steps per epoch (0 = full pass).")
 @_inspection_options
+@_damage_options
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR exactly from its last.pt.")
 @overwrite_option
 @config_option
@@ -100,6 +128,9 @@ def train(chips_dir, run_dir, resume, overwrite, config_file, verbose, quiet, **
 
 def _train(chips_dir, run_dir, **kwargs):
     from geodefect.workflows import read_chip_meta, workflow_for_task
+    from geodefect.workflows.damage import detect_task
 
-    meta = read_chip_meta(chips_dir)
-    return workflow_for_task(meta.get("task", "?")).train(chips_dir, run_dir, **kwargs)
+    task = detect_task(chips_dir)  # raw RDD / DOMAIN/CLASS / panorama folders carry no meta.json
+    if task is None:
+        task = read_chip_meta(chips_dir).get("task", "?")
+    return workflow_for_task(task).train(chips_dir, run_dir, **kwargs)

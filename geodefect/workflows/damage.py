@@ -26,7 +26,7 @@ from geodefect.training import LoopConfig, TaskAdapter
 
 log = logging.getLogger(__name__)
 
-LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "patience", "seed", "device",
+LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device",
                "num_workers", "steps_per_epoch")
 
 
@@ -35,8 +35,8 @@ class DamageConfig:
     """Options of ``geodefect train`` for ``damage_classify`` (defaults follow the paper where it says)."""
 
     backbone: str = "resnet18"
-    width: float = 1.0
-    weights_file: str | None = None
+    width_mult: float = 1.0
+    encoder_weights: str | None = None
     losses: str = "ce"
     temperature: float = 0.05
     contrastive_weight: float = 1.0
@@ -54,7 +54,7 @@ class DamageConfig:
     batch_size: int = 32
     lr: Any = 1e-3
     weight_decay: float = 1e-4
-    scheduler: str = "onecycle"
+    lr_schedule: str = "onecycle"
     patience: int = 0
     seed: int = 0
     device: str = "auto"
@@ -73,7 +73,18 @@ class DamageConfig:
             raise ConfigError(f"`size_px` must be >= 16, got {self.size_px!r}")
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(**{k: getattr(self, k) for k in LOOP_FIELDS})
+        return LoopConfig(scheduler=self.lr_schedule, **{k: getattr(self, k) for k in LOOP_FIELDS})
+
+    def weights_file(self) -> str | None:
+        """``encoder_weights``: None/"none" -> random init; a path -> that local torchvision state dict."""
+        if self.encoder_weights in (None, "none"):
+            return None
+        if self.encoder_weights == "imagenet":
+            raise ConfigError(
+                "`encoder_weights` imagenet would need a download for torchvision backbones; give the path of a "
+                "local torchvision .pth file (e.g. resnet18-f37072fd.pth) instead"
+            )
+        return self.encoder_weights
 
     def loss_config(self):
         from geodefect.losses_domain import DomainLossConfig, parse_losses
@@ -157,6 +168,30 @@ def split_train_val(n: int, *, val_fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
+def detect_task(data_dir: str | Path) -> str | None:
+    """Task of a data folder that has no ``meta.json`` (raw RDD, ``DOMAIN/CLASS``, panoramas), else None.
+
+    ``labels.csv`` + ``images/`` -> ``panorama_stack``; an RDD country layout, or sub-folders
+    that all hold class folders of images -> ``damage_classify``.
+    """
+    from geodefect.datasets.damage import detect_layout, list_domains
+    from geodefect.io.voc import IMAGE_SUFFIXES
+
+    d = Path(data_dir)
+    if not d.is_dir() or (d / "meta.json").is_file():
+        return None
+    if (d / "labels.csv").is_file() and (d / "images").is_dir():
+        return "panorama_stack"
+    if detect_layout(d) == "rdd":
+        return "damage_classify"
+    domains = list_domains(d)
+    for name in domains:
+        classes = [c for c in (d / name).iterdir() if c.is_dir()]
+        if not classes or not any(f.suffix in IMAGE_SUFFIXES for c in classes for f in c.iterdir()):
+            return None
+    return "damage_classify" if domains else None
+
+
 # -- train -----------------------------------------------------------------------------------
 def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None, resume: bool = False, overwrite: bool = False):
     """``geodefect train`` for both tasks: a folder with ``labels.csv`` is a panorama set."""
@@ -195,14 +230,14 @@ def fit_classifier(train_crops, val_crops, run_dir: Path, cfg: DamageConfig, *, 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     mean, std = channel_stats(train_crops)
-    spec = {"name": backbone_model_name(cfg.backbone), "kwargs": {"n_classes": len(train_crops.classes), "width": cfg.width}}
+    spec = {"name": backbone_model_name(cfg.backbone), "kwargs": {"n_classes": len(train_crops.classes), "width": cfg.width_mult}}
     torch.manual_seed(cfg.seed)
-    model = build_model(spec["name"], **spec["kwargs"], weights_file=cfg.weights_file)
+    model = build_model(spec["name"], **spec["kwargs"], weights_file=cfg.weights_file())
     recipe = {
         "task": "damage_classify", "model": spec, "classes": train_crops.classes, "bands": [1, 2, 3],
         "normalization": {"mean": mean, "std": std}, "size_px": cfg.size_px,
         "domains": sorted({train_crops.domain_names[i] for i in np.unique(train_crops.domains)}),
-        "losses": cfg.losses, "pretrained_from": cfg.weights_file,
+        "losses": cfg.losses, "pretrained_from": cfg.weights_file(),
     }
     result = fit(
         model, DamageAdapter(train_crops.classes, cfg.loss_config()),

@@ -35,7 +35,7 @@ from geodefect.training import LoopConfig, TaskAdapter
 
 log = logging.getLogger(__name__)
 
-LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "scheduler", "patience", "seed", "device",
+LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device",
                "num_workers", "steps_per_epoch")
 ROI_MODES = ("masks", "none")
 
@@ -56,7 +56,7 @@ class PanoramaConfig:
     batch_size: int = 8
     lr: Any = 3e-3
     weight_decay: float = 1e-4
-    scheduler: str = "onecycle"
+    lr_schedule: str = "onecycle"
     patience: int = 0
     seed: int = 0
     device: str = "auto"
@@ -72,7 +72,7 @@ class PanoramaConfig:
             raise ConfigError(f"`val_fraction` must be in (0, 1), got {self.val_fraction!r}")
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(**{k: getattr(self, k) for k in LOOP_FIELDS})
+        return LoopConfig(scheduler=self.lr_schedule, **{k: getattr(self, k) for k in LOOP_FIELDS})
 
 
 class PanoramaAdapter(TaskAdapter):

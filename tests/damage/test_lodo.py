@@ -14,7 +14,7 @@ from geodefect.testing.damage import make_damage_dataset
 from geodefect.workflows.damage import chip, evaluate, infer, train
 from geodefect.workflows.damage_lodo import leave_one_domain_out
 
-TINY = {"backbone": "vgg16", "width": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2, "device": "cpu"}
+TINY = {"backbone": "vgg16", "width_mult": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from geodefect.workflows.damage import train
 from geodefect.workflows.panorama import PatchPredictor, stage2_input
 from geodefect.workflows.review import import_review, least_certain
 
-TINY_STAGE1 = {"backbone": "vgg16", "width": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2,
+TINY_STAGE1 = {"backbone": "vgg16", "width_mult": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2,
                "background_per_image": 1, "device": "cpu"}
 
 
