@@ -9,8 +9,10 @@ Orientation head: cross-entropy over all pixels, the background class 0 included
 et al. train it (the network must also say "no road here" in the orientation head); set
 ``orientation_ignore_background`` to train it on road pixels only.
 
-Deep supervision: :class:`RoadLoss` sums the loss over the final output and every
-intermediate output in ``RoadOutput.aux`` with equal weight (Batra's stacked hourglass).
+Deep supervision: :class:`RoadLoss` averages the loss over the final output and every
+intermediate output in ``RoadOutput.aux`` with equal weight (Batra's stacked hourglass sums
+them; the mean keeps training and validation losses - the latter on the final output only,
+as the model returns no ``aux`` in eval mode - on one scale; Adam is insensitive to the factor).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def orientation_loss(logits, target, *, ignore_background: bool = False):
 
 
 class RoadLoss:
-    """``road_weight * Σ_outputs road_loss + orientation_weight * Σ_outputs orientation CE``.
+    """``road_weight * mean_outputs road_loss + orientation_weight * mean_outputs orientation CE``.
 
     Called with a :class:`~geodefect.models.outputs.RoadOutput` and a batch holding
     ``road`` ``(B,1,H,W)`` float and ``orientation`` ``(B,H,W)`` int; returns
@@ -104,10 +106,11 @@ class RoadLoss:
         self.orientation_weight, self.ignore_background = orientation_weight, orientation_ignore_background
 
     def __call__(self, output, batch: dict):
-        road = sum(road_loss(self.road_loss, o.road, batch["road"]) for o in output.all_outputs())
+        outputs = output.all_outputs()
+        road = sum(road_loss(self.road_loss, o.road, batch["road"]) for o in outputs) / len(outputs)
         orient = sum(
             orientation_loss(o.orientation, batch["orientation"], ignore_background=self.ignore_background)
-            for o in output.all_outputs()
-        )
+            for o in outputs
+        ) / len(outputs)
         total = self.road_weight * road + self.orientation_weight * orient
         return total, {"road": road.detach(), "orientation": orient.detach()}

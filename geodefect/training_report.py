@@ -8,6 +8,9 @@ from pathlib import Path
 
 from geodefect.io.atomic import atomic_path, write_text_atomic
 
+#: metrics drawn in curves.png when present (the monitored one always; all are in metrics.csv)
+CURVE_METRICS = ("road_iou", "miou", "dice", "orientation_accuracy", "iou", "f1", "accuracy")
+
 
 def write_metrics_csv(path: Path, history: list[dict]) -> None:
     """One row per epoch; columns are the union of keys in first-seen order."""
@@ -41,6 +44,8 @@ def plot_curves(path: Path, history: list[dict], *, monitor: str) -> None:
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
     metric_keys = [k for k in history[-1] if not k.startswith(("train_", "val_")) and k not in ("epoch", "lr", "time_s")]
+    shown = [k for k in metric_keys if k in CURVE_METRICS or k == monitor]
+    metric_keys = shown or metric_keys[:6]
     for key in metric_keys:
         ax_metric.plot(epochs, [r.get(key, float("nan")) for r in history], marker="o", label=key,
                        linewidth=2.5 if key == monitor else 1.0)

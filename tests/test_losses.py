@@ -51,7 +51,10 @@ def test_road_loss_weights_and_deep_supervision_sum():
     assert total.item() == pytest.approx(2 * math.log(2) + 0.5 * math.log(3), abs=1e-6)
     stacked = out._replace(aux=(out, out))
     total3, _ = RoadLoss(road_loss="bce", road_weight=2.0, orientation_weight=0.5)(stacked, batch)
-    assert total3.item() == pytest.approx(3 * total.item(), abs=1e-5)
+    assert total3.item() == pytest.approx(total.item(), abs=1e-5)  # mean over the stacks
+    deeper = out._replace(aux=(RoadOutput(HALF * 0 + 20, torch.zeros(1, 3, 1, 2)),))
+    total2, parts2 = RoadLoss(road_loss="bce", orientation_weight=0.0)(deeper, batch)
+    assert parts2["road"].item() == pytest.approx((math.log(2) + bce_loss(HALF + 20, TARGET).item()) / 2, abs=1e-5)
     combined, _ = RoadLoss(road_loss="bce_soft_iou", orientation_weight=0.0)(out, batch)
     assert combined.item() == pytest.approx(math.log(2) + 2 / 3, abs=1e-6)
 
