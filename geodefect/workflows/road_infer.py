@@ -90,12 +90,20 @@ def resolve_infer_config(config_file=None, overrides: dict | None = None):
 
 
 def sliding_params(cfg: RoadInferConfig, recipe: dict):
-    """Window size / stride from the options, else from the model package."""
+    """Window size / stride from the options, else from the model package.
+
+    The default stride is the package's when it overlaps windows (stride < size) and the size is
+    the package's; otherwise 3/4 of the window, so that a quarter of each window is blended
+    (ArcGIS's tile/4 padding) — a stride equal to the size would leave seams.
+    """
     from geodefect.sliding import SlidingParams
 
-    size = cfg.size_px or recipe.get("size_px") or 512
-    stride = cfg.stride_px or recipe.get("stride_px") or max(1, size * 3 // 4)
-    stride = min(stride, size)
+    size = int(cfg.size_px or recipe.get("size_px") or 512)
+    stride = cfg.stride_px
+    if stride is None:  # the package's stride, unless it leaves no overlap to blend (then tile/4 overlap)
+        stride = recipe.get("stride_px") or size
+        if stride >= size or size != recipe.get("size_px"):
+            stride = max(1, size * 3 // 4)
     return SlidingParams(
         size_px=int(size), stride_px=int(stride), batch_size=cfg.batch_size, blend=cfg.blend,
         tta=cfg.tta, tta_merge=cfg.tta_merge, max_memory_mb=cfg.max_memory_mb,

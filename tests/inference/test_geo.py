@@ -87,3 +87,12 @@ def test_orientation_remap_is_an_involution_and_maps_angles():
     for flip in ("h", "v", "hv"):
         np.testing.assert_array_equal(remap(remap(rng, flip), flip), rng)
         np.testing.assert_array_equal(remap(rng, flip)[:, 0], rng[:, 0])
+
+
+def test_default_stride_always_leaves_an_overlap_to_blend():
+    from geodefect.workflows.road_infer import RoadInferConfig, sliding_params
+
+    assert sliding_params(RoadInferConfig(), road_recipe()).stride_px == 48  # the package's
+    assert sliding_params(RoadInferConfig(), road_recipe(stride_px=64)).stride_px == 48  # no overlap -> 3/4
+    assert sliding_params(RoadInferConfig(size_px=128), road_recipe()).stride_px == 96
+    assert sliding_params(RoadInferConfig(stride_px=64), road_recipe()).stride_px == 64  # explicit wins
