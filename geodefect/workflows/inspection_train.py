@@ -202,16 +202,18 @@ def model_spec(task: str, cfg: InspectionTrainConfig, meta: dict) -> dict:
     kwargs: dict = {"in_channels": int(meta["channels"])}
     options = {"variant": cfg.variant, "encoder": cfg.encoder, "width_mult": cfg.width_mult,
                "decoder_channels": cfg.decoder_channels, "weights_path": cfg.encoder_weights}
+    if cfg.model == "crack_deeplabv3plus":
+        options["encoder_weights"] = options.pop("weights_path")
     accepted = {
         "crack_densenet169": ("variant", "weights_path"),
-        "crack_deeplabv3plus": ("encoder", "decoder_channels", "weights_path"),
+        "crack_deeplabv3plus": ("encoder", "decoder_channels", "encoder_weights"),
         "rail_vgg_fcn": ("width_mult",),
     }.get(cfg.model, tuple(options))
     for key, value in options.items():
         if value is None:
             continue
         if key not in accepted:
-            flag = "encoder_weights" if key == "weights_path" else key
+            flag = "encoder_weights" if key in ("weights_path", "encoder_weights") else key
             raise ConfigError(f"`{flag}` does not apply to model {cfg.model!r}; it accepts: {', '.join(accepted)}")
         kwargs[key] = value
     if task == "rail_segment" and cfg.model == "rail_vgg_fcn":
@@ -298,6 +300,9 @@ def fit_one(data_dir: Path, run_dir: Path, meta: dict, train_rows, val_rows, cfg
     spec = model_spec(task, cfg, meta)
     torch.manual_seed(cfg.seed)
     model = build_model(spec["name"], **spec["kwargs"])
+    # pretrained weights only initialise training: the package's recipe rebuilds without them
+    spec = {"name": spec["name"], "kwargs": {k: v for k, v in spec["kwargs"].items()
+                                             if k not in ("weights_path", "encoder_weights")}}
     train_ds = InspectionChipDataset(data_dir, train_rows, meta, augment=cfg.augment)
     val_ds = InspectionChipDataset(data_dir, val_rows, meta, augment=False)
     timer = StepTimer()
