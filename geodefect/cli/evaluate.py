@@ -10,6 +10,8 @@ Modes:
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from geodefect.cli.options import (
@@ -25,6 +27,10 @@ def _select_mode(given: dict) -> str:
     """The evaluation mode for the options the user gave (a UsageError lists the modes)."""
     if given.get("pred") and given.get("truth"):
         return "roads"
+    if given.get("leave_one_domain_out"):
+        return "damage_lodo"
+    if given.get("model") and given.get("data"):
+        return "model_on_data"
     raise click.UsageError(
         "nothing to evaluate: give --pred PRED --truth CENTERLINES (roads: PRED is roads.gpkg or road_mask.tif)"
     )
@@ -44,7 +50,68 @@ def _run_roads(opts: dict) -> None:
         click.echo(f"metrics written to {opts['json_out']}", err=True)
 
 
-_MODES = {"roads": _run_roads}
+_LODO_KEYS = ("backbone", "losses", "width_mult", "epochs", "batch_size", "lr", "seed", "device", "steps_per_epoch",
+              "domains", "classes", "dg_weight", "contrastive_weight")
+
+
+def _run_damage_lodo(opts: dict) -> None:
+    """Leave-one-domain-out training + evaluation (issue 6): Table II/III as Markdown on stdout."""
+    from geodefect.workflows.damage_lodo import leave_one_domain_out
+
+    _require_out(opts, "--leave-one-domain-out")
+    result = leave_one_domain_out(opts["leave_one_domain_out"], opts["out_dir"], config_file=opts["config_file"],
+                                  overrides=drop_none(**{k: opts[k] for k in _LODO_KEYS}), overwrite=opts["overwrite"])
+    click.echo(result["markdown"])
+
+
+def _run_model_on_data(opts: dict) -> None:
+    """A model package on a labelled folder, by the package's task (damage_classify, panorama_stack, ...)."""
+    from geodefect.models.checkpoint import read_recipe
+    from geodefect.workflows import workflow_for_task
+
+    _require_out(opts, "--model/--data")
+    task = str(read_recipe(opts["model"]).get("task"))
+    result = workflow_for_task(task).evaluate(opts["model"], opts["data"], opts["out_dir"], config_file=opts["config_file"],
+                                              overrides=drop_none(domains=opts["domains"]), overwrite=opts["overwrite"])
+    click.echo(result.get("text") or json.dumps(result.get("metrics", result), indent=2, default=str))
+
+
+def _require_out(opts: dict, mode: str) -> None:
+    if not opts.get("out_dir"):
+        raise click.UsageError(f"{mode} needs -o/--out-dir for the tables and plots")
+
+
+def _damage_options(fn):
+    """Options of the road-damage modes (issue 6)."""
+    opts = [
+        click.option("--leave-one-domain-out", type=click.Path(file_okay=False), default=None,
+                     help="Damage: DATA folder of domains; train on all but one, test on it, for each (Table II/III)."),
+        click.option("--model", type=click.Path(dir_okay=False), default=None,
+                     help="A model package to score on --data (damage_classify per domain; panorama_stack ROC/AUC)."),
+        click.option("--data", type=click.Path(file_okay=False), default=None, help="Labelled data folder for --model."),
+        click.option("-o", "--out-dir", type=click.Path(file_okay=False), default=None,
+                     help="Output folder of the damage modes (CSV/JSON/Markdown tables, ROC PNG, runs)."),
+        click.option("--backbone", type=click.Choice(["resnet18", "vgg16", "mobilenet_v2", "inception_v3"]), default=None,
+                     help="LODO: classifier backbone [default: resnet18]."),
+        click.option("--losses", default=None, help="LODO: ce | ce,ct | ce,dg | ce,ct,dg [default: ce]."),
+        click.option("--width-mult", type=float, default=None, help="LODO: channel width of vgg16/mobilenet_v2."),
+        click.option("--epochs", type=int, default=None, help="LODO: epochs per fold [default: 10]."),
+        click.option("--batch-size", type=int, default=None, help="LODO: batch size [default: 32]."),
+        click.option("--lr", type=float, default=None, help="LODO: peak learning rate [default: 1e-3]."),
+        click.option("--seed", type=int, default=None, help="LODO: seed [default: 0]."),
+        click.option("--device", default=None, help="LODO: auto | cpu | cuda."),
+        click.option("--steps-per-epoch", type=int, default=None, help="LODO: cap on steps per epoch."),
+        click.option("--domains", default=None, help="Damage: comma-separated domains [default: all sub-folders]."),
+        click.option("--classes", default=None, help="LODO: comma-separated classes [default: D00,D10,D20,D40 for RDD]."),
+        click.option("--dg-weight", type=float, default=None, help="LODO: DG gradient weight gamma [default: 0.7]."),
+        click.option("--contrastive-weight", type=float, default=None, help="LODO: contrastive weight lambda [default: 1]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+_MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data": _run_model_on_data}
 
 
 @click.command()
@@ -61,6 +128,7 @@ _MODES = {"roads": _run_roads}
               help="Pixel size of the scoring grid when --pred is a vector file, metres [default: 0.5].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics as JSON to this file.")
+@_damage_options
 @config_option
 @overwrite_option
 @verbosity_options

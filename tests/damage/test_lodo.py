@@ -22,10 +22,14 @@ def rdd(tmp_path_factory):
     return make_damage_dataset(tmp_path_factory.mktemp("rdd"), countries=("A", "B", "C"), n_images=4, size_px=160)
 
 
-def test_lodo_table(rdd, tmp_path):
+def test_lodo_table_through_the_cli(rdd, tmp_path):
     out = tmp_path / "lodo"
-    result = leave_one_domain_out(rdd, out, overrides={**TINY, "losses": "ce,ct,dg"})
-    assert [r["domain"] for r in result["rows"]] == ["A", "B", "C"]
+    args = ["evaluate", "--leave-one-domain-out", str(rdd), "-o", str(out), "--backbone", "vgg16", "--width-mult",
+            "0.125", "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "2", "--device", "cpu",
+            "--losses", "ce,ct,dg", "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "| unseen domain |" in r.output and "| C |" in r.output
     with (out / "lodo.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["domain"] for r in rows] == ["A", "B", "C", "average"]
@@ -72,6 +76,13 @@ def test_train_evaluate_infer_chip(rdd, tmp_path):
     assert sum(len(list((tmp_path / "crops" / "A" / c).glob("*.png"))) for c in meta["counts"]["A"]) == sum(meta["counts"]["A"].values())
     run2 = train(tmp_path / "crops", tmp_path / "run2", overrides=TINY)  # the generic DOMAIN/CLASS layout
     assert read_recipe(run2["best"])["domains"] == ["A", "B"]
+
+
+def test_lodo_cli_errors(rdd, tmp_path):
+    r = CliRunner().invoke(cli, ["evaluate", "--leave-one-domain-out", str(rdd), "-o", str(tmp_path / "x"), "--losses", "ct"])
+    assert r.exit_code == 1 and "losses" in r.output
+    r = CliRunner().invoke(cli, ["evaluate", "--leave-one-domain-out", str(rdd)])
+    assert r.exit_code != 0 and "--out-dir" in r.output
 
 
 def test_bad_losses_option(rdd, tmp_path):
