@@ -109,7 +109,7 @@ def run_child(job: str, image: Path, lines: Path, out: Path) -> dict:
     """Run one job in a subprocess; wall time of the job itself and the child's peak RSS."""
     cmd = [sys.executable, __file__, "--child", job, str(image), str(lines), str(out)]
     # the same GDAL block cache for every job (geodefect chip sets this itself)
-    env = {**os.environ, "GEODEFECT_NO_PROGRESS": "1", "GDAL_CACHEMAX": "256"}
+    env = {**os.environ, "GEODEFECT_NO_PROGRESS": "1", "GDAL_CACHEMAX": "64"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
     stdout = proc.stdout.read()
     _, status, rusage = os.wait4(proc.pid, 0)

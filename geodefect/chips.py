@@ -115,12 +115,16 @@ class BandStats:
         return mean.round(4).tolist(), np.sqrt(var).round(4).tolist()
 
 
-def chip_sums(image: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def chip_sums(image: np.ndarray, valid: np.ndarray | None = None, *, step: int = 2) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-band sum, sum of squares and pixel count of a ``(C, H, W)`` chip's valid pixels.
 
-    Sums are exact (integer); sums of squares are float32 over runs of at most 512
-    pixels, then float64 (fast, and accurate to ~1e-7 relative).
+    Only every ``step``-th row and column is counted (a systematic 1/step² sample: the
+    statistics are for normalisation, where the 4x saving matters more than the last
+    decimal). Sums are exact (integer); sums of squares are float32 over short runs, then
+    float64 (accurate to ~1e-7 relative).
     """
+    image = image[:, ::step, ::step]
+    valid = valid[::step, ::step] if valid is not None else None
     flat = image.reshape(image.shape[0], -1)
     if valid is not None and not valid.all():
         flat = flat[:, valid.ravel()]
@@ -129,7 +133,7 @@ def chip_sums(image: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.nd
         total = flat.sum(axis=1, dtype=np.uint64).astype(np.float64)
     else:
         total = f.sum(axis=1, dtype=np.float64)
-    runs = f.reshape(f.shape[0], -1, 512) if f.shape[1] % 512 == 0 else f[:, None, :]
+    runs = f.reshape(f.shape[0], -1, 256) if f.shape[1] % 256 == 0 else f[:, None, :]
     total_sq = np.einsum("crk,crk->cr", runs, runs).sum(axis=1, dtype=np.float64)
     return total, total_sq, flat.shape[1]
 

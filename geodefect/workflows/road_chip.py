@@ -18,9 +18,9 @@ from geodefect.errors import InputError, OutputExistsError
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "chip_settings.json"
-#: GDAL block cache while chipping: holds two rows of 512-px tiles of a 3-band raster
-#: 40000 px wide; bounds memory (GDAL's default is 5% of RAM) without re-reading tiles
-GDAL_CACHE_BYTES = 256 * 2**20
+#: GDAL block cache while chipping: holds the two rows of 512-px tiles a row of windows
+#: touches in a 3-band raster ~20000 px wide; bounds memory (GDAL default: 5% of RAM)
+GDAL_CACHE_BYTES = 64 * 2**20
 OUTPUT_NAMES = ("images", "labels", "orientation", "index.gpkg", "meta.json", SETTINGS_FILE)
 
 
