@@ -48,14 +48,22 @@ class EditableGraph:
     @classmethod
     def from_pixel_graph(cls, pg: PixelGraph, *, scale_rc: tuple[float, float]) -> EditableGraph:
         g = cls(node_rc=pg.node_rc.copy(), scale_rc=scale_rc)
+        step = np.diff(pg.coords, axis=0) * np.asarray(scale_rc)
+        step_m = np.r_[np.hypot(step[:, 0], step[:, 1]), 0.0]
+        cum = np.r_[0.0, np.cumsum(step_m)]
+        lengths = (cum[pg.offsets[1:] - 1] - cum[pg.offsets[:-1]]).tolist()
+        offsets = pg.offsets.tolist()
+        # paths are views into pg.coords: edges are never edited in place, only replaced
         for i, (u, v) in enumerate(pg.edge_uv.tolist()):
-            g.add_edge(u, v, pg.edge_path(i).copy())
+            g.add_edge(u, v, pg.coords[offsets[i] : offsets[i + 1]], length_m=lengths[i])
         return g
 
-    def add_edge(self, u: int, v: int, path: np.ndarray, *, bridged: bool = False) -> int:
+    def add_edge(self, u: int, v: int, path: np.ndarray, *, bridged: bool = False, length_m: float | None = None) -> int:
         eid = self._next_id
         self._next_id += 1
-        self.edges[eid] = Edge(u, v, path, bridged, path_length_m(path, self.scale_rc))
+        if length_m is None:
+            length_m = path_length_m(path, self.scale_rc)
+        self.edges[eid] = Edge(u, v, path, bridged, length_m)
         self.incident.setdefault(u, []).append(eid)
         self.incident.setdefault(v, []).append(eid)
         return eid
@@ -304,15 +312,14 @@ def _cycle_ring(g: EditableGraph, cycle: tuple[int, ...]) -> np.ndarray | None:
 
 def _enclosed_background_px(ring: np.ndarray, mask: np.ndarray, *, limit_px: float) -> float:
     """Background pixels of ``mask`` strictly inside ``ring`` (inf when the ring is too big to be a hole)."""
-    import shapely
     from skimage.draw import polygon
 
     rows, cols = ring[:, 0], ring[:, 1]
     area_px = 0.5 * abs(float(np.dot(rows, np.roll(cols, 1)) - np.dot(cols, np.roll(rows, 1))))
     if area_px > 10 * limit_px + 200:
         return float("inf")
-    # fewer vertices first: skimage's fill costs (bounding box x vertices)
-    outline = shapely.simplify(shapely.linearrings(ring), 0.5)
-    pts = shapely.get_coordinates(outline) if not outline.is_empty else ring
+    # every 5th vertex (moves the outline ~1 px, far less than the road between ring and
+    # hole): skimage's fill costs bounding box x vertices
+    pts = ring[::5] if len(ring) > 40 else ring
     rr, cc = polygon(pts[:, 0], pts[:, 1], shape=mask.shape)
     return float(np.count_nonzero(~mask[rr, cc]))

@@ -89,3 +89,13 @@ def test_graphml_keeps_coordinates_crs_and_wkt_geometry(tmp_path, network):
     assert xs == sorted(d["x"] for _, d in network.graph.nodes(data=True))
     for _, _, d in g.edges(data=True):
         assert shapely.from_wkt(d["geometry"]).length == pytest.approx(float(d["length_m"]))
+
+
+def test_roads_run_from_node_u_to_node_v(tmp_path, network):
+    path = write_road_network(tmp_path / "roads.gpkg", network)
+    roads = pyogrio.read_dataframe(path, layer="roads")
+    nodes = pyogrio.read_dataframe(path, layer="nodes").set_index("node_id")
+    for geom, u, v in zip(roads.geometry, roads.u, roads.v, strict=True):
+        (x0, y0), (x1, y1) = shapely.get_coordinates(geom)[[0, -1]]
+        assert (nodes.geometry[u].x, nodes.geometry[u].y) == pytest.approx((x0, y0))
+        assert (nodes.geometry[v].x, nodes.geometry[v].y) == pytest.approx((x1, y1))
