@@ -22,7 +22,7 @@ import numpy as np
 
 
 def capsule_spans(
-    p0: np.ndarray, p1: np.ndarray, metric: np.ndarray, radius: float, shape: tuple[int, int]
+    p0: np.ndarray, p1: np.ndarray, metric: np.ndarray, radius: float | np.ndarray, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Column intervals of each capsule on each pixel row of a window.
 
@@ -30,7 +30,8 @@ def capsule_spans(
         p0, p1: (S, 2) float64 segment endpoints in window pixel coordinates ``(col, row)``.
         metric: (S, 2, 2) or (2, 2) float64; ``metric @ (d_col, d_row)`` is a displacement in
             the units of ``radius``. Columns are the displacement of one column and one row.
-        radius: distance from the segment within which pixel centres are inside.
+        radius: distance from the segment within which pixel centres are inside; a scalar
+            or one per segment (S,).
         shape: window ``(height, width)`` in pixels.
 
     Returns:
@@ -38,28 +39,68 @@ def capsule_spans(
         pixels ``row, col_start <= col < col_stop`` are inside segment ``segment``.
     """
     height, width = shape
-    m = np.broadcast_to(np.asarray(metric, np.float64), (len(p0), 2, 2))
+    metric = np.asarray(metric, np.float64)
+    radius = np.broadcast_to(np.asarray(radius, np.float64), (len(p0),))
+    if metric.ndim == 2 and np.array_equal(metric, np.eye(2)):
+        return _pixel_spans(p0, p1, radius, shape)
+    m = np.broadcast_to(metric, (len(p0), 2, 2))
     m1 = (m[:, 0, 0], m[:, 1, 0])  # metric displacement of one column
     m2 = (m[:, 0, 1], m[:, 1, 1])  # ... and of one row
     g00, g11, g01 = _dot(m1, m1), _dot(m2, m2), _dot(m1, m2)
     half_rows = radius * np.sqrt(g00 / (g00 * g11 - g01 * g01))  # row extent of the metric disk
-    lo = np.ceil(np.minimum(p0[:, 1], p1[:, 1]) - half_rows - 0.5).clip(0, height)
-    hi = np.floor(np.maximum(p0[:, 1], p1[:, 1]) + half_rows - 0.5).clip(-1, height - 1)
-    n_rows = np.maximum(hi - lo + 1, 0).astype(np.int64)
-    seg = np.repeat(np.arange(len(p0)), n_rows)
-    rows = lo.astype(np.int64)[seg] + _ranks_within(n_rows)
+    rows, seg = _row_pairs(p0, p1, half_rows, height)
     y = rows + 0.5
     ax, ay, bx, by = p0[seg, 0], p0[seg, 1], p1[seg, 0], p1[seg, 1]
     m1 = (m1[0][seg], m1[1][seg])
     m2 = (m2[0][seg], m2[1][seg])
-    alpha = g00[seg]
+    alpha, radius = g00[seg], radius[seg]
     qa = _comb(y - ay, m2, -ax, m1)  # metric position of pixel (c, y) minus A is c*m1 + qa
     qb = _comb(y - by, m2, -bx, m1)
     lo_a, hi_a = _disk_interval(alpha, m1, qa, radius)
     lo_b, hi_b = _disk_interval(alpha, m1, qb, radius)
     lo_s, hi_s = _body_interval(m1, qa, _comb(bx - ax, m1, by - ay, m2), radius)
-    c_lo = np.fmin(np.fmin(lo_a, lo_b), lo_s)
-    c_hi = np.fmax(np.fmax(hi_a, hi_b), hi_s)
+    return _to_spans(rows, seg, np.fmin(np.fmin(lo_a, lo_b), lo_s), np.fmax(np.fmax(hi_a, hi_b), hi_s), width)
+
+
+def _pixel_spans(p0: np.ndarray, p1: np.ndarray, radius: np.ndarray, shape: tuple[int, int]):
+    """:func:`capsule_spans` for the identity metric (radii in pixels): the same closed form
+    with the metric's zero and unit entries multiplied out."""
+    height, width = shape
+    rows, seg = _row_pairs(p0, p1, radius, height)
+    ax, ay, bx, by = p0[seg, 0], p0[seg, 1], p1[seg, 0], p1[seg, 1]
+    r2 = radius[seg] ** 2
+    dya = rows + 0.5 - ay
+    dyb = rows + 0.5 - by
+    with np.errstate(invalid="ignore"):
+        ha = np.sqrt(r2 - dya * dya)  # NaN where the row misses the end disk
+        hb = np.sqrt(r2 - dyb * dyb)
+    ux, uy = bx - ax, by - ay
+    length = np.hypot(ux, uy)
+    # body: 0 <= (c-ax)*ux + dya*uy <= L², |dya*ux - (c-ax)*uy| <= r*L  (c - ax is the unknown)
+    lo_t, hi_t = _linear_interval(ux, dya * uy, 0.0, length * length)
+    rl = np.sqrt(r2) * length
+    lo_n, hi_n = _linear_interval(-uy, dya * ux, -rl, rl)
+    lo_s, hi_s = np.maximum(lo_t, lo_n), np.minimum(hi_t, hi_n)
+    empty = ~(lo_s <= hi_s)
+    lo_s[empty] = np.nan
+    hi_s[empty] = np.nan
+    c_lo = np.fmin(np.fmin(ax - ha, bx - hb), ax + lo_s)
+    c_hi = np.fmax(np.fmax(ax + ha, bx + hb), ax + hi_s)
+    return _to_spans(rows, seg, c_lo, c_hi, width)
+
+
+def _row_pairs(p0: np.ndarray, p1: np.ndarray, half_rows: np.ndarray, height: int):
+    """(row, segment) pairs of every window row each capsule can reach."""
+    lo = np.ceil(np.minimum(p0[:, 1], p1[:, 1]) - half_rows - 0.5).clip(0, height)
+    hi = np.floor(np.maximum(p0[:, 1], p1[:, 1]) + half_rows - 0.5).clip(-1, height - 1)
+    n_rows = np.maximum(hi - lo + 1, 0).astype(np.int64)
+    seg = np.repeat(np.arange(len(p0)), n_rows)
+    rows = lo.astype(np.int64)[seg] + _ranks_within(n_rows)
+    return rows, seg
+
+
+def _to_spans(rows, seg, c_lo, c_hi, width: int):
+    """Pixel columns whose centres fall in ``[c_lo, c_hi]``, as half-open spans."""
     keep = np.isfinite(c_lo) & np.isfinite(c_hi)
     start = np.ceil(c_lo[keep] - 0.5).clip(0, width).astype(np.int64)
     stop = (np.floor(c_hi[keep] - 0.5) + 1).clip(0, width).astype(np.int64)
@@ -129,7 +170,7 @@ def _ranks_within(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
 
 
-def _disk_interval(alpha: np.ndarray, m1: tuple, q: tuple, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def _disk_interval(alpha: np.ndarray, m1: tuple, q: tuple, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Columns c with ``|c*m1 + q| <= radius`` (NaN when empty); ``alpha = m1·m1``."""
     beta = _dot(m1, q)
     disc = beta * beta - alpha * (_dot(q, q) - radius * radius)
@@ -138,7 +179,7 @@ def _disk_interval(alpha: np.ndarray, m1: tuple, q: tuple, radius: float) -> tup
     return (-beta - root) / alpha, (-beta + root) / alpha
 
 
-def _body_interval(m1: tuple, qa: tuple, u: tuple, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def _body_interval(m1: tuple, qa: tuple, u: tuple, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Columns whose point projects inside the segment and lies within ``radius`` of its line."""
     length2 = _dot(u, u)
     length = np.sqrt(length2)

@@ -154,22 +154,26 @@ class RoadLabeler:
             return WindowLabels(np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
         grid = self._grid(transform)
         footprint = shapely.box(*_window_bounds(transform, shape))
+        in_mask = np.sort(grid.mask_tree.query(footprint))
+        in_orient = np.sort(grid.orient_tree.query(footprint))
+        n_mask = len(in_mask)
+        if n_mask + len(in_orient) == 0:
+            return WindowLabels(np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+        # one pass over both label sets: mask capsules first, orientation bands after
+        both = np.concatenate([in_mask, in_orient])
         inverse = ~transform
-        hits = np.sort(grid.mask_tree.query(footprint))
-        if hits.size:
-            p0, p1 = _to_pixels(inverse, self._p0[hits]), _to_pixels(inverse, self._p1[hits])
-            metric = grid.mask_metric if grid.mask_metric.ndim == 2 else grid.mask_metric[hits]
-            rows, start, stop, _ = capsule_spans(p0, p1, metric, grid.mask_radius, shape)
-            mask = spans_to_mask(rows, start, stop, shape)
-        else:
-            mask = np.zeros(shape, np.uint8)
-        hits = np.sort(grid.orient_tree.query(footprint))
-        if hits.size:
-            p0, p1 = _to_pixels(inverse, self._p0[hits]), _to_pixels(inverse, self._p1[hits])
-            spans = capsule_spans(p0, p1, np.eye(2), self.width_px / 2, shape)
-            orient = spans_to_values(*spans, grid.bins[hits], shape)
-        else:
-            orient = np.zeros(shape, np.uint8)
+        p0, p1 = _to_pixels(inverse, self._p0[both]), _to_pixels(inverse, self._p1[both])
+        if grid.mask_metric.ndim == 2:
+            metric = grid.mask_metric
+        else:  # per-segment metres (geographic CRS): orientation bands stay in pixels
+            metric = np.concatenate([grid.mask_metric[in_mask], np.broadcast_to(np.eye(2), (len(in_orient), 2, 2))])
+        radius = np.concatenate([np.full(n_mask, grid.mask_radius), np.full(len(in_orient), self.width_px / 2)])
+        rows, start, stop, seg = capsule_spans(p0, p1, metric, radius, shape)
+        is_mask = seg < n_mask
+        mask = spans_to_mask(rows[is_mask], start[is_mask], stop[is_mask], shape)
+        is_orient = ~is_mask
+        orient = spans_to_values(rows[is_orient], start[is_orient], stop[is_orient], seg[is_orient] - n_mask,
+                                 grid.bins[in_orient], shape)
         return WindowLabels(mask, orient)
 
     def _grid(self, transform: Affine) -> _Grid:
@@ -186,7 +190,8 @@ class RoadLabeler:
             if self.mode == "buffer":
                 metric = self._metres[..., :, None] * linear  # diag(metres per unit) @ linear
                 reach = self.buffer_m / self._metres  # world half-extent of the buffer, (S, 2) or (2,)
-                grid = _Grid(metric, self.buffer_m, _envelope_tree(self._p0, self._p1, reach), orient_tree, bins)
+                metric, radius = _to_pixel_units(metric, self.buffer_m)
+                grid = _Grid(metric, radius, _envelope_tree(self._p0, self._p1, reach), orient_tree, bins)
             else:
                 radius = self.gaussian_radius_px
                 grid = _Grid(np.eye(2), radius, _envelope_tree(self._p0, self._p1, reach_px * radius),
@@ -201,6 +206,17 @@ class _Grid(NamedTuple):
     mask_tree: shapely.STRtree
     orient_tree: shapely.STRtree
     bins: np.ndarray  # (S,) uint8
+
+
+def _to_pixel_units(metric: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
+    """For a single metric that is a scaled rotation/reflection (square pixels), express the
+    radius in pixels and use the identity metric: same capsules, fewer operations."""
+    if metric.ndim == 2:
+        gram = metric.T @ metric
+        scale2 = gram[0, 0]
+        if abs(gram[1, 1] - scale2) <= 1e-9 * scale2 and abs(gram[0, 1]) <= 1e-9 * scale2:
+            return np.eye(2), radius / float(np.sqrt(scale2))
+    return metric, radius
 
 
 def _to_pixels(inverse: Affine, xy: np.ndarray) -> np.ndarray:
