@@ -121,3 +121,17 @@ def test_unknown_class_in_rdd_is_named(tmp_path):
     write_voc(d / "annotations" / "xmls" / "odd.xml", filename="odd.jpg", size=None, objects=[VocObject("Z9", 1, 1, 30, 30)])
     with pytest.raises(InputError, match="odd.xml.*'Z9'"):
         scan_domains(tmp_path)
+
+
+def test_detect_task_without_meta_json(rdd, tmp_path):
+    from geodefect.testing.damage import make_panoramas
+    from geodefect.workflows.damage import detect_task
+
+    assert detect_task(rdd) == "damage_classify"
+    assert detect_task(make_panoramas(tmp_path / "p", n_images=2, height_px=64, width_px=128).root) == "panorama_stack"
+    (tmp_path / "gen" / "dom" / "cls").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "gen" / "dom" / "cls" / "a.png")
+    assert detect_task(tmp_path / "gen") == "damage_classify"
+    (tmp_path / "chips").mkdir()
+    (tmp_path / "chips" / "meta.json").write_text("{}")
+    assert detect_task(tmp_path / "chips") is None  # chip folders dispatch on their meta.json
