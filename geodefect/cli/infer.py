@@ -88,6 +88,8 @@ def _panorama_options(fn):
         click.option("--roi-masks", type=click.Path(file_okay=False), default=None,
                      help="Panoramas: folder of road-surface masks <stem>.png; heatmaps are zeroed off the road "
                           "[default: ../masks beside the images, if present]."),
+        click.option("--roi-model", type=click.Path(dir_okay=False), default=None,
+                     help="Panoramas: road-surface segmentation package [default: the one the model was trained with]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

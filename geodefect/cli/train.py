@@ -64,8 +64,10 @@ def _damage_options(fn):
         click.option("--val-fraction", type=float, default=None, help="Damage/panoramas: validation share [default: 0.2/0.3]."),
         click.option("--stage1", type=click.Path(dir_okay=False), default=None,
                      help="panorama_stack: the damage_classify package slid over the panoramas (stage 1)."),
-        click.option("--roi", type=click.Choice(["masks", "none"]), default=None,
-                     help="panorama_stack: zero heatmaps off the road using masks/<stem>.png [default: masks]."),
+        click.option("--roi", type=click.Choice(["masks", "model", "none"]), default=None,
+                     help="panorama_stack: zero heatmaps off the road using masks/<stem>.png or --roi-model [default: masks]."),
+        click.option("--roi-model", type=click.Path(dir_okay=False), default=None,
+                     help="panorama_stack: road-surface segmentation package (with --roi model)."),
         click.option("--include-image/--no-include-image", default=None,
                      help="panorama_stack: also feed the downsampled image to stage 2 [default: off]."),
     ]

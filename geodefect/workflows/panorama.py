@@ -5,8 +5,10 @@ crops, best with a ``background`` class: ``--background-per-image``) is slid ove
 panorama by the shared sliding-window engine; each window's class probabilities are spread
 over the window and stitched (``Σ w·p / Σ w``) into one heatmap per class, shape (K, H, W).
 
-ROI: road-surface masks (``masks/<stem>.png``, 255 = road; from any segmentation model or
-drawn by hand) zero the heatmaps outside the road, so cracks in facades do not count.
+ROI (``roi``): road-surface masks (``masks``: ``masks/<stem>.png``, 255 = road, from any model or
+drawn by hand) or a road-surface segmentation package (``model``: ``roi_model``, any geodefect
+segmentation model, e.g. an smp model trained with ``geodefect train`` on road masks, slid over the
+panorama by the same engine) zero the heatmaps outside the road, so cracks in facades do not count.
 
 Stage 2: a small CNN (:class:`~geodefect.models.classifiers.PanoramaStackCNN`) takes the
 heatmaps, average-pooled by ``downsample`` and resized to one fixed size (plus the
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device",
                "num_workers", "steps_per_epoch")
-ROI_MODES = ("masks", "none")
+ROI_MODES = ("masks", "model", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,7 @@ class PanoramaConfig:
 
     stage1: str | None = None
     roi: str = "masks"
+    roi_model: str | None = None
     stride_px: int = 32
     blend: str = "mean"
     downsample: int = 4
@@ -66,6 +69,8 @@ class PanoramaConfig:
     def __post_init__(self) -> None:
         if self.roi not in ROI_MODES:
             raise ConfigError(f"`roi` must be one of {', '.join(ROI_MODES)}, got {self.roi!r}")
+        if (self.roi == "model") != bool(self.roi_model):
+            raise ConfigError("`roi` model and `roi_model` (a segmentation package of road surface) go together")
         if self.downsample < 1:
             raise ConfigError(f"`downsample` must be >= 1, got {self.downsample!r}")
         if not 0 < self.val_fraction < 1:
@@ -202,12 +207,13 @@ def compute_inputs(model, recipe: dict, images: list[Path], *, masks_dir: Path |
 
     s1 = recipe["stage1"]
     predictor = stage1_predictor(model.stage1, s1, device=device)
+    roi_model = RoiModel(recipe["roi_model"], device=device) if recipe["roi"] == "model" else None
     size_hw = recipe.get("stage2_size_hw")
     inputs, heatmaps = [], []
     for path in progress(images, desc="stage 1 heatmaps"):
         image = read_rgb(path)
         heat = stage1_heatmaps(predictor, image, size_px=s1["size_px"], stride_px=recipe["stride_px"], blend=recipe["blend"])
-        mask = find_mask(path, masks_dir) if recipe["roi"] == "masks" else None
+        mask = roi_mask(recipe, path, image, masks_dir, roi_model)
         x = stage2_input(heat, image, mask, downsample=recipe["downsample"], size_hw=size_hw, include_image=recipe["include_image"])
         size_hw = size_hw or list(x.shape[-2:])
         inputs.append(x)
@@ -215,6 +221,35 @@ def compute_inputs(model, recipe: dict, images: list[Path], *, masks_dir: Path |
             heatmaps.append(heat * mask[None] if mask is not None else heat)
     recipe["stage2_size_hw"] = list(size_hw)
     return np.stack(inputs), heatmaps
+
+
+class RoiModel:
+    """A road-surface segmentation package (any geodefect segmentation task, e.g. an smp model trained as
+    ``crack_segment`` on road-surface masks) slid over the panorama: probability > threshold = road."""
+
+    def __init__(self, path: str | Path, *, device: str = "auto"):
+        from geodefect.inference.predictor import TorchPredictor
+
+        self.predictor, recipe = TorchPredictor.from_package(path, device=device)
+        self.size_px = int(recipe.get("size_px") or 256)
+        self.threshold = float(recipe.get("threshold", 0.5))
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> (H, W) bool road mask."""
+        from geodefect.sliding import SlidingParams, predict_array
+
+        params = SlidingParams(size_px=self.size_px, stride_px=max(1, self.size_px * 3 // 4), batch_size=8, blend="hann")
+        out = predict_array(image.transpose(2, 0, 1), self.predictor, params)
+        prob = next(iter(out.values()))
+        return prob[-1] > self.threshold  # K = 1: the road probability; K > 1: the last class is road
+
+
+def roi_mask(recipe: dict, path: Path, image: np.ndarray, masks_dir: Path | None, roi_model: RoiModel | None) -> np.ndarray | None:
+    if recipe["roi"] == "masks":
+        return find_mask(path, masks_dir)
+    if recipe["roi"] == "model" and roi_model is not None:
+        return roi_model.mask(image)
+    return None
 
 
 def damage_channels(recipe: dict) -> list[int]:
@@ -255,6 +290,7 @@ def train_panorama(data_dir, run_dir, *, config_file=None, overrides=None, resum
     recipe = {"task": "panorama_stack", "model": spec, "stage1": {k: recipe1[k] for k in ("classes", "normalization", "size_px")},
               "stride_px": cfg.stride_px, "blend": cfg.blend, "downsample": cfg.downsample,
               "include_image": cfg.include_image, "roi": cfg.roi, "bands": [1, 2, 3],
+              "roi_model": str(Path(cfg.roi_model).resolve()) if cfg.roi_model else None,
               "normalization": recipe1["normalization"], "stage1_from": str(cfg.stage1)}
     masks_dir = Path(data_dir) / "masks" if cfg.roi == "masks" else None
     inputs, _ = compute_inputs(model, recipe, [p for p, _ in rows], masks_dir=masks_dir, device=cfg.device)
@@ -292,7 +328,7 @@ def stage2_scores(model, inputs: np.ndarray, *, batch_size: int = 32) -> np.ndar
 
 
 # -- infer / evaluate ------------------------------------------------------------------------
-INFER_OPTIONS = {"review", "roi_masks", "device", "overlays", "stride_px", "blend"}
+INFER_OPTIONS = {"review", "roi_masks", "roi_model", "device", "overlays", "stride_px", "blend"}
 
 
 def infer_panoramas(model_path, inputs, out_dir, *, recipe: dict, overrides: dict, overwrite: bool = False,
@@ -312,7 +348,7 @@ def infer_panoramas(model_path, inputs, out_dir, *, recipe: dict, overrides: dic
         raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} for panorama inference; valid: {', '.join(sorted(INFER_OPTIONS))}")
     paths = _expand_images(inputs)
     model, recipe = load_package(model_path)
-    recipe.update({k: overrides[k] for k in ("stride_px", "blend") if k in overrides})
+    recipe.update({k: overrides[k] for k in ("stride_px", "blend", "roi_model") if k in overrides})
     masks_dir = Path(overrides["roi_masks"]) if overrides.get("roi_masks") else paths[0].parent.parent / "masks"
     if recipe["roi"] == "masks" and not masks_dir.is_dir():
         log.warning("model was trained with ROI masks but %s does not exist: heatmaps are not masked", masks_dir)

@@ -113,3 +113,29 @@ def test_evaluate_panoramas_writes_roc_and_auc(stacked, tmp_path):
     assert metrics["n_images"] == 6 and 0 <= metrics["auc"] <= 1
     assert (tmp_path / "ev" / "roc.png").is_file()
     assert summary["auc"] == pytest.approx(metrics["auc"])
+
+
+def test_roi_model_package_masks_the_heat(tmp_path):
+    import torch
+
+    from geodefect.models.checkpoint import save_package
+    from geodefect.models.registry import _REGISTRY, register_model
+    from geodefect.workflows.panorama import RoiModel, roi_mask
+
+    class BottomHalfRoad(torch.nn.Module):  # "segments" the lower half of any window as road
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            rows = torch.arange(x.shape[2], dtype=x.dtype)[None, None, :, None]
+            return (rows - x.shape[2] / 2 + 0.5).expand(x.shape[0], 1, -1, x.shape[3]) * 10 + self.bias
+
+    if "test_bottom_half_road" not in _REGISTRY:
+        register_model("test_bottom_half_road")(BottomHalfRoad)
+    save_package(tmp_path / "roi.pt", model=BottomHalfRoad(), recipe={
+        "task": "crack_segment", "model": {"name": "test_bottom_half_road", "kwargs": {}}, "size_px": 32,
+        "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}})
+    roi = RoiModel(tmp_path / "roi.pt", device="cpu")
+    mask = roi_mask({"roi": "model"}, tmp_path / "x.jpg", np.zeros((32, 64, 3), np.uint8), None, roi)
+    assert mask.shape == (32, 64) and mask[16:].all() and not mask[:16].any()
