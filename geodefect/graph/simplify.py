@@ -43,6 +43,9 @@ class EditableGraph:
     scale_rc: tuple[float, float]
     edges: dict[int, Edge] = field(default_factory=dict)
     incident: dict[int, list[int]] = field(default_factory=dict)
+    #: nodes on the raster border or next to nodata: roads leave the data there, so these
+    #: ends are not pruned as spurs, not bridged, and keep their component
+    protected: set[int] = field(default_factory=set)
     _next_id: int = 0
 
     @classmethod
@@ -142,6 +145,8 @@ def prune_spurs(g: EditableGraph, *, min_spur_m: float) -> int:
 def _is_spur(g: EditableGraph, eid: int) -> bool:
     e = g.edges[eid]
     du, dv = g.degree(e.u), g.degree(e.v)
+    if e.u in g.protected or e.v in g.protected:
+        return False
     return (du == 1 and dv >= 3) or (dv == 1 and du >= 3)
 
 
@@ -159,6 +164,7 @@ def drop_small_components(g: EditableGraph, *, min_component_m: float) -> int:
     _, labels = connected_components(adj.tocsr(), directed=False)
     lengths = np.array([g.length_m(e) for e in eids])
     comp_len = np.bincount(labels[uv[:, 0]], weights=lengths, minlength=labels.max() + 1)
+    comp_len[labels[list(g.protected)]] = np.inf  # a piece cut by the border may be longer outside
     drop = [e for e, c in zip(eids, labels[uv[:, 0]], strict=True) if comp_len[c] < min_component_m]
     for e in drop:
         g.remove_edge(e)
@@ -208,7 +214,7 @@ def bridge_gaps(
     """
     from scipy.spatial import cKDTree
 
-    ends = [n for n, inc in g.incident.items() if len(inc) == 1]
+    ends = [n for n, inc in g.incident.items() if len(inc) == 1 and n not in g.protected]
     if len(ends) < 2:
         return 0
     pos = g.node_rc[ends] * np.asarray(g.scale_rc)

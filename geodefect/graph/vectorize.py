@@ -155,6 +155,7 @@ def vectorize_road_mask(
     skel = skeletonize_mask(mask, border_pad_px=int(math.ceil(params.border_pad_m / mean_px)))
     g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel), scale_rc=scale_rc)
     del skel
+    g.protected = edge_of_data_nodes(g.node_rc, mask, prob, radius_px=int(math.ceil(params.border_pad_m / mean_px)))
     merge_degree_two(g)
     loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
     stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
@@ -180,6 +181,40 @@ def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> 
     stats["small_edges_dropped"] = drop_small_components(g, min_component_m=params.min_component_m)
     merge_degree_two(g)
     return stats
+
+
+def edge_of_data_nodes(
+    node_rc: np.ndarray, mask: np.ndarray, prob: np.ndarray | None, *, radius_px: int
+) -> set[int]:
+    """Nodes where a road leaves the data: on the raster border, or cut by nodata (NaN in ``prob``).
+
+    Such an end is not a dead end, so it must not be pruned, bridged to a neighbour, or
+    dropped with a short component. Thinning pulls a cut end back from the cut by about half
+    the road's width, so a node counts as cut when nodata lies within 1.5 local half-widths
+    (+ 1.5 px) of it, looking no farther than ``radius_px``.
+    """
+    if len(node_rc) == 0:
+        return set()
+    shape = mask.shape
+    rows, cols = np.rint(node_rc[:, 0]).astype(np.int64), np.rint(node_rc[:, 1]).astype(np.int64)
+    edge = (rows <= 0) | (cols <= 0) | (rows >= shape[0] - 1) | (cols >= shape[1] - 1)
+    if prob is not None and np.issubdtype(prob.dtype, np.floating):
+        for i in np.flatnonzero(~edge):
+            edge[i] = _cut_by_nodata(rows[i], cols[i], mask, prob, radius_px)
+    return set(np.flatnonzero(edge).tolist())
+
+
+def _cut_by_nodata(row: int, col: int, mask: np.ndarray, prob: np.ndarray, radius_px: int) -> bool:
+    r0, c0 = max(row - radius_px, 0), max(col - radius_px, 0)
+    win = np.s_[r0 : row + radius_px + 1, c0 : col + radius_px + 1]
+    nodata = np.isnan(prob[win])
+    if not nodata.any():
+        return False
+    background = ~mask[win] | nodata
+    rr, cc = np.nonzero(background)
+    half_width = np.hypot(rr + r0 - row, cc + c0 - col).min()
+    nr, nc = np.nonzero(nodata)
+    return bool(np.hypot(nr + r0 - row, nc + c0 - col).min() <= 1.5 * half_width + 1.5)
 
 
 def pixel_size_m(transform, crs, shape: tuple[int, int]) -> tuple[float, float]:

@@ -227,3 +227,27 @@ def test_min_object_area_removes_blobs_on_request():
     out = remove_small_objects(mask, min_object_area_px=10)
     assert not out[2:4, 2:4].any() and out[10:20, 10:20].all()
     assert mask[2:4, 2:4].all()  # input untouched
+
+
+def test_short_road_to_the_border_is_not_a_spur_and_border_ends_are_not_bridged():
+    # a T whose stem leaves the raster after 5 m: not a dead end, so not pruned
+    lines = [LineString([(0, 20), (200, 20)]), LineString([(100, 20), (100, 40)])]
+    mask = road_mask(lines, (25, 200))
+    net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT)
+    assert degrees(net) == [1, 1, 1, 3]
+    # two parallel roads leaving the raster 5 m apart are not joined along the border
+    lines = [LineString([(0, 40), (100, 40)]), LineString([(0, 46), (100, 46)])]
+    net = vectorize_road_mask(road_mask(lines, (100, 100), width_px=3), TRANSFORM, crs=CRS, params=EXACT)
+    assert net.n_edges == 2 and net.stats["gaps_bridged"] == 0
+
+
+def test_ends_at_nodata_are_kept_like_border_ends():
+    prob = np.zeros((100, 200), np.float32)
+    mask = road_mask([LineString([(0, 50), (200, 50)]), LineString([(100, 50), (100, 62)])], (100, 200))
+    prob[mask] = 0.9
+    prob[58:, :] = np.nan  # the AOI ends 8 m below the junction
+    net = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=EXACT)
+    assert 3 in degrees(net)
+    prob[55:, :] = 0.0  # same stub without nodata: a spur, pruned
+    net = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=EXACT)
+    assert degrees(net) == [1, 1]
