@@ -18,7 +18,7 @@ import shapely.ops
 
 #: road class -> (min, max) carriageway width in metres
 ROAD_WIDTHS_M = {
-    "primary": (10.0, 12.0),
+    "primary": (9.0, 11.0),
     "secondary": (7.0, 8.5),
     "roundabout": (7.0, 8.0),
     "tertiary": (6.0, 7.0),
