@@ -6,6 +6,8 @@ the table goes to stdout (JSON with ``--json``). To add a mode, add its options 
 
 Modes:
   roads   --pred roads.gpkg|road_mask.tif --truth CENTERLINES [--aoi FILE]
+  inspection_masks   --pred INFER_OUT|MASKS_DIR (--truth MASKS_DIR | --coco FILE [--coco-category C])
+  inspection_stage1  --model CLASSIFIER.pt --images DIR --truth MASKS_DIR|labels.csv
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from geodefect.cli.options import (
 
 def _select_mode(given: dict) -> str:
     """The evaluation mode for the options the user gave (a UsageError lists the modes)."""
+    if given.get("pred") and (given.get("coco") or _is_dir(given["pred"])):
+        return "inspection_masks"
+    if given.get("model") and given.get("images"):
+        return "inspection_stage1"
     if given.get("pred") and given.get("truth"):
         return "roads"
     if given.get("leave_one_domain_out"):
@@ -48,6 +54,45 @@ def _run_roads(opts: dict) -> None:
     click.echo(format_road_metrics(result))
     if opts["json_out"]:
         click.echo(f"metrics written to {opts['json_out']}", err=True)
+
+
+def _is_dir(path) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_dir()
+
+
+def _run_inspection_masks(opts: dict) -> None:
+    """Crack / rail masks from `geodefect infer` against truth masks or COCO boxes (issue 5)."""
+    from geodefect.workflows.inspection import evaluate as evaluate_inspection
+
+    result = evaluate_inspection(opts["pred"], opts["truth"], coco=opts["coco"],
+                                 coco_category=list(opts["coco_category"] or []) or None, json_path=opts["json_out"])
+    click.echo(result.text())
+
+
+def _run_inspection_stage1(opts: dict) -> None:
+    """Stage-1 crack classifier: accuracy and frames per second on an image folder (issue 5)."""
+    from geodefect.workflows.inspection import evaluate as evaluate_inspection
+
+    result = evaluate_inspection(model=opts["model"], images=opts["images"], truth=opts["truth"],
+                                 json_path=opts["json_out"], device=opts["device"] or "auto")
+    click.echo(result.text())
+
+
+def _inspection_options(fn):
+    """Options of the inspection modes (issue 5)."""
+    opts = [
+        click.option("--coco", type=click.Path(dir_okay=False), default=None,
+                     help="Inspection: truth as COCO boxes (rail); adds box recall/precision to the pixel scores."),
+        click.option("--coco-category", multiple=True, default=None,
+                     help="Inspection: COCO categories counted as defects (repeatable) [default: all]."),
+        click.option("--images", type=click.Path(file_okay=False), default=None,
+                     help="Inspection stage 1: image folder scored by --model (a crack_classify package)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
 
 
 _LODO_KEYS = ("backbone", "losses", "width_mult", "epochs", "batch_size", "lr", "seed", "device", "steps_per_epoch",
@@ -111,14 +156,17 @@ def _damage_options(fn):
     return fn
 
 
-_MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data": _run_model_on_data}
+_MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data": _run_model_on_data,
+          "inspection_masks": _run_inspection_masks, "inspection_stage1": _run_inspection_stage1}
 
 
 @click.command()
-@click.option("--pred", type=click.Path(dir_okay=False), default=None,
-              help="Prediction: roads.gpkg (or any line file) or road_mask.tif from `geodefect infer`.")
-@click.option("--truth", type=click.Path(dir_okay=False), default=None,
-              help="Ground-truth road centerlines (any vector format, any CRS).")
+@click.option("--pred", type=click.Path(), default=None,
+              help="Prediction: roads.gpkg (or any line file) or road_mask.tif from `geodefect infer`; "
+                   "inspection: the infer output folder (or a folder of 0/255 mask PNGs).")
+@click.option("--truth", type=click.Path(), default=None,
+              help="Ground-truth road centerlines (any vector format, any CRS); inspection: a mask folder "
+                   "(> 127 = defect) or, for stage 1, labels.csv (image,has_crack).")
 @click.option("--aoi", type=click.Path(dir_okay=False), default=None,
               help="Polygon file (any CRS): only this area is scored.")
 @click.option("--buffer-m", type=float, default=None,
@@ -129,6 +177,7 @@ _MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data":
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics as JSON to this file.")
 @_damage_options
+@_inspection_options
 @config_option
 @overwrite_option
 @verbosity_options
@@ -141,6 +190,13 @@ def evaluate(verbose: bool, quiet: bool, **opts) -> None:
     Example:
 
       geodefect evaluate --pred out/roads.gpkg --truth roads.geojson --aoi aoi.geojson --json m.json
+
+    Inspection: per-image and overall IoU/F1/precision/recall of masks (plus box recall and
+    precision with --coco); stage-1 accuracy and frames per second with --model --images:
+
+      geodefect evaluate --pred out_cracks --truth cracks/masks --json m.json
+      geodefect evaluate --pred out_rail --coco rail/boxes.json --coco-category defect
+      geodefect evaluate --model cls/best.pt --images cracks/images --truth cracks/masks
     """
     mode = _select_mode(opts)
     run_command(_MODES[mode], opts, verbose=verbose, quiet=quiet)

@@ -70,12 +70,18 @@ def test_two_stage_infer_and_evaluate(crack_run):
     masks = list((crack_run / "out_none" / "masks").iterdir())
     assert len(masks) == 6 and all(np.asarray(Image.open(m)).max() == 0 for m in masks)
 
-    from geodefect.workflows.inspection import evaluate
-
-    summary = evaluate(out, data / "masks")
-    assert summary["n_images"] == 6 and 0 <= summary["overall"]["iou"] <= 1
-    stage1 = evaluate(model=crack_run / "cls_run" / "model.pt", images=data / "images", truth=data / "labels.csv")
-    assert stage1["n_images"] == 6 and stage1["fps"] > 0
+    text = _run(["evaluate", "--pred", str(out), "--truth", str(data / "masks"), "--json", str(crack_run / "m.json")])
+    assert "IoU" in text
+    summary = json.loads((crack_run / "m.json").read_text())
+    assert summary["n_images"] == 6 and len(summary["per_image"]) == 6
+    assert 0 <= summary["overall"]["iou"] <= 1
+    pred_px = sum(int(r["defect_px"]) for r in rows)
+    assert sum(r["pred_px"] for r in summary["per_image"]) == pred_px
+    text = _run(["evaluate", "--model", str(crack_run / "cls_run" / "model.pt"), "--images", str(data / "images"),
+                 "--truth", str(data / "labels.csv"), "--json", str(crack_run / "s1.json")])
+    stage1 = json.loads((crack_run / "s1.json").read_text())
+    assert "frames/s" in text and stage1["n_images"] == 6 and stage1["fps"] > 0
+    assert stage1["overall"]["tp"] + stage1["overall"]["fn"] == 3  # 3 of the 6 synthetic images have cracks
 
 
 def test_explain_cli(crack_run):
@@ -113,7 +119,7 @@ def test_rail_kfold_and_box_metrics(tmp_path):
     mean_iou = float(rows[2]["iou"])
     assert mean_iou == pytest.approx(np.mean([float(r["iou"]) for r in folds]), abs=1e-9)
     _run(["infer", str(tmp_path / "cv" / "fold_1" / "best.pt"), str(tmp_path / "rail" / "images"), "-o", str(tmp_path / "pred")])
-    from geodefect.workflows.inspection import evaluate
-
-    summary = evaluate(tmp_path / "pred", coco=tmp_path / "rail" / "boxes_coco.json", coco_category=["defect"])
-    assert summary["boxes"]["n_boxes"] >= 4 and 0 <= summary["boxes"]["box_recall"] <= 1
+    text = _run(["evaluate", "--pred", str(tmp_path / "pred"), "--coco", str(tmp_path / "rail" / "boxes_coco.json"),
+                 "--coco-category", "defect", "--json", str(tmp_path / "m.json")])
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert "box" in text and summary["boxes"]["n_boxes"] >= 4 and 0 <= summary["boxes"]["box_recall"] <= 1
