@@ -39,6 +39,8 @@ def _inspection_options(fn):
         click.option("--decoder-channels", type=int, default=None, help="crack_deeplabv3plus decoder width [default: 256]."),
         click.option("--loss", type=click.Choice(["dice", "bce", "bce_dice", "ce"]), default=None,
                      help="Inspection loss: crack_segment dice (default) | bce | bce_dice; rail and classifier: ce."),
+        click.option("--defect-weight", type=float, default=None,
+                     help="Inspection: weight of the defect class in cross-entropy/BCE [default: 1, as the papers]."),
         click.option("--step-epochs", type=int, default=None, help="--lr-schedule step: epochs between drops [default: 10]."),
         click.option("--step-gamma", type=float, default=None, help="--lr-schedule step: lr factor per drop [default: 0.1]."),
     ]
@@ -104,6 +106,8 @@ def _damage_options(fn):
 @click.option("--seed", type=int, default=None, help="Seed of init, data order and augmentation [default: 0].")
 @click.option("--device", default=None, help="auto (CUDA with mixed precision when present) | cpu | cuda | cuda:N.")
 @click.option("--num-workers", type=int, default=None, help="Data loading processes [default: 0].")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs.")
 @click.option("--steps-per-epoch", type=int, default=None, help="Cap on steps per epoch (0 = full pass).")
 @_inspection_options
 @_damage_options

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 ROAD_MODELS = ("road_linknet", "road_hourglass")
 #: options that may differ when resuming (they do not change the result)
-RESUME_FREE = {"device", "num_workers", "checkpoint_every_steps", "checkpoint_every_s", "cache_mb"}
+RESUME_FREE = {"device", "num_workers", "checkpoint_every_steps", "checkpoint_every_s", "cache_mb", "threads"}
 RUN_FILES = {"config.yaml", "model.pt", "best.pt", "last.pt", "metrics.csv", "curves.png", "samples.png", "lr_find.png"}
 
 
@@ -72,6 +72,7 @@ class RoadTrainConfig:
     checkpoint_every_s: float = 300.0
     grad_clip: float = 0.0
     cache_mb: float = 2048.0
+    threads: int = 0
 
     def __post_init__(self) -> None:
         from geodefect.datasets.transforms import GEOMETRY_MODES
@@ -178,7 +179,7 @@ def loop_config(cfg: RoadTrainConfig):
         scheduler=cfg.lr_schedule, patience=cfg.patience, seed=cfg.seed, device=cfg.device,
         num_workers=cfg.num_workers, steps_per_epoch=cfg.steps_per_epoch, val_steps=cfg.val_steps,
         checkpoint_every_steps=cfg.checkpoint_every_steps, checkpoint_every_s=cfg.checkpoint_every_s,
-        grad_clip=cfg.grad_clip,
+        grad_clip=cfg.grad_clip, threads=cfg.threads,
     )
 
 
