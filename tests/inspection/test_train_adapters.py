@@ -1,0 +1,79 @@
+"""Inspection training pieces: losses, streaming metrics, k-fold groups, model options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from geodefect.errors import ConfigError
+from geodefect.workflows.inspection_train import (
+    ClassificationCounts,
+    DefectSegmentAdapter,
+    DefectSegmentationCounts,
+    InspectionTrainConfig,
+    defect_logit,
+    fold_groups,
+    model_spec,
+)
+
+
+def test_weighted_cross_entropy_for_two_class_models():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 5)
+    mask = (torch.rand(2, 1, 4, 5) > 0.7).float()
+    loss, _ = DefectSegmentAdapter(loss="ce", defect_weight=3.0).compute_loss(logits, {"mask": mask})
+    expected = F.cross_entropy(logits, mask[:, 0].long(), weight=torch.tensor([1.0, 3.0]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ConfigError):
+        DefectSegmentAdapter(loss="dice").compute_loss(logits, {"mask": mask})
+
+
+def test_dice_loss_is_zero_for_a_perfect_prediction():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:4, :] = 1
+    logits = (mask * 2 - 1) * 50
+    loss, _ = DefectSegmentAdapter(loss="dice").compute_loss(logits, {"mask": mask})
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_defect_logit_matches_softmax_decision():
+    logits = torch.randn(3, 2, 6, 6)
+    assert torch.equal(defect_logit(logits)[:, 0] > 0, logits.softmax(1)[:, 1] > 0.5)
+
+
+def test_streaming_metrics_by_hand():
+    m = ClassificationCounts()
+    m.update(torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]), {"label": torch.tensor([1, 1, 0])})
+    scores = m.compute()
+    assert scores["accuracy"] == pytest.approx(1 / 3) and scores["recall"] == pytest.approx(0.5)
+    seg = DefectSegmentationCounts()
+    out = torch.full((1, 1, 2, 2), -5.0)
+    out[0, 0, 0, 0] = 5.0
+    truth = torch.zeros(1, 1, 2, 2)
+    truth[0, 0, 0, :] = 1
+    seg.update(out, {"mask": truth})
+    s = seg.compute()
+    assert s["iou"] == pytest.approx(0.5) and s["f1"] == pytest.approx(2 / 3)
+
+
+def test_fold_groups_partition_sources():
+    rows = [{"source": f"img{i}"} for i in range(7) for _ in range(3)]
+    groups = fold_groups(rows, folds=3, seed=1)
+    flat = [s for g in groups for s in g]
+    assert sorted(flat) == sorted({r["source"] for r in rows}) and len(flat) == 7
+    with pytest.raises(ConfigError, match="at least 8"):
+        fold_groups(rows, folds=8, seed=0)
+
+
+def test_model_options_are_checked_per_model():
+    meta = {"channels": 1}
+    cfg = InspectionTrainConfig(width_mult=0.5).resolved("rail_segment")
+    assert model_spec("rail_segment", cfg, meta) == {"name": "rail_vgg_fcn", "kwargs": {"in_channels": 1, "width_mult": 0.5, "num_classes": 2}}
+    bad = InspectionTrainConfig(width_mult=0.5).resolved("crack_classify")
+    with pytest.raises(ConfigError, match="width_mult"):
+        model_spec("crack_classify", bad, {"channels": 3})
+    assert InspectionTrainConfig().resolved("rail_segment").lr == 1e-4
+    assert InspectionTrainConfig().resolved("crack_classify").lr_schedule == "step"
+    with pytest.raises(ConfigError):
+        InspectionTrainConfig(folds=1)
