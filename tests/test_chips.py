@@ -266,3 +266,26 @@ def test_window_transform_helper_agrees():
 
     t = Affine(0.5, 0, 100, 0, -0.5, 200)
     assert window_transform(Window(4, 6, 10, 10), t) == Affine(0.5, 0, 102, 0, -0.5, 197)
+
+
+def test_several_rasters_share_one_folder(tmp_path):
+    a = make_tiny_scene(tmp_path / "a", seed=1)
+    b_dir = tmp_path / "b"
+    b_dir.mkdir()
+    # a second tile east of the first, same CRS, the same centerline file
+    with rasterio.open(a.image) as src:
+        arr = src.read()
+    write_tiny_geotiff(b_dir / "tiny.tif", arr, origin=(448_130.0, 5_412_000.0))
+    out = tmp_path / "chips"
+    summary = chip([a.image, b_dir / "tiny.tif"], out, centerlines=a.centerlines,
+                   overrides={**SMALL, "val_fraction": 0.5, "split_block_px": 96})
+    idx = _index(out)
+    assert summary.n_chips == len(idx)
+    assert idx.chip_id.str.startswith("000_tiny_").any() and idx.chip_id.str.startswith("001_tiny_").any()
+    assert set(idx.split) == {"train", "val"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert [s["n_chips"] for s in meta["sources"]] == [
+        (idx.chip_id.str.startswith(p)).sum() for p in ("000_", "001_")]
+    # the second tile's chips lie east of the first tile
+    second = idx[idx.chip_id.str.startswith("001_")]
+    assert (second.geometry.bounds.minx >= 448_130.0 - 1e-6).all()

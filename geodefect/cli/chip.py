@@ -83,6 +83,8 @@ def _inspection_options(fn):
               help="Percentile (2-98%) stretch to 8 bit [default: only for non-uint8 rasters].")
 @click.option("--val-fraction", type=float, default=None, help="Share of spatial blocks for validation [default: 0.2].")
 @click.option("--seed", type=int, default=None, help="Seed of the split and the road-free draw [default: 0].")
+@click.option("--split-block-px", type=int, default=None,
+              help="Side of the spatial blocks drawn for train/val [default: 4 x stride].")
 @click.option("--workers", type=int, default=None, help="Threads exporting chips in parallel [default: 2].")
 @overwrite_option
 @config_option

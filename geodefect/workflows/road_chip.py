@@ -274,6 +274,9 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     block_keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
                   for i, p in enumerate(plans) for w in p.windows]
     val_blocks = chips.choose_val_blocks(block_keys, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    if cfg.val_fraction > 0 and not val_blocks:
+        log.warning("the input covers a single split block of %d px: every chip is train, none val; "
+                    "pass a smaller --split-block-px or more rasters to get a validation split", block_px)
     n_bands = len(bands) if bands else None
     exporter = None
     results, names = [], _chip_name_stems(plans)
