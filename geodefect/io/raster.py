@@ -117,6 +117,14 @@ def parse_bands(bands: str | Sequence[int] | None) -> list[int] | None:
     return out
 
 
+def default_bands(ds) -> list[int]:
+    """All bands except alpha bands (SpaceNet's RGB tiles carry a constant alpha band)."""
+    from rasterio.enums import ColorInterp
+
+    bands = [b for b in range(1, ds.count + 1) if ds.colorinterp[b - 1] != ColorInterp.alpha]
+    return bands or list(range(1, ds.count + 1))
+
+
 def check_bands(bands: Sequence[int], count: int, *, path: str) -> None:
     """Raise InputError if a requested 1-based band does not exist in a ``count``-band raster."""
     missing = [b for b in bands if b > count]
@@ -213,7 +221,7 @@ class RasterReader:
 
     Args:
         path: the raster.
-        bands: 1-based bands to read (default: all).
+        bands: 1-based bands to read (default: all but alpha bands).
         stretch: True: percentile-stretch to uint8; False: clip values to 0..255 (uint8);
             None (default): stretch only when the raster is not uint8. ``"raw"`` keeps
             the native dtype.
@@ -241,7 +249,7 @@ class RasterReader:
 
     def _setup(self, bands, stretch, cell_size_m) -> None:
         ds = self._ds
-        self.bands = bands or list(range(1, ds.count + 1))
+        self.bands = bands or default_bands(ds)
         check_bands(self.bands, ds.count, path=self.path)
         self.source_dtype = ds.dtypes[self.bands[0] - 1]
         self.crs = ds.crs

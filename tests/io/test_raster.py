@@ -197,3 +197,16 @@ def test_tiled_then_cog(tmp_path):
         assert src.overviews(1), "COG has overviews"
         np.testing.assert_array_equal(src.read(), arr)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_default_bands_skip_alpha(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    p = tmp_path / "rgba.tif"
+    write_tiny_geotiff(p, np.full((4, 8, 8), 9, np.uint8))
+    with rasterio.open(p, "r+") as ds:
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    with RasterReader(p) as r:
+        assert r.bands == [1, 2, 3] and r.shape == (3, 8, 8)
+    with RasterReader(p, bands=[4]) as r:
+        assert r.shape == (1, 8, 8)
