@@ -176,7 +176,7 @@ class ChannelStats:
         return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
 
 
-def _resize(chip: np.ndarray, size_px: int) -> np.ndarray:
+def resize_chip(chip: np.ndarray, size_px: int) -> np.ndarray:
     """``(C, h, w) uint8`` -> ``(C, size, size) uint8`` (bilinear; the paper's 224 x 224 resize)."""
     from PIL import Image
 
@@ -217,7 +217,7 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
             defect_px = int(chip_mask.sum())
             chip_id = f"{item.stem}_{k:04d}"
             if cfg.task == "crack_classify":
-                chip = _resize(chip, cfg.input_px)
+                chip = resize_chip(chip, cfg.input_px)
             write_png(out_dir / "images" / f"{chip_id}.png", chip)
             if segment:
                 write_png(out_dir / "masks" / f"{chip_id}.png", (chip_mask * 255).astype(np.uint8)[None])

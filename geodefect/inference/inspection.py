@@ -101,7 +101,7 @@ class Stage1:
 
     def probability(self, image: np.ndarray) -> float:
         """Crack probability of a ``(C, H, W) uint8`` image (max over its windows)."""
-        from geodefect.inspection_chips import _resize
+        from geodefect.inspection_chips import resize_chip
         from geodefect.windows import iter_windows
 
         h, w = image.shape[1:]
@@ -110,7 +110,7 @@ class Stage1:
             crops = [image[:, int(v.row_off):int(v.row_off + v.height), int(v.col_off):int(v.col_off + v.width)] for v in wins]
         else:
             crops = [image]
-        batch = np.stack([_resize(c, self.input_px) for c in crops]).astype(np.float32)
+        batch = np.stack([resize_chip(c, self.input_px) for c in crops]).astype(np.float32)
         probs = [self.predictor(batch[i:i + 16])["out"][:, 1] for i in range(0, len(batch), 16)]
         return float(np.concatenate(probs).max())
 

@@ -109,7 +109,7 @@ def explain_image(model_path, image_path, out_dir, *, layer: str, target: int = 
 
     from geodefect.explain.scorecam import heatmap_overlay, score_cam
     from geodefect.inference.inspection import check_channels
-    from geodefect.inspection_chips import _resize, read_image_chw
+    from geodefect.inspection_chips import read_image_chw, resize_chip
     from geodefect.io.atomic import atomic_path
     from geodefect.models.checkpoint import load_package
 
@@ -122,7 +122,7 @@ def explain_image(model_path, image_path, out_dir, *, layer: str, target: int = 
     model, recipe = load_package(model_path)
     image = check_channels(read_image_chw(image_path), recipe, Path(image_path))
     if recipe.get("task") == "crack_classify":
-        image_in = _resize(image, int(recipe.get("input_px", 224)))
+        image_in = resize_chip(image, int(recipe.get("input_px", 224)))
     else:
         image_in = image
     norm = recipe["normalization"]
