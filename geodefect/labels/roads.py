@@ -114,7 +114,7 @@ class RoadLabeler:
         self.gaussian_radius_px = gaussian_half_width_px(sigma_px, threshold) if mode == "gaussian" else None
         self.lines = _to_line_array(lines, self.crs)
         self._p0, self._p1 = _split_segments(self.lines)
-        self._metres = _metres_per_world_unit(self.crs, (self._p0[:, 1] + self._p1[:, 1]) / 2)
+        self._metres = _metres_per_world_unit(self.crs, (self._p0 + self._p1) / 2)
         self._grids: dict[tuple[float, ...], _Grid] = {}
 
     @property
@@ -136,7 +136,8 @@ class RoadLabeler:
             ll = shapely.transform(self.lines, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
             geod = Geod(ellps="WGS84")
             return float(sum(geod.geometry_length(g) for g in ll))
-        return float(shapely.length(self.lines).sum() * _linear_unit_m(self.crs))
+        d = (self._p1 - self._p0) * self._metres  # ground metres along x and y, per segment
+        return float(np.hypot(d[:, 0], d[:, 1]).sum())
 
     def burn(self, transform: Affine, height: int, width: int) -> WindowLabels:
         """Burn the labels of one window.
@@ -273,14 +274,32 @@ def _linear_unit_m(crs) -> float:
     return float(factor or 1.0)
 
 
-def _metres_per_world_unit(crs, lat: np.ndarray) -> np.ndarray:
-    """Metres per CRS unit along x and y: (2,) for a projected CRS, (S, 2) for a geographic one.
+def _metres_per_world_unit(crs, midpoints: np.ndarray) -> np.ndarray:
+    """Ground metres per CRS unit along x and y, at each segment's midpoint.
 
-    For a geographic CRS (x = longitude, y = latitude in the CRS's angular unit) these are
-    the ellipsoid's parallel and meridian scales at each segment's latitude.
+    Projected CRS: the linear unit (feet work) divided by the projection's point scale
+    factors (parallel scale for x, meridional for y; equal for conformal projections):
+    ~0.9996 in UTM, but 1/cos(latitude) in Web Mercator (EPSG:3857), where a "metre" of the
+    CRS is only 0.66 m on the ground at Paris. Geographic CRS (x = longitude, y = latitude):
+    the ellipsoid's parallel and meridian arc lengths per unit at each segment's latitude.
+
+    Returns:
+        (2,) when the scale is the same everywhere to 1e-4 (then the square-pixel fast path
+        applies), else (S, 2).
     """
-    if not crs.is_geographic:
+    if len(midpoints) == 0:
         return np.full(2, _linear_unit_m(crs))
+    if crs.is_geographic:
+        per_unit = _geographic_scales(crs, midpoints[:, 1])
+    else:
+        per_unit = _linear_unit_m(crs) / _point_scales(crs, midpoints)
+    lo, hi = per_unit.min(axis=0), per_unit.max(axis=0)
+    if np.all(hi - lo <= 1e-4 * hi):
+        return per_unit.mean(axis=0)
+    return per_unit
+
+
+def _geographic_scales(crs, lat: np.ndarray) -> np.ndarray:
     rad_per_unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else np.pi / 180
     ell = crs.ellipsoid
     a = ell.semi_major_metre
@@ -291,3 +310,19 @@ def _metres_per_world_unit(crs, lat: np.ndarray) -> np.ndarray:
     per_lat = a * (1 - e2) / w**3 * rad_per_unit
     log.debug("geographic CRS: %.1f m per unit of longitude, %.1f of latitude", per_lon.mean(), per_lat.mean())
     return np.column_stack([per_lon, per_lat])
+
+
+def _point_scales(crs, xy: np.ndarray) -> np.ndarray:
+    """(S, 2) parallel and meridional scale factors of a projected CRS at ``xy`` (1 if unknown)."""
+    from pyproj import Proj, Transformer
+
+    try:
+        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xy[:, 0], xy[:, 1])
+        factors = Proj(crs).get_factors(lon, lat)
+        scales = np.column_stack([factors.parallel_scale, factors.meridional_scale])
+    except Exception as exc:  # e.g. an engineering CRS with no geodetic datum
+        log.debug("no scale factors for %s (%s); using its unit as ground metres", crs.name, exc)
+        return np.ones((len(xy), 2))
+    if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+        return np.ones((len(xy), 2))
+    return scales

@@ -61,6 +61,18 @@ def _geographic_setup(buffer_m):
     return grid, [east, north], (lon0, lat0, deg)
 
 
+def test_web_mercator_units_are_not_ground_metres():
+    """EPSG:3857 "metres" are 1/cos(lat) too long: a 2 m buffer is ~3 CRS units at Paris."""
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(2.35, 48.85)
+    grid = Affine(0.3, 0, x, 0, -0.3, y)
+    line = shapely.LineString([(x - 5, y - 30.0), (x + 70, y - 30.0)])  # on a pixel edge
+    labeler = RoadLabeler([line], "EPSG:3857", buffer_m=2.0)
+    rows = labeler.burn(grid, 200, 200).mask[:, 0].sum()
+    scale = 1 / np.cos(np.radians(48.85))
+    assert rows == 2 * int(2.0 * scale / 0.3 + 0.5)  # pixel centres at 0.15, 0.45, ... units
+    assert labeler.length_m() == pytest.approx(75 / scale, rel=1e-3)
+
+
 def test_buffer_in_geographic_crs_has_the_metric_width():
     buffer_m = 2.0
     grid, lines, (lon0, lat0, deg) = _geographic_setup(buffer_m)
@@ -139,7 +151,8 @@ def test_lines_in_another_crs_are_reprojected():
 
 
 def test_length_m_projected_and_geodesic():
-    assert RoadLabeler([_line((0, 0), (30, 40)), _line((0, 0), (0, 10))], UTM).length_m() == pytest.approx(60)
+    utm = RoadLabeler([_line((0, 0), (30, 40)), _line((0, 0), (0, 10))], UTM).length_m()
+    assert utm == pytest.approx(60 / 0.99963, rel=2e-5)  # UTM grid metres -> ground (scale factor)
     equator = shapely.LineString([(0, 0), (1, 0)])
     assert RoadLabeler([equator], "EPSG:4326").length_m() == pytest.approx(111_319.49, rel=1e-5)
 
