@@ -24,7 +24,7 @@ def synth() -> None:
 @click.option("--pixel-size-m", type=click.FloatRange(min=0, min_open=True), default=0.3, show_default=True,
               help="Ground sampling distance in metres.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same scene).")
-@click.option("--crs", default="EPSG:32631", show_default=True, help="Projected CRS of the image (metres).")
+@click.option("--crs", default="EPSG:32631", show_default=True, help="CRS of the image; EPSG:4326 gives SpaceNet-like degree pixels.")
 @click.option("--compress", type=click.Choice(["none", "deflate", "lzw"]), default="none", show_default=True,
               help="GeoTIFF compression of the image.")
 @overwrite_option

@@ -98,7 +98,20 @@ def test_no_per_pixel_colour_rule_finds_the_roads(scene):
     assert road_grey.std() > 12  # roads are not one flat colour
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"size_px": 10}, "size_px"), ({"crs": "EPSG:4326"}, "projected"),
+def test_geographic_scene_like_spacenet(tmp_path):
+    geo = make_road_scene(tmp_path, size_px=256, seed=1, crs="EPSG:4326")
+    with rasterio.open(geo.image) as src, rasterio.open(geo.road_mask) as msk:
+        assert src.crs.to_epsg() == 4326
+        assert src.res[0] == pytest.approx(src.res[1]) and src.res[1] == pytest.approx(2.7e-6, rel=0.01)
+        assert src.xy(128, 128) == pytest.approx(PARIS_LONLAT, abs=1e-4)
+        mask, transform = msk.read(1), msk.transform
+    lines = gpd.read_file(geo.centerlines)
+    xy = shapely.get_coordinates(shapely.segmentize(lines.geometry.values, 1e-6))
+    rows, cols = rasterio.transform.rowcol(transform, xy[:, 0], xy[:, 1])
+    assert mask[np.clip(rows, 0, 255), np.clip(cols, 0, 255)].mean() > 0.97
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"size_px": 10}, "size_px"), ({"crs": "EPSG:99999"}, "crs"),
                                                ({"pixel_size_m": 0}, "pixel_size_m")])
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(InputError, match=match):
@@ -113,8 +126,8 @@ def test_cli_writes_a_scene(tmp_path):
     assert "centerlines:" in result.output
     with rasterio.open(tmp_path / "s" / "scene.tif") as src:
         assert (src.count, src.width) == (3, 128)
-    bad = CliRunner().invoke(cli, ["synth", "roads", str(tmp_path / "t"), "--crs", "EPSG:4326"])
-    assert bad.exit_code == 1 and "Error:" in bad.output and "projected" in bad.output
+    bad = CliRunner().invoke(cli, ["synth", "roads", str(tmp_path / "t"), "--crs", "EPSG:99999"])
+    assert bad.exit_code == 1 and "Error:" in bad.output and "crs" in bad.output
     before = (tmp_path / "s" / "scene.tif").read_bytes()
     again = CliRunner().invoke(cli, ["synth", "roads", str(tmp_path / "s"), "--size-px", "128", "--seed", "5"])
     assert again.exit_code == 1 and "--overwrite" in again.output
