@@ -289,3 +289,18 @@ def test_several_rasters_share_one_folder(tmp_path):
     # the second tile's chips lie east of the first tile
     second = idx[idx.chip_id.str.startswith("001_")]
     assert (second.geometry.bounds.minx >= 448_130.0 - 1e-6).all()
+
+
+def test_synthetic_scene_labels_on_carriageway(tmp_path):
+    """On the realistic synthetic scene, 4 m road masks lie on the generator's carriageway."""
+    from geodefect.testing.scenes import make_road_scene
+
+    s = make_road_scene(tmp_path / "scene", size_px=256, seed=0)
+    out = tmp_path / "chips"
+    chip([s.image], out, centerlines=s.centerlines, aoi=s.aoi,
+         overrides={"size_px": 128, "stride_px": 96, "keep_empty": 1.0, "val_fraction": 0.0})
+    with rasterio.open(s.road_mask) as src:
+        truth, t = src.read(1).astype(bool), src.transform
+    mask = _mosaic(out, "labels", truth.shape, t).astype(bool)
+    assert mask.sum() > 500
+    assert (mask & truth).sum() / mask.sum() > 0.9  # label pixels sit on the road surface

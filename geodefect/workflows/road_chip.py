@@ -147,7 +147,7 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
     from geodefect.io.vector import read_aoi, read_lines
     from geodefect.windows import filter_windows_by_geometry, iter_windows
 
-    plans, lines_cache, first_crs = [], {}, None
+    plans, lines_cache, aoi_cache, first_crs = [], {}, {}, None
     aoi_hit = False
     for image, lines_path in sources:
         with RasterReader(image, bands=bands, stretch=cfg.stretch, cell_size_m=cfg.cell_size_m) as reader:
@@ -165,7 +165,9 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
             _, h, w = reader.shape
             windows = list(iter_windows(h, w, size_px=cfg.size_px, stride_px=cfg.stride_px))
             if aoi_path is not None:
-                aoi_geom = read_aoi(aoi_path, to_crs=reader.crs)
+                if key[1] not in aoi_cache:
+                    aoi_cache[key[1]] = read_aoi(aoi_path, to_crs=reader.crs)
+                aoi_geom = aoi_cache[key[1]]
                 aoi_hit = aoi_hit or shapely.intersects(aoi_geom, footprint)
                 windows = filter_windows_by_geometry(windows, reader.transform, aoi_geom)
             plans.append(_SourcePlan(Path(image), Path(lines_path), touching, windows, reader.crs,
