@@ -164,10 +164,11 @@ class RoadLabeler:
         both = np.concatenate([in_mask, in_orient])
         inverse = ~transform
         p0, p1 = _to_pixels(inverse, self._p0[both]), _to_pixels(inverse, self._p1[both])
-        if grid.mask_metric.ndim == 2:
-            metric = grid.mask_metric
-        else:  # per-segment metres (geographic CRS): orientation bands stay in pixels
-            metric = np.concatenate([grid.mask_metric[in_mask], np.broadcast_to(np.eye(2), (len(in_orient), 2, 2))])
+        if grid.mask_metric.ndim == 2 and np.array_equal(grid.mask_metric, np.eye(2)):
+            metric = grid.mask_metric  # mask radius in pixels, like the orientation bands
+        else:  # mask in ground metres (per segment or not); orientation bands stay in pixels
+            mask_metric = np.broadcast_to(grid.mask_metric, (len(grid.bins), 2, 2))[in_mask]
+            metric = np.concatenate([mask_metric, np.broadcast_to(np.eye(2), (len(in_orient), 2, 2))])
         radius = np.concatenate([np.full(n_mask, grid.mask_radius), np.full(len(in_orient), self.width_px / 2)])
         rows, start, stop, seg = capsule_spans(p0, p1, metric, radius, shape)
         is_mask = seg < n_mask

@@ -70,6 +70,7 @@ def test_web_mercator_units_are_not_ground_metres():
     rows = labeler.burn(grid, 200, 200).mask[:, 0].sum()
     scale = 1 / np.cos(np.radians(48.85))
     assert rows == 2 * int(2.0 * scale / 0.3 + 0.5)  # pixel centres at 0.15, 0.45, ... units
+    assert (labeler.burn(grid, 200, 200).orientation[:, 0] > 0).sum() == 8  # width_px, not metres
     assert labeler.length_m() == pytest.approx(75 / scale, rel=1e-3)
 
 
@@ -85,6 +86,8 @@ def test_buffer_in_geographic_crs_has_the_metric_width():
     assert rows_across * m_per_row == pytest.approx(2 * buffer_m, abs=m_per_row)
     assert cols_across * m_per_col == pytest.approx(2 * buffer_m, abs=m_per_col)
     assert cols_across > rows_across  # longitude pixels are narrower on the ground
+    orient = RoadLabeler(lines, "EPSG:4326", buffer_m=buffer_m, width_px=8).burn(grid, 300, 300).orientation
+    assert (orient[:, 20] > 0).sum() == (orient[20, :] > 0).sum() == 8  # bands are in pixels
 
 
 def test_geographic_buffer_matches_a_buffer_made_in_utm():
@@ -177,3 +180,17 @@ def test_bad_settings_are_refused(kwargs, match):
 def test_non_line_geometries_are_refused():
     with pytest.raises(InputError, match="LineString"):
         RoadLabeler([shapely.Point(X0, Y0).buffer(5)], UTM)
+
+
+def test_geographic_scale_is_per_segment_over_large_extents():
+    """Lines at the equator and at 60 N in one labeler: each gets its own metres per degree."""
+    deg = 2.7e-6
+    geod = Geod(ellps="WGS84")
+    lines = [shapely.LineString([(lon, lat), (lon + 400 * deg, lat)]) for lon, lat in ((0.0, 0.0), (10.0, 60.0))]
+    labeler = RoadLabeler(lines, "EPSG:4326", buffer_m=1.5, width_px=6)
+    for lon, lat in ((0.0, 0.0), (10.0, 60.0)):
+        grid = Affine(deg, 0, lon, 0, -deg, lat + 100 * deg)  # line on a pixel edge, 100 rows down
+        labels = labeler.burn(grid, 200, 200)
+        m_per_row = geod.inv(lon, lat, lon, lat + deg)[2]
+        assert labels.mask[:, 50].sum() * m_per_row == pytest.approx(3.0, abs=m_per_row)
+        assert (labels.orientation[:, 50] > 0).sum() == 6
