@@ -129,7 +129,10 @@ def train(chips_dir, run_dir, resume, overwrite, config_file, verbose, quiet, **
     """
     summary = run_command(_train, chips_dir, run_dir, config_file=config_file, overrides=drop_none(**options),
                           resume=resume, overwrite=overwrite, verbose=verbose, quiet=quiet)
-    click.echo(str(summary))
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        click.echo(str(summary))
 
 
 def _train(chips_dir, run_dir, **kwargs):

@@ -247,6 +247,7 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     from geodefect.models.checkpoint import load_package, save_package
     from geodefect.models.registry import build_model
     from geodefect.training import fit
+    from geodefect.training_state import setup_distributed
 
     t0 = time.perf_counter()
     chips_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -254,8 +255,13 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     cfg = resolve_run_config(run_dir, config_file, overrides or {}, resume=resume)
     loop_cfg = loop_config(cfg)
     train_ds, val_ds = make_datasets(chips_dir, cfg, meta)
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    save_config(cfg, run_dir / "config.yaml")
+    ctx = setup_distributed(cfg.device)  # under torchrun: join the group now, so only rank 0 touches RUN_DIR
+    if ctx.is_main:
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        save_config(cfg, run_dir / "config.yaml")
+    else:
+        logging.getLogger("geodefect").setLevel(logging.WARNING)
+    ctx.barrier()
     spec = model_spec(cfg, meta)
     torch.manual_seed(cfg.seed)
     weights = None if resume else cfg.encoder_weights
@@ -264,8 +270,9 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     log.info("training %s on %d chips (%d val) from %s", spec["name"], len(train_ds), len(val_ds), chips_dir)
     result = fit(model, RoadTaskAdapter(cfg, meta), train_ds, val_ds, run_dir, config=loop_cfg, recipe=recipe,
                  resume=resume, callbacks=callbacks)
-    best, best_recipe = load_package(run_dir / "best.pt")
-    best_recipe["final_metrics"] = result.best_metrics
-    save_package(run_dir / "model.pt", model=best, recipe=best_recipe)
+    if ctx.is_main:
+        best, best_recipe = load_package(run_dir / "best.pt")
+        best_recipe["final_metrics"] = result.best_metrics
+        save_package(run_dir / "model.pt", model=best, recipe=best_recipe)
     return TrainSummary(run_dir, run_dir / "model.pt", result.best_epoch, len(result.history), result.best_metrics,
                         result.lr, result.stopped_early, time.perf_counter() - t0)
