@@ -21,6 +21,8 @@ SETTINGS_FILE = "chip_settings.json"
 #: GDAL block cache while chipping: holds the two rows of 512-px tiles a row of windows
 #: touches in a 3-band raster ~20000 px wide; bounds memory (GDAL default: 5% of RAM)
 GDAL_CACHE_BYTES = 64 * 2**20
+#: options that change how chips are made, not what they hold (not compared on resume)
+RUN_ONLY_OPTIONS = ("workers",)
 OUTPUT_NAMES = ("images", "labels", "orientation", "index.gpkg", "meta.json", SETTINGS_FILE)
 
 
@@ -96,7 +98,8 @@ def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, c
     sources, aoi_path, dataset_bands = _resolve_inputs(images, centerlines, aoi, dataset)
     bands = parse_bands(cfg.bands) if cfg.bands is not None else dataset_bands
     plans = _plan_sources(sources, aoi_path, cfg, bands)
-    settings = {"config": config_to_dict(cfg), "bands": bands, "aoi": _abs(aoi_path),
+    content = {k: v for k, v in config_to_dict(cfg).items() if k not in RUN_ONLY_OPTIONS}
+    settings = {"config": content, "bands": bands, "aoi": _abs(aoi_path),
                 "sources": [[_abs(i), _abs(c)] for i, c in sources]}
     out = Path(out_dir)
     state = _prepare_output(out, settings, overwrite=overwrite)
