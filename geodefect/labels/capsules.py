@@ -134,16 +134,14 @@ def spans_to_values(
 ) -> np.ndarray:
     """(H, W) uint8 image of ``values[segment]``; where spans overlap the highest segment wins.
 
-    The winner is found with ``np.maximum.at`` first, so the result does not depend on the
-    order in which numpy performs the final (duplicate-index) assignment.
+    Spans must come in non-decreasing ``segment`` order (as :func:`capsule_spans` returns
+    them); ``np.put`` then writes them in that order, so the last (highest) segment wins —
+    its loop is sequential, and a test with crossing bands guards that.
     """
     height, width = shape
     lengths = stop - start
-    flat = _expand(rows * width + start, lengths)
-    winner = np.zeros(height * width, np.int32)  # calloc: only touched pages cost anything
-    np.maximum.at(winner, flat, np.repeat(segment.astype(np.int32), lengths))
     out = np.zeros(height * width, np.uint8)
-    out[flat] = np.asarray(values, np.uint8)[winner[flat]]
+    np.put(out, _expand(rows * width + start, lengths), np.repeat(np.asarray(values, np.uint8)[segment], lengths))
     return out.reshape(height, width)
 
 
