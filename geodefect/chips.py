@@ -63,15 +63,24 @@ def assign_splits(windows: Sequence[Window], *, block_px: int, val_blocks: set) 
     return splits, blocks
 
 
-def choose_val_blocks(block_keys: Sequence, *, val_fraction: float, seed: int) -> set:
-    """Draw ``round(val_fraction * n)`` blocks for validation (>= 1 and < n when n >= 2)."""
+def choose_val_blocks(block_keys: Sequence, *, val_fraction: float, seed: int,
+                      road_blocks: set | None = None) -> set:
+    """Draw ``round(val_fraction * n)`` of the n blocks for validation (>= 1 and < n when n >= 2).
+
+    With ``road_blocks`` (the blocks some centerline crosses), val blocks are drawn among
+    those first, so that validation is not made of road-free chips that get dropped.
+    """
     keys = sorted(set(block_keys))
     n = len(keys)
     if n < 2 or val_fraction <= 0:
         return set()
     n_val = min(max(1, int(round(val_fraction * n))), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    return {keys[i] for i in order[:n_val]}
+    rng = np.random.default_rng(seed)
+    with_roads = [k for k in keys if road_blocks is None or k in road_blocks]
+    others = [k for k in keys if k not in set(with_roads)]
+    ordered = [with_roads[i] for i in rng.permutation(len(with_roads))]
+    ordered += [others[i] for i in rng.permutation(len(others))]
+    return set(ordered[:n_val])
 
 
 def _pixel_box(w: Window, *, shrink: float = 0.0):

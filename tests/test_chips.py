@@ -306,3 +306,14 @@ def test_synthetic_scene_labels_on_carriageway(tmp_path):
     mask = _mosaic(out, "labels", truth.shape, t).astype(bool)
     assert mask.sum() > 500
     assert (mask & truth).sum() / mask.sum() > 0.9  # label pixels sit on the road surface
+
+
+def test_val_blocks_drawn_among_blocks_with_roads(tmp_path):
+    s = make_tiny_scene(tmp_path / "s", height_px=400, width_px=400, road_rows=(10,), road_cols=())
+    out = tmp_path / "chips"
+    summary = _run(s, out, size_px=64, stride_px=64, keep_empty=0.0)
+    idx = _index(out)
+    assert summary.n_val > 0 and (idx[idx.split == "val"].road_frac > 0).all()
+    keys = [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]
+    for seed in range(5):
+        assert chips.choose_val_blocks(keys, val_fraction=0.25, seed=seed, road_blocks={(0, 1, 1)}) == {(0, 1, 1)}

@@ -139,6 +139,7 @@ class _SourcePlan:
     windows: list
     crs: object
     pixel_size_m: float
+    transform: object = None
 
 
 def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_SourcePlan]:
@@ -174,7 +175,7 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
                 aoi_hit = aoi_hit or shapely.intersects(aoi_geom, footprint)
                 windows = filter_windows_by_geometry(windows, reader.transform, aoi_geom)
             plans.append(_SourcePlan(Path(image), Path(lines_path), touching, windows, reader.crs,
-                                     float(sum(reader.pixel_size_m) / 2)))
+                                     float(sum(reader.pixel_size_m) / 2), reader.transform))
     _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit)
     return plans
 
@@ -278,7 +279,8 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     block_px = cfg.split_block_px or 4 * cfg.stride_px
     block_keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
                   for i, p in enumerate(plans) for w in p.windows]
-    val_blocks = chips.choose_val_blocks(block_keys, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    val_blocks = chips.choose_val_blocks(block_keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                         road_blocks=_blocks_with_roads(plans, set(block_keys), block_px))
     if cfg.val_fraction > 0 and not val_blocks:
         log.warning("the input covers a single split block of %d px: every chip is train, none val; "
                     "pass a smaller --split-block-px or more rasters to get a validation split", block_px)
@@ -294,6 +296,29 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
                                               block_px, out, cfg, bands, bar)
             results.append(result)
     return _finish(plans, results, exporter, out, cfg, bands, block_px, t0)
+
+
+def _blocks_with_roads(plans, block_keys: set, block_px: int) -> set:
+    """The split blocks (source, block row, block col) that some centerline crosses."""
+    from rasterio.windows import Window
+
+    from geodefect.windows import window_bounds
+
+    hits = set()
+    for i, r, c in block_keys:
+        plan = plans[i]
+        if len(plan.lines) == 0:
+            continue
+        bounds = window_bounds(Window(c * block_px, r * block_px, block_px, block_px), plan.transform)
+        if len(plan.lines.sindex.query(_box(bounds), predicate="intersects")):
+            hits.add((i, r, c))
+    return hits
+
+
+def _box(bounds):
+    from shapely.geometry import box
+
+    return box(*bounds)
 
 
 def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, out, cfg, bands, bar):
