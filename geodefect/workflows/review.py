@@ -5,6 +5,7 @@ Export (``geodefect infer ... --review N``) writes ``review/``::
     review/review.csv          image,source,probability,predicted,label   (label empty: fill in 0 or 1)
     review/images/<name>       the panorama
     review/overlays/<stem>.png the panorama with its damage heatmap (max over damage classes)
+    review/heatmaps/<stem>.npy the stage-1 heatmaps, (K, H, W) float16, one channel per class
 
 "Least certain" = probability closest to 0.5. Import (``geodefect review import REVIEW_CSV
 --into DATASET``) copies every row with a filled label into ``DATASET/images/`` and adds the
@@ -57,6 +58,7 @@ def export_review(folder: Path, paths: list[Path], scores: np.ndarray, heatmaps:
     chosen = least_certain(scores, n)
     (folder / "images").mkdir(parents=True)
     (folder / "overlays").mkdir()
+    (folder / "heatmaps").mkdir()
     with (folder / "review.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(REVIEW_COLUMNS)
@@ -64,6 +66,7 @@ def export_review(folder: Path, paths: list[Path], scores: np.ndarray, heatmaps:
             p = paths[i]
             shutil.copy2(p, folder / "images" / p.name)
             write_overlay(folder / "overlays" / f"{p.stem}.png", p, heatmaps[i][channels].max(0))
+            np.save(folder / "heatmaps" / f"{p.stem}.npy", heatmaps[i].astype(np.float16))
             w.writerow([p.name, str(p.resolve()), f"{scores[i]:.4f}", int(scores[i] >= 0.5), ""])
     return chosen.tolist()
 

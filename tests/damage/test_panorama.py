@@ -77,6 +77,8 @@ def test_infer_review_and_import_round_trip(stacked, tmp_path):
     chosen = {r["image"] for r in rows}
     assert max(margin[c] for c in chosen) <= min(v for k, v in margin.items() if k not in chosen) + 1e-4
     assert all((out / "review" / "overlays" / f"{r['image'][:-4]}.png").is_file() for r in rows)
+    heat = np.load(out / "review" / "heatmaps" / f"{rows[0]['image'][:-4]}.npy")
+    assert heat.shape == (5, 64, 192) and heat[:, :32].max() == 0  # 4 damage classes + background; sky masked
     # a reviewer labels the first image only
     rows[0]["label"] = "1"
     with (out / "review" / "review.csv").open("w", newline="") as f:
