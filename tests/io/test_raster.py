@@ -210,3 +210,26 @@ def test_default_bands_skip_alpha(tmp_path):
         assert r.bands == [1, 2, 3] and r.shape == (3, 8, 8)
     with RasterReader(p, bands=[4]) as r:
         assert r.shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((2, 37, 51), "uint16"), ((4, 20, 30), "float32"),
+                                              ((1, 5, 7), "int16"), ((3, 1, 1), "uint8")])
+def test_chip_writer_dtypes_and_band_counts(tmp_path, shape, dtype):
+    from rasterio.transform import from_origin
+
+    arr = (np.random.default_rng(5).random(shape) * 300 - 50).astype(dtype)
+    t = from_origin(448000.3, 5412000.6, 0.3, 0.3)
+    ChipWriter("EPSG:32631").write(tmp_path / "x.tif", arr, transform=t)
+    with rasterio.open(tmp_path / "x.tif") as src:
+        assert src.dtypes == (dtype,) * shape[0] and src.transform == t and src.crs.to_epsg() == 32631
+        np.testing.assert_array_equal(src.read(), arr)
+
+
+def test_chip_writer_rotated_transform_falls_back(tmp_path):
+    from affine import Affine
+
+    t = Affine(0.3, 0.1, 448000, 0.1, -0.3, 5412000)
+    arr = np.ones((1, 4, 4), np.uint8)
+    ChipWriter("EPSG:32631").write(tmp_path / "r.tif", arr, transform=t)
+    with rasterio.open(tmp_path / "r.tif") as src:
+        assert src.transform.almost_equals(t) and (src.read() == 1).all()
