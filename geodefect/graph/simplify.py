@@ -4,11 +4,7 @@ Works on a small mutable graph (:class:`EditableGraph`: a dict of edges with the
 and node -> incident edges) whose size is the number of *edges*, not pixels, so plain Python
 is fast enough. Lengths are measured in metres with the pixel size ``(row_m, col_m)``.
 
-Gap bridging follows CRESI's ``add_small_segments`` (SpaceNet-5): end nodes closer than a
-short gap are joined; up to a long gap they are joined only when collinear. Here "collinear"
-means the gap's direction is within ``angle_deg`` of the road direction at *both* ends, where
-the road direction comes from the predicted orientation bins when given (the multitask
-model's point) and otherwise from the edge's tangent near the end.
+Gap bridging lives in :mod:`geodefect.graph.bridge`.
 """
 
 from __future__ import annotations
@@ -185,71 +181,6 @@ def tangent_direction(path_to_end: np.ndarray, scale_rc: tuple[float, float], *,
     chord = pts[-1] - start
     norm = float(np.hypot(*chord))
     return chord / norm if norm > 0 else None
-
-
-def bridge_gaps(
-    g: EditableGraph,
-    *,
-    short_gap_m: float,
-    long_gap_m: float,
-    angle_deg: float,
-    end_direction: EndDirection,
-    short_angle_deg: float = 90.0,
-) -> int:
-    """Join pairs of end nodes across small gaps (nearest pairs first, each end at most once).
-
-    Args:
-        g: the graph, edited in place.
-        short_gap_m: ends closer than this are joined when the direction test with
-            ``short_angle_deg`` passes (90 = no test, as CRESI).
-        long_gap_m: ends up to this far apart are joined only when the gap's direction is
-            within ``angle_deg`` of the outward road direction at both ends.
-        angle_deg: collinearity tolerance in degrees.
-        end_direction: outward unit direction (metric row, col) at the end of a path ending
-            at the end node, or None when unknown (then a long gap is not joined).
-        short_angle_deg: direction tolerance for short gaps.
-
-    Returns:
-        Number of gaps joined. Two ends of the same edge are never joined.
-    """
-    from scipy.spatial import cKDTree
-
-    ends = [n for n, inc in g.incident.items() if len(inc) == 1 and n not in g.protected]
-    if len(ends) < 2:
-        return 0
-    pos = g.node_rc[ends] * np.asarray(g.scale_rc)
-    pairs = cKDTree(pos).query_pairs(r=long_gap_m, output_type="ndarray")
-    if len(pairs) == 0:
-        return 0
-    gaps = pos[pairs[:, 1]] - pos[pairs[:, 0]]
-    dists = np.hypot(gaps[:, 0], gaps[:, 1])
-    directions: dict[int, np.ndarray | None] = {}
-    used: set[int] = set()
-    for k in np.argsort(dists, kind="stable"):
-        a, b = ends[pairs[k, 0]], ends[pairs[k, 1]]
-        if a in used or b in used or g.incident[a][0] == g.incident[b][0]:
-            continue
-        limit = short_angle_deg if dists[k] <= short_gap_m else angle_deg
-        for n in (a, b):
-            if n not in directions:
-                directions[n] = end_direction(g.path_to(g.incident[n][0], n))
-        if not _directions_agree(gaps[k], dists[k], directions[a], directions[b], limit):
-            continue
-        g.add_edge(a, b, np.stack([g.node_rc[a], g.node_rc[b]]), bridged=True)
-        used.update((a, b))
-    merge_degree_two(g, used)
-    return len(used) // 2
-
-
-def _directions_agree(gap, dist, dir_a, dir_b, limit_deg) -> bool:
-    """Whether ``gap`` (from a to b) leaves a along dir_a and reaches b against dir_b."""
-    if limit_deg >= 90.0 or dist == 0:
-        return True
-    if dir_a is None or dir_b is None:
-        return False
-    unit = gap / dist
-    cos_limit = np.cos(np.radians(limit_deg))
-    return float(dir_a @ unit) >= cos_limit and float(dir_b @ -unit) >= cos_limit
 
 
 def remove_small_loops(g: EditableGraph, mask: np.ndarray, *, max_hole_area_px: float) -> int:

@@ -1,9 +1,9 @@
 """Probability raster -> clean, georeferenced road network (arrays + Affine in, lines out).
 
 Pipeline: threshold -> (optionally remove small objects) -> skeletonize -> pixel graph ->
-merge degree-2 chains -> open loops round small holes -> prune spurs -> bridge gaps
-(direction from the predicted orientation bins, else the edge tangent) -> drop small
-components -> merge degree-2 chains ->
+merge degree-2 chains -> open loops round small holes -> prune spurs -> bridge gaps end to
+end and end to road (direction from the predicted orientation bins, else the edge tangent)
+-> drop small components -> merge degree-2 chains ->
 Ramer–Douglas–Peucker in metres -> LineStrings in the raster CRS (pixel centres,
 ``transform * (col + 0.5, row + 0.5)``).
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from geodefect.errors import InputError
+from geodefect.graph.bridge import bridge_ends_to_edges, bridge_gaps
 from geodefect.graph.build import skeleton_to_graph
 from geodefect.graph.network import RoadNetwork, build_road_network
 from geodefect.graph.simplify import (
     EditableGraph,
-    bridge_gaps,
     drop_small_components,
     merge_degree_two,
     prune_spurs,
@@ -61,6 +61,10 @@ class VectorizeParams:
         bridge_collinear_gap_m: end nodes up to this far apart are joined when collinear.
         bridge_angle_deg: collinearity tolerance between the gap and the road direction at
             both ends.
+        bridge_to_edge_gap_m: an end pointing at the side of another road this close is
+            joined to it (a T junction; 0 = off).
+        bridge_to_edge_angle_deg: tolerance between the end's direction and the gap to the
+            nearest point of that road (60° admits side roads meeting at 30° or more).
         tangent_m: length of road near an end used for its direction (orientation bins are
             averaged over it; the edge tangent is the chord over it).
         min_component_m: connected pieces with less total road length are dropped.
@@ -75,6 +79,8 @@ class VectorizeParams:
     bridge_gap_m: float = 7.2
     bridge_collinear_gap_m: float = 24.0
     bridge_angle_deg: float = 30.0
+    bridge_to_edge_gap_m: float = 7.2
+    bridge_to_edge_angle_deg: float = 60.0
     tangent_m: float = 6.0
     min_component_m: float = 15.0
     simplify_tolerance_m: float = 1.0
@@ -85,14 +91,15 @@ class VectorizeParams:
             raise InputError(f"`threshold` must be in (0, 1), got {self.threshold!r}")
         for name in (
             "min_object_area_m2", "max_hole_area_m2", "min_spur_m", "bridge_gap_m",
-            "bridge_collinear_gap_m", "tangent_m", "min_component_m", "simplify_tolerance_m",
+            "bridge_collinear_gap_m", "bridge_to_edge_gap_m", "tangent_m", "min_component_m", "simplify_tolerance_m",
             "border_pad_m",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InputError(f"`{name}` must be a number >= 0 (metres), got {value!r}")
-        if not 0.0 <= self.bridge_angle_deg <= 90.0:
-            raise InputError(f"`bridge_angle_deg` must be in 0..90, got {self.bridge_angle_deg!r}")
+        for name in ("bridge_angle_deg", "bridge_to_edge_angle_deg"):
+            if not 0.0 <= getattr(self, name) <= 90.0:
+                raise InputError(f"`{name}` must be in 0..90 degrees, got {getattr(self, name)!r}")
 
 
 def vectorize_road_probability(
@@ -169,13 +176,17 @@ def vectorize_road_mask(
 
 
 def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> dict[str, int]:
-    """Prune spurs, bridge gaps, drop small components and merge chains, in that order."""
+    """Prune spurs, bridge gaps (end to end, then end to road), drop small components, merge chains."""
     stats = {"spurs_pruned": prune_spurs(g, min_spur_m=params.min_spur_m)}
     stats["gaps_bridged"] = bridge_gaps(
         g,
         short_gap_m=params.bridge_gap_m,
         long_gap_m=max(params.bridge_collinear_gap_m, params.bridge_gap_m),
         angle_deg=params.bridge_angle_deg,
+        end_direction=end_direction,
+    )
+    stats["ends_joined_to_roads"] = bridge_ends_to_edges(
+        g, max_gap_m=params.bridge_to_edge_gap_m, angle_deg=params.bridge_to_edge_angle_deg,
         end_direction=end_direction,
     )
     stats["small_edges_dropped"] = drop_small_components(g, min_component_m=params.min_component_m)

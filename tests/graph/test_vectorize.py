@@ -251,3 +251,28 @@ def test_ends_at_nodata_are_kept_like_border_ends():
     prob[55:, :] = 0.0  # same stub without nodata: a spur, pruned
     net = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=EXACT)
     assert degrees(net) == [1, 1]
+
+
+def test_side_road_stopping_short_of_a_road_is_joined_as_a_t():
+    main = LineString([(0, 30), (200, 30)])
+    stem = LineString([(100, 40), (100, 90)])  # its mask ends 3 m short of the main road's
+    params = VectorizeParams(simplify_tolerance_m=0.0, bridge_to_edge_gap_m=12.0)
+    net = vectorize_road_mask(road_mask([main, stem], (100, 200)), TRANSFORM, crs=CRS, params=params)
+    assert net.stats["ends_joined_to_roads"] == 1
+    assert degrees(net) == [1, 1, 1, 3]
+    # a parallel road 8 m beside the main road points along it, not at it: left alone
+    side = LineString([(60, 45), (140, 45)])
+    net = vectorize_road_mask(road_mask([main, side], (100, 200), width_px=5), TRANSFORM, crs=CRS, params=params)
+    assert net.stats["ends_joined_to_roads"] == 0 and net.n_edges == 2
+
+
+def test_split_edge_keeps_geometry_and_returns_existing_end_nodes():
+    from geodefect.graph.bridge import split_edge
+    from geodefect.graph.simplify import EditableGraph
+
+    g = EditableGraph(node_rc=np.array([[0.0, 0.0], [0.0, 10.0]]), scale_rc=(1.0, 1.0))
+    eid = g.add_edge(0, 1, np.array([[0.0, 0.0], [0.0, 5.0], [0.0, 10.0]]))
+    assert split_edge(g, eid, np.array([0.0, 0.2])) == 0
+    node = split_edge(g, eid, np.array([0.0, 7.0]))
+    assert node == 2 and g.degree(2) == 2
+    assert sorted(e.length_m for e in g.edges.values()) == pytest.approx([3.0, 7.0])
