@@ -358,9 +358,16 @@ class RasterReader:
         return out
 
     def _read_inside(self, window: Window, bands) -> np.ndarray:
-        if bands is None:
-            return self._src.dataset_mask(window=window)[None]
-        return self._src.read(bands, window=window)
+        try:
+            if bands is None:
+                return self._src.dataset_mask(window=window)[None]
+            return self._src.read(bands, window=window)
+        except rasterio.errors.RasterioError:
+            raise InputError(
+                f"raster {self.path!r} cannot be read at rows {int(window.row_off)}.."
+                f"{int(window.row_off + window.height)}, columns {int(window.col_off)}.."
+                f"{int(window.col_off + window.width)} (corrupt block); copy the file again"
+            ) from None
 
     def reopen(self) -> RasterReader:
         """Another reader of the same raster and settings, with its own GDAL handle.

@@ -233,3 +233,17 @@ def test_chip_writer_rotated_transform_falls_back(tmp_path):
     ChipWriter("EPSG:32631").write(tmp_path / "r.tif", arr, transform=t)
     with rasterio.open(tmp_path / "r.tif") as src:
         assert src.transform.almost_equals(t) and (src.read() == 1).all()
+
+
+def test_corrupt_middle_block_is_an_input_error(tmp_path):
+    arr = np.random.default_rng(6).integers(0, 255, (1, 512, 512)).astype("uint8")
+    p = tmp_path / "c.tif"
+    write_tiny_geotiff(p, arr, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    with rasterio.open(p) as src:
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    data = bytearray(p.read_bytes())
+    data[offset:offset + 64] = b"\xff" * 64  # garble the first tile's deflate stream
+    p.write_bytes(bytes(data))
+    with RasterReader(p) as r:  # the last block is intact: opening works
+        with pytest.raises(InputError, match=r"c\.tif.*rows 0\.\.100.*corrupt"):
+            r.read(Window(0, 0, 100, 100))
