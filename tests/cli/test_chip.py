@@ -236,3 +236,12 @@ def test_dataset_vegas_sample(shared_data, tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["bands"] == [1, 2, 3] and meta["n_chips"] > 0
     assert meta["crs"].startswith("GEOGCS") and 0.2 < meta["pixel_size_m"] < 0.35
+
+
+def test_missing_centerlines_and_aoi(scene, tmp_path):
+    out = tmp_path / "o"
+    assert_user_error(invoke(scene.image, "--centerlines", tmp_path / "nope.geojson", "-o", out), out,
+                      "nope.geojson", "does not exist")
+    assert_user_error(invoke(scene.image, "--centerlines", scene.centerlines, "--aoi", tmp_path / "a.gpkg",
+                             "-o", out), out, "a.gpkg", "does not exist")
+    assert_user_error(invoke(scene.image, "-o", out), out, "--centerlines")
