@@ -226,8 +226,11 @@ class ChipExporter:
         if 1.0 - np.count_nonzero(valid) / valid.size > self.max_nodata:
             return self._add(result, "nodata")
         image = reader.read(window)
-        if not valid.all():
+        if not valid.all():  # no image there: no road label either (nothing to learn from)
             image[:, ~valid] = 0
+            labels.mask[~valid] = 0
+            labels.orientation[~valid] = 0
+            road_frac = float(np.count_nonzero(labels.mask)) / labels.mask.size
         for path, arr in zip(paths, (image, labels.mask, labels.orientation), strict=True):
             _write_then_rename(writer, path, arr, transform)
         sums = chip_sums(image, valid)

@@ -204,6 +204,9 @@ def test_max_nodata(tmp_path):
     assert (idx.geometry.bounds.minx >= s.transform.c + 96 * 0.5 - 1e-6).all()
     everything = _run(s, tmp_path / "all", size_px=64, stride_px=64, max_nodata=1.0)
     assert everything.n_chips == 6
+    # no road labels where the image has no data (the road at row 100 crosses the nodata half)
+    mask = _mosaic(tmp_path / "all", "labels", (128, 192), s.transform)
+    assert not mask[:, :96].any() and mask[100, 96:].all()
 
 
 def test_aoi_filters_windows(scene, tmp_path):
