@@ -15,6 +15,7 @@ Masks
     SpaceNet tiles): each segment gets the local metres per degree of longitude and latitude
     at its midpoint (the tangent-plane scale, which a local UTM zone approximates to within
     its 0.04 % scale factor), so the band is ``buffer_m`` metres wide on the ground.
+    ``buffer_m`` may also be one value per input line (e.g. half a ``width_m`` attribute).
 
     ``mode="gaussian"``: Batra et al. (CVPR 2019) label a pixel road when
     ``exp(-d² / (2σ²)) >= t`` for its distance ``d`` in pixels to the centerline. That is the
@@ -78,7 +79,8 @@ class RoadLabeler:
             Multi-part lines are split; empties and zero-length segments are dropped.
         crs: the raster's CRS (anything pyproj accepts: rasterio CRS, WKT, "EPSG:32631").
         mode: ``"buffer"`` (half-width ``buffer_m`` in metres) or ``"gaussian"``.
-        buffer_m: road half-width in metres for ``mode="buffer"``.
+        buffer_m: road half-width in metres for ``mode="buffer"``: one number, or one per
+            input line/feature (e.g. ``gdf["width_m"] / 2``; multi-part features share theirs).
         sigma_px, threshold: Gaussian label parameters for ``mode="gaussian"``.
         bin_deg: orientation bin width in degrees (must divide 360).
         width_px: width of the orientation band in pixels (half either side of the line).
@@ -90,7 +92,7 @@ class RoadLabeler:
         crs,
         *,
         mode: str = "buffer",
-        buffer_m: float = 2.0,
+        buffer_m: float | np.ndarray = 2.0,
         sigma_px: float = 15.0,
         threshold: float = 0.76,
         bin_deg: int = 20,
@@ -100,20 +102,20 @@ class RoadLabeler:
 
         if mode not in LABEL_MODES:
             raise InputError(f"`label` mode must be one of {', '.join(LABEL_MODES)}, got {mode!r}")
-        if mode == "buffer" and not buffer_m > 0:
-            raise InputError(f"`buffer_m` (road half-width in metres) must be > 0, got {buffer_m!r}")
         if not width_px > 0:
             raise InputError(f"`width_px` of the orientation band must be > 0, got {width_px!r}")
         self.crs = CRS.from_user_input(crs)
         self.mode = mode
-        self.buffer_m = float(buffer_m)
         self.sigma_px = float(sigma_px)
         self.threshold = float(threshold)
         self.bin_deg = validate_bin_deg(bin_deg)
         self.width_px = float(width_px)
         self.gaussian_radius_px = gaussian_half_width_px(sigma_px, threshold) if mode == "gaussian" else None
-        self.lines = _to_line_array(lines, self.crs)
-        self._p0, self._p1 = _split_segments(self.lines)
+        self.lines, feature = _to_line_array(lines, self.crs)
+        self.buffer_m = _validate_buffer(buffer_m, feature) if mode == "buffer" else 0.0
+        self._p0, self._p1, line_of_segment = _split_segments(self.lines)
+        self._segment_buffer_m = (self.buffer_m[feature][line_of_segment] if isinstance(self.buffer_m, np.ndarray)
+                                  else self.buffer_m)
         self._metres = _metres_per_world_unit(self.crs, (self._p0 + self._p1) / 2)
         self._grids: dict[tuple[float, ...], _Grid] = {}
 
@@ -169,7 +171,8 @@ class RoadLabeler:
         else:  # mask in ground metres (per segment or not); orientation bands stay in pixels
             mask_metric = np.broadcast_to(grid.mask_metric, (len(grid.bins), 2, 2))[in_mask]
             metric = np.concatenate([mask_metric, np.broadcast_to(np.eye(2), (len(in_orient), 2, 2))])
-        radius = np.concatenate([np.full(n_mask, grid.mask_radius), np.full(len(in_orient), self.width_px / 2)])
+        mask_radius = grid.mask_radius[in_mask] if np.ndim(grid.mask_radius) else np.full(n_mask, grid.mask_radius)
+        radius = np.concatenate([mask_radius, np.full(len(in_orient), self.width_px / 2)])
         rows, start, stop, seg = capsule_spans(p0, p1, metric, radius, shape)
         is_mask = seg < n_mask
         mask = spans_to_mask(rows[is_mask], start[is_mask], stop[is_mask], shape)
@@ -191,8 +194,10 @@ class RoadLabeler:
             orient_tree = _envelope_tree(self._p0, self._p1, reach_px * self.width_px / 2)
             if self.mode == "buffer":
                 metric = self._metres[..., :, None] * linear  # diag(metres per unit) @ linear
-                reach = self.buffer_m / self._metres  # world half-extent of the buffer, (S, 2) or (2,)
-                metric, radius = _to_pixel_units(metric, self.buffer_m)
+                buffer_m = self._segment_buffer_m  # scalar or (S,)
+                # world half-extent of each buffer: (2,) or (S, 2)
+                reach = (np.reshape(buffer_m, (-1, 1)) if np.ndim(buffer_m) else buffer_m) / self._metres
+                metric, radius = _to_pixel_units(metric, buffer_m)
                 grid = _Grid(metric, radius, _envelope_tree(self._p0, self._p1, reach), orient_tree, bins)
             else:
                 radius = self.gaussian_radius_px
@@ -204,13 +209,13 @@ class RoadLabeler:
 
 class _Grid(NamedTuple):
     mask_metric: np.ndarray  # (2, 2) or (S, 2, 2): pixel displacement -> units of mask_radius
-    mask_radius: float
+    mask_radius: float | np.ndarray  # scalar or (S,)
     mask_tree: shapely.STRtree
     orient_tree: shapely.STRtree
     bins: np.ndarray  # (S,) uint8
 
 
-def _to_pixel_units(metric: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
+def _to_pixel_units(metric: np.ndarray, radius: float | np.ndarray) -> tuple[np.ndarray, float | np.ndarray]:
     """For a single metric that is a scaled rotation/reflection (square pixels), express the
     radius in pixels and use the identity metric: same capsules, fewer operations."""
     if metric.ndim == 2:
@@ -239,34 +244,56 @@ def _window_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, fl
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _to_line_array(lines, crs) -> np.ndarray:
-    """Centerlines as a flat array of non-empty shapely LineStrings in ``crs``."""
+def _validate_buffer(buffer_m, feature: np.ndarray) -> float | np.ndarray:
+    """A positive scalar, or one finite positive value per input feature."""
+    if np.ndim(buffer_m) == 0:
+        if not buffer_m > 0:
+            raise InputError(f"`buffer_m` (road half-width in metres) must be > 0, got {buffer_m!r}")
+        return float(buffer_m)
+    values = np.asarray(buffer_m, dtype=np.float64).ravel()
+    n_features = int(feature.max()) + 1 if len(feature) else 0
+    if len(values) < n_features:
+        raise InputError(f"`buffer_m` has {len(values)} values but there are more centerline features; "
+                         "give one half-width per feature")
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise InputError("`buffer_m` per feature must be finite and > 0 (e.g. half of a width_m attribute); "
+                         f"got min {np.nanmin(values)!r}; fill missing widths first")
+    return values
+
+
+def _to_line_array(lines, crs) -> tuple[np.ndarray, np.ndarray]:
+    """Centerlines as a flat array of non-empty shapely LineStrings in ``crs``, and for each
+    the index of the input feature it came from (multi-part features give several)."""
     geoms = getattr(lines, "geometry", lines)
     src_crs = getattr(geoms, "crs", None)
     if src_crs is not None and not crs.equals(src_crs):
         geoms = geoms.to_crs(crs)
-    arr = np.asarray(getattr(geoms, "values", geoms), dtype=object)
+    arr = np.asarray(getattr(geoms, "values", geoms), dtype=object).ravel()
     if arr.size == 0:
-        return np.empty(0, dtype=object)
-    arr = np.asarray(shapely.get_parts(arr[~shapely.is_missing(arr)]), dtype=object)
+        return np.empty(0, dtype=object), np.zeros(0, np.int64)
+    present = np.flatnonzero(~shapely.is_missing(arr))
+    arr, part_of = shapely.get_parts(arr[present], return_index=True)
+    arr, feature = np.asarray(arr, dtype=object), present[part_of]
     bad = ~np.isin(shapely.get_type_id(arr), (1, 2))  # LineString, LinearRing
     if bad.any():
         raise InputError(
             f"centerlines must be LineStrings; got {int(bad.sum())} other geometries "
             f"(e.g. a {arr[bad][0].geom_type}); read them with geodefect.io.vector.read_lines"
         )
-    return arr[~shapely.is_empty(arr)]
+    keep = ~shapely.is_empty(arr)
+    return arr[keep], feature[keep]
 
 
-def _split_segments(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end points (S, 2) of every segment, in input order; zero-length ones dropped."""
+def _split_segments(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and end points (S, 2) of every segment, in input order, and the index of the
+    line each belongs to; zero-length segments dropped."""
     if len(lines) == 0:
-        return np.zeros((0, 2)), np.zeros((0, 2))
+        return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.int64)
     coords, index = shapely.get_coordinates(lines, return_index=True)
     same_line = index[1:] == index[:-1]
-    starts, ends = coords[:-1][same_line], coords[1:][same_line]
+    starts, ends, line = coords[:-1][same_line], coords[1:][same_line], index[:-1][same_line]
     keep = np.any(starts != ends, axis=1)
-    return starts[keep], ends[keep]
+    return starts[keep], ends[keep], line[keep]
 
 
 def _linear_unit_m(crs) -> float:

@@ -194,3 +194,21 @@ def test_geographic_scale_is_per_segment_over_large_extents():
         m_per_row = geod.inv(lon, lat, lon, lat + deg)[2]
         assert labels.mask[:, 50].sum() * m_per_row == pytest.approx(3.0, abs=m_per_row)
         assert (labels.orientation[:, 50] > 0).sum() == 6
+
+
+def test_buffer_per_feature_from_a_width_attribute():
+    gdf = gpd.GeoDataFrame(
+        {"width_m": [4.0, 9.0]},
+        geometry=[_line((-5, 15.0), (70, 15.0)), shapely.MultiLineString([[(X0 - 5, Y0 - 45.0), (X0 + 70, Y0 - 45.0)]])],
+        crs=UTM,
+    )
+    mask = RoadLabeler(gdf, UTM, buffer_m=gdf["width_m"] / 2).burn(GRID, 200, 200).mask
+    column = mask[:, 100]
+    def rows_within(half_m):  # pixel centres 0.15, 0.45, ... m from a line on a pixel edge
+        return 2 * int(half_m / PX + 0.5)
+
+    assert column[:100].sum() == rows_within(2.0) and column[100:].sum() == rows_within(4.5)
+    with pytest.raises(InputError, match="buffer_m"):
+        RoadLabeler(gdf, UTM, buffer_m=[2.0, np.nan])
+    with pytest.raises(InputError, match="one half-width per feature"):
+        RoadLabeler(gdf, UTM, buffer_m=[2.0])
