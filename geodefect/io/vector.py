@@ -26,12 +26,13 @@ _LINE_TYPES = ("LineString", "LinearRing")
 _POLYGON_TYPES = ("Polygon",)
 
 
-def read_vector(path: str | os.PathLike, *, to_crs=None, what: str = "vector file"):
+def read_vector(path: str | os.PathLike, *, to_crs=None, layer: str | int | None = None, what: str = "vector file"):
     """Read a vector file into a GeoDataFrame, optionally reprojected.
 
     Args:
         path: any OGR-readable file (GeoJSON, GeoPackage, Shapefile, FlatGeobuf, ...).
         to_crs: target CRS (anything pyproj accepts) or None to keep the file's.
+        layer: layer name or index for multi-layer files (GeoPackage); default the first.
         what: how the file is named in error messages (e.g. "centerline file").
 
     Raises:
@@ -43,8 +44,10 @@ def read_vector(path: str | os.PathLike, *, to_crs=None, what: str = "vector fil
 
     require_file(path, what=what)
     p = Path(path)
+    if layer is not None:
+        _check_layer(p, layer, what)
     try:
-        gdf = gpd.read_file(p, engine="pyogrio")
+        gdf = gpd.read_file(p, engine="pyogrio", layer=layer)
     except (DataSourceError, ValueError, OSError) as exc:
         raise InputError(
             f"{what} {str(p)!r} is not a readable vector file ({_short(exc)}); "
@@ -63,7 +66,8 @@ def read_vector(path: str | os.PathLike, *, to_crs=None, what: str = "vector fil
     return gdf
 
 
-def read_lines(path: str | os.PathLike, *, to_crs=None, what: str = "centerline file"):
+def read_lines(path: str | os.PathLike, *, to_crs=None, layer: str | int | None = None,
+               what: str = "centerline file"):
     """Read centerlines as single-part LineStrings in ``to_crs``.
 
     Multi-lines are exploded (attributes repeated), invalid geometries repaired with
@@ -77,7 +81,7 @@ def read_lines(path: str | os.PathLike, *, to_crs=None, what: str = "centerline 
     Raises:
         InputError: as :func:`read_vector`, or when no line remains.
     """
-    gdf = read_vector(path, to_crs=to_crs, what=what)
+    gdf = read_vector(path, to_crs=to_crs, layer=layer, what=what)
     gdf = _repair(gdf, path, what)
     gdf = gdf.explode(index_parts=False, ignore_index=True)
     types = gdf.geom_type
@@ -95,13 +99,13 @@ def read_lines(path: str | os.PathLike, *, to_crs=None, what: str = "centerline 
     return gdf
 
 
-def read_aoi(path: str | os.PathLike, *, to_crs=None, what: str = "AOI file"):
+def read_aoi(path: str | os.PathLike, *, to_crs=None, layer: str | int | None = None, what: str = "AOI file"):
     """Read an area of interest as one (Multi)Polygon: the union of the file's polygons.
 
     Raises:
         InputError: as :func:`read_vector`, or when the file holds no polygons.
     """
-    gdf = read_vector(path, to_crs=to_crs, what=what)
+    gdf = read_vector(path, to_crs=to_crs, layer=layer, what=what)
     gdf = _repair(gdf, path, what)
     parts = shapely.get_parts(np.asarray(gdf.geometry.values, dtype=object))
     polys = parts[np.isin(shapely.get_type_id(parts), (3,))]  # Polygon
@@ -109,6 +113,19 @@ def read_aoi(path: str | os.PathLike, *, to_crs=None, what: str = "AOI file"):
     if len(polys) == 0:
         raise InputError(f"{what} {str(path)!r} holds no polygons; expected the area to process as a polygon")
     return shapely.union_all(polys)
+
+
+def _check_layer(path: Path, layer: str | int, what: str) -> None:
+    """Raise InputError naming the available layers when ``layer`` is not one of them."""
+    import pyogrio
+
+    try:
+        names = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+    except Exception:  # not a vector file: read_file reports it
+        return
+    ok = layer in names if isinstance(layer, str) else -len(names) <= int(layer) < len(names)
+    if not ok:
+        raise InputError(f"{what} {str(path)!r} has no layer {layer!r}; available: {', '.join(names)}")
 
 
 def _repair(gdf, path, what: str):

@@ -59,6 +59,18 @@ def test_other_formats_and_crs(tmp_path):
     assert read_vector(tmp_path / "lines.gpkg").crs.to_epsg() == 32631
 
 
+def test_layers_of_a_geopackage(tmp_path):
+    path = tmp_path / "two.gpkg"
+    line = shapely.LineString([(LON, LAT), (LON + 0.001, LAT)])
+    gpd.GeoDataFrame({"k": [1]}, geometry=[line], crs=4326).to_file(path, layer="roads")
+    gpd.GeoDataFrame({"k": [2]}, geometry=[shapely.box(LON, LAT, LON + 1e-3, LAT + 1e-3)], crs=4326).to_file(
+        path, layer="aoi")
+    assert read_lines(path, layer="roads")["k"].tolist() == [1]
+    assert read_aoi(path, layer="aoi").area > 0
+    with pytest.raises(InputError, match="no layer 'rails'; available: roads, aoi"):
+        read_lines(path, layer="rails")
+
+
 def test_invalid_geometries_are_repaired_with_a_warning(tmp_path, caplog):
     bowtie = shapely.Polygon([(LON, LAT), (LON + 0.01, LAT + 0.01), (LON + 0.01, LAT), (LON, LAT + 0.01)])
     assert not bowtie.is_valid
