@@ -40,10 +40,15 @@ def model_bands(recipe: dict) -> list[int]:
     return [int(b) for b in (recipe.get("bands") or [1, 2, 3])]
 
 
-def select_bands(path: str, count: int, recipe: dict, bands: list[int] | None) -> list[int]:
+def select_bands(path: str, count: int, recipe: dict, bands: list[int] | None,
+                 *, default: list[int] | None = None) -> list[int]:
     """Bands of ``path`` to feed the model; an error with the fix when they cannot match.
 
-    Without ``bands``, a raster with exactly as many bands as the model gets them in order.
+    Args:
+        count: the raster's band count.
+        bands: bands chosen by the user (``--bands``), or None.
+        default: the raster's data bands (all but alpha bands; SpaceNet's RGB tiles carry a
+            constant alpha band), used in order when they are as many as the model's.
     """
     wanted = model_bands(recipe)
     if bands is not None:
@@ -55,14 +60,17 @@ def select_bands(path: str, count: int, recipe: dict, bands: list[int] | None) -
         if max(bands) > count:
             raise InputError(f"`bands` {','.join(map(str, bands))} asks for a band past {count}, the band count of {path!r}")
         return list(bands)
-    if count == len(wanted):
-        return list(range(1, count + 1))
+    default = list(default) if default else list(range(1, count + 1))
+    if len(default) == len(wanted):
+        return default
+    n = len(default)
+    alpha = f" ({count - n} alpha)" if n != count else ""
     fix = (
         f"pass --bands with {len(wanted)} of its bands in the model's order (e.g. --bands "
-        f"{','.join(map(str, wanted))})" if count > len(wanted) else f"use imagery with {len(wanted)} bands"
+        f"{','.join(map(str, wanted))})" if n > len(wanted) else f"use imagery with {len(wanted)} bands"
     )
     raise InputError(
-        f"raster {path!r} has {count} band(s) but the model was trained on {len(wanted)} "
+        f"raster {path!r} has {n} data band(s){alpha} but the model was trained on {len(wanted)} "
         f"(source bands {','.join(map(str, wanted))}); {fix}"
     )
 
@@ -98,11 +106,11 @@ def open_image_for_model(path, recipe: dict, *, bands: list[int] | None = None, 
     Raises:
         InputError: no CRS, wrong band count, pixel size too different (see module doc).
     """
-    from geodefect.io.raster import RasterReader, open_raster
+    from geodefect.io.raster import RasterReader, default_bands, open_raster
 
     with open_raster(path, require_crs=True) as ds:
-        count = ds.count
-    chosen = select_bands(str(path), count, recipe, bands)
+        count, data_bands = ds.count, default_bands(ds)
+    chosen = select_bands(str(path), count, recipe, bands, default=data_bands)
     reader = RasterReader(path, bands=chosen)
     try:
         cell_m = check_pixel_size(str(path), reader.source_pixel_size_m, recipe.get("pixel_size_m"), resample=resample)

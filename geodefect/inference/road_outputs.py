@@ -8,7 +8,8 @@
 * ``orientation.tif``: uint8 argmax bin (1..n_bins) of the bin probabilities on road pixels,
   0 elsewhere; nodata 255 — the argmax is taken after stitching, never averaged;
 
-block by block (:class:`geodefect.inference.geo.TiledOutputs`), and copies the AOI's
+block by block (:class:`geodefect.inference.geo.TiledOutputs`); pixels outside the AOI or
+where the input has no data (its nodata / mask / alpha) are nodata,, and copies the AOI's
 bounding box of probability (float32, NaN outside the AOI) and orientation bin probabilities
 (float16) into ``.npy`` files for the vectoriser. Those are written with plain file writes
 (:class:`NpyRowFile`) — not through a memory map, whose dirty pages would count in the
@@ -90,6 +91,8 @@ class RoadBlockWriter:
         """Mask one block to the AOI, encode and write it."""
         win = Window(block.col_off, block.row_off, block.width, block.height)
         inside = aoi_mask(self.aoi, win, self.reader.transform) & block.covered
+        if hasattr(self.reader, "read_valid_mask"):  # the input's own nodata stays nodata
+            inside &= self.reader.read_valid_mask(win)
         self.inside_px += int(inside.sum())
         prob = block.outputs["road"][0]
         road = prob >= self.threshold

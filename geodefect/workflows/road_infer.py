@@ -68,8 +68,11 @@ class RoadInferConfig:
     vectorize: bool = True
 
 
-def resolve_infer_config(config_file=None, overrides: dict | None = None):
-    """``(RoadInferConfig, VectorizeParams)`` from defaults <- YAML <- overrides; unknown keys list both sets."""
+def resolve_infer_config(config_file=None, overrides: dict | None = None, *, recipe: dict | None = None):
+    """``(RoadInferConfig, VectorizeParams)`` from defaults <- YAML <- overrides; unknown keys list both sets.
+
+    The road threshold defaults to the package's ``road_threshold`` (chosen at training) when set.
+    """
     from geodefect.config import load_yaml, resolve_config
     from geodefect.graph.vectorize import VectorizeParams
 
@@ -84,6 +87,8 @@ def resolve_infer_config(config_file=None, overrides: dict | None = None):
                 f"{', '.join(sorted(mine | theirs))}"
             )
         merged.update({k: v for k, v in data.items() if v is not None})
+    if "threshold" not in merged and (recipe or {}).get("road_threshold"):
+        merged["threshold"] = float(recipe["road_threshold"])
     cfg = resolve_config(RoadInferConfig, None, {k: v for k, v in merged.items() if k in mine})
     vparams = resolve_config(VectorizeParams, None, {k: v for k, v in merged.items() if k in theirs})
     return cfg, vparams
@@ -145,7 +150,7 @@ def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overri
     from geodefect.io.atomic import atomic_dir, check_output_free
 
     t0 = time.perf_counter()
-    cfg, vparams = resolve_infer_config(config_file, overrides)
+    cfg, vparams = resolve_infer_config(config_file, overrides, recipe=recipe)
     out_dir = Path(out_dir)
     check_output_free(out_dir, overwrite=overwrite)
     if recipe.get("task") != "roads":

@@ -28,8 +28,11 @@ def test_select_bands_matches_count_or_asks_for_bands():
     assert select_bands("a.tif", 4, recipe, [3, 2, 1]) == [3, 2, 1]
     with pytest.raises(InputError, match="--bands"):
         select_bands("a.tif", 4, recipe, None)
-    with pytest.raises(InputError, match="has 1 band"):
+    with pytest.raises(InputError, match="has 1 data band"):
         select_bands("a.tif", 1, recipe, None)
+    assert select_bands("rgba.tif", 4, recipe, None, default=[1, 2, 3]) == [1, 2, 3]  # alpha skipped
+    with pytest.raises(InputError, match=r"4 data band\(s\) \(1 alpha\)"):
+        select_bands("rgbna.tif", 5, recipe, None, default=[1, 2, 3, 4])
     with pytest.raises(InputError, match="selects 2"):
         select_bands("a.tif", 4, recipe, [1, 2])
 
@@ -96,3 +99,11 @@ def test_default_stride_always_leaves_an_overlap_to_blend():
     assert sliding_params(RoadInferConfig(), road_recipe(stride_px=64)).stride_px == 48  # no overlap -> 3/4
     assert sliding_params(RoadInferConfig(size_px=128), road_recipe()).stride_px == 96
     assert sliding_params(RoadInferConfig(stride_px=64), road_recipe()).stride_px == 64  # explicit wins
+
+
+def test_threshold_defaults_to_the_package_road_threshold():
+    from geodefect.workflows.road_infer import resolve_infer_config
+
+    assert resolve_infer_config(recipe=road_recipe(road_threshold=0.35))[1].threshold == 0.35
+    assert resolve_infer_config({}, {"threshold": 0.6}, recipe=road_recipe(road_threshold=0.35))[1].threshold == 0.6
+    assert resolve_infer_config(recipe=road_recipe())[1].threshold == 0.5

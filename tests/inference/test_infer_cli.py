@@ -105,6 +105,19 @@ def test_overwrite_resample_and_several_images(road_model, tiny_scene, tmp_path)
     assert (out / "tiny" / "road_mask.tif").exists() and not (out / "tiny" / "roads.gpkg").exists()
 
 
+def test_input_nodata_stays_nodata(road_model, tmp_path):
+    img = tmp_path / "holes.tif"
+    data = np.full((3, 60, 70), 180, np.uint8)
+    data[:, 20:26, :] = 30  # a road
+    data[:, :, :10] = 0  # nodata strip
+    write_tiny_geotiff(img, data, nodata=0)
+    out = tmp_path / "out"
+    assert run_infer(road_model, img, "-o", out, "--no-vectorize").exit_code == 0
+    with rasterio.open(out / "road_mask.tif") as ds:
+        mask = ds.read(1)
+    assert (mask[:, :10] == 255).all() and (mask[20:26, 10:] == 1).all()
+
+
 def test_empty_prediction_gives_a_valid_empty_geopackage(road_model, tmp_path):
     bright = tmp_path / "bright.tif"
     write_tiny_geotiff(bright, np.full((3, 80, 90), 220, np.uint8))
@@ -128,12 +141,21 @@ def test_not_a_package_and_corrupt_model(road_model, tiny_scene, tmp_path):
     assert_failed_cleanly(run_infer(tmp_path / "missing.pt", tiny_scene.image, "-o", out), out, match="does not exist")
 
 
-@pytest.mark.parametrize(("bands", "match"), [(4, "--bands"), (1, "has 1 band")])
+@pytest.mark.parametrize(("bands", "match"), [(4, "--bands"), (1, "has 1 data band")])
 def test_band_count_mismatch(road_model, tmp_path, bands, match):
     img = tmp_path / "img.tif"
-    write_tiny_geotiff(img, np.full((bands, 40, 40), 100, np.uint8))
+    write_tiny_geotiff(img, np.full((bands, 40, 40), 100, np.uint8), photometric="MINISBLACK", alpha="NO")
     out = tmp_path / "out"
     assert_failed_cleanly(run_infer(road_model, img, "-o", out), out, match=match)
+
+
+def test_rgb_plus_alpha_uses_the_rgb_bands(road_model, tmp_path):
+    """SpaceNet's RGB tiles carry a 4th (alpha) band: the 3-band model takes bands 1-3."""
+    img = tmp_path / "rgba.tif"
+    write_tiny_geotiff(img, np.full((4, 40, 40), 100, np.uint8))  # GDAL marks band 4 as alpha
+    out = tmp_path / "out"
+    assert run_infer(road_model, img, "-o", out, "--no-vectorize").exit_code == 0
+    assert json.loads((out / "run.json").read_text())["images"][0]["windows"] == 1
 
 
 def test_aoi_that_misses_the_raster(road_model, tiny_scene, tmp_path):
