@@ -245,6 +245,7 @@ def iter_blocks(
     window_filter: Callable[[Window], bool] | None = None,
     remap: Mapping[str, Remap] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[SlidingPlan], None] | None = None,
 ) -> Iterator[Block]:
     """Predict a raster window by window and yield finished, stitched blocks.
 
@@ -257,6 +258,8 @@ def iter_blocks(
             ``windows`` is given).
         remap: per output name, the channel remap for TTA flips (see :func:`predict_tta`).
         on_progress: called with the number of windows predicted after each batch.
+        on_plan: called once with the :class:`SlidingPlan` before predicting (e.g. to size a
+            progress bar: ``plan.n_predictions`` counts windows repeated across strips).
 
     Yields:
         :class:`Block` objects; over one call every pixel that a window covers is yielded in
@@ -264,6 +267,8 @@ def iter_blocks(
         Pixels no window covers are either absent or have ``weight == 0``.
     """
     plan = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter)
+    if on_plan is not None:
+        on_plan(plan)
     for (c0, c1), strip_windows in zip(plan.strips, plan.windows, strict=True):
         acc = BandAccumulator(
             col_start=c0, col_end=c1, height_px=plan.shape[0], band_rows=max(int(w.height) for w in strip_windows)

@@ -293,8 +293,12 @@ def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> i
         remap = {"orientation": orientation_flip_remap(int(orient["n_classes"]), float(orient["bin_deg"]))}
     wins = job.windows.windows
     with progress(total=len(wins), desc=f"infer {job.path.name}", unit="win") as bar:
+        def size_bar(plan) -> None:
+            bar.total = plan.n_predictions
+            bar.refresh()
+
         for block in iter_blocks(job.reader, predictor, params, windows=wins, remap=remap,
-                                 on_progress=bar.update):
+                                 on_progress=bar.update, on_plan=size_bar):
             writer.write(block)
     return len(wins)
 

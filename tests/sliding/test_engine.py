@@ -73,6 +73,9 @@ def test_identity_holds_when_cut_into_strips(blend):
     plan = plan_strips((90, 400), grid_windows((90, 400), params), n_channels=1, params=params)
     assert len(plan.strips) > 2 and plan.n_repeated > 0
     np.testing.assert_allclose(predict_array(img, identity, params)["x"], img, atol=1e-5)
+    seen, done = [], []
+    list(iter_blocks(ArrayReader(img), identity, params, on_plan=seen.append, on_progress=done.append))
+    assert len(seen) == 1 and sum(done) == seen[0].n_predictions > seen[0].n_windows
 
 
 @pytest.mark.parametrize("blend", ["crop", "hann"])
