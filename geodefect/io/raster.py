@@ -20,6 +20,7 @@ Labels are never resampled; they are burned on the output grid.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -320,7 +321,7 @@ class RasterReader:
         mask = self._read_padded(window, None, fill=0)
         return mask[0] > 0
 
-    @property
+    @functools.cached_property
     def _all_valid(self) -> bool:
         """True when the raster has no nodata, mask band or alpha (every pixel is data)."""
         from rasterio.enums import MaskFlags
