@@ -72,7 +72,8 @@ class Canvas:
         coarse = rng.standard_normal((n, n), dtype=np.float32)
         first, weights = _bspline_taps(self.size_px, cell, n)
         rows = sum(weights[k][:, None] * coarse[first + k] for k in range(4))  # (size, n)
-        field = sum(weights[k][None, :] * rows[:, first + k] for k in range(4))  # (size, size)
+        cols = np.ascontiguousarray(rows.T)  # (n, size): the second pass gathers whole rows too
+        field = sum(weights[k][:, None] * cols[first + k] for k in range(4))  # transposed field
         sample = field[::7, ::7]
         return (field - sample.mean()) / (sample.std() + 1e-6)
 
@@ -383,5 +384,6 @@ def _finish(rgb: np.ndarray, tex: Textures, rng) -> np.ndarray:
     rgb *= 1 + 0.06 * tex.huge
     for band in rgb:
         ndimage.gaussian_filter(band, 0.6, output=band)
-    rgb += 2.5 * rng.standard_normal(rgb.shape, dtype=np.float32)
-    return np.clip(rgb, 0, 255).round().astype(np.uint8)
+        band += 2.5 * rng.standard_normal(band.shape, dtype=np.float32)
+    np.clip(rgb, 0, 255, out=rgb)
+    return np.rint(rgb, out=rgb).astype(np.uint8)
