@@ -145,7 +145,8 @@ class RoadLabeler:
         """Burn the labels of one window.
 
         Args:
-            transform: the window's affine transform (e.g. ``rasterio.windows.transform(w, t)``).
+            transform: the window's affine transform (e.g. ``rasterio.windows.transform(w, t)``;
+                a GDAL-ordered 6-tuple is not accepted, an ``Affine``-ordered one is).
             height, width: window shape in pixels.
 
         Returns:
@@ -153,6 +154,7 @@ class RoadLabeler:
             orientation 0 (background) or 1..360/bin_deg.
         """
         shape = (int(height), int(width))
+        transform = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
         if self.n_segments == 0 or shape[0] < 1 or shape[1] < 1:
             return WindowLabels(np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
         grid = self._grid(transform)
