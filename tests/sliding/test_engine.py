@@ -184,3 +184,16 @@ def test_engine_imports_no_torch_or_geopandas():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_stitching_buffers_stop_growing_with_raster_width():
+    """Strips cap the band buffers at the budget, whatever the width (only repeats grow, slightly)."""
+    params = SlidingParams(size_px=512, stride_px=384)  # default 1 GB budget
+    widths = []
+    for width in (12_000, 20_000, 40_000):
+        plan = plan_strips((512, width), grid_windows((512, width), params), n_channels=20, params=params)
+        strip_px = max(c1 - c0 for c0, c1 in plan.strips)
+        assert (512 + 384) * strip_px * 21 * 4 <= params.max_memory_mb * 2**20
+        assert plan.n_repeated / plan.n_windows < 0.06
+        widths.append(strip_px)
+    assert widths[0] == 12_000  # up to ~14 000 px: one strip, nothing repeated
