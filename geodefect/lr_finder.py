@@ -1,10 +1,11 @@
 """Learning-rate range test (Smith 2015; fastai / ArcGIS ``lr_find``) for ``--lr auto``.
 
-The learning rate grows exponentially from ``lr_min`` to ``lr_max`` over ``steps`` training
-steps while the loss is smoothed with an exponential moving average (beta 0.98, bias
-corrected, as fastai). The sweep stops early when the smoothed loss exceeds 4x its minimum.
-The pick is the learning rate at the smoothed-loss minimum divided by 10 (fastai v1's rule of
-thumb, "min/10"); the steepest-descent point is reported beside it. The model's weights,
+The learning rate grows exponentially from ``lr_min`` (1e-7) to ``lr_max`` (10) over ``steps``
+training steps while the loss is smoothed with a bias-corrected exponential moving average
+(fastai uses beta 0.98 over 100 steps; here beta = 1 - 5/steps within [0.8, 0.98], so a short
+sweep does not lag behind by most of its length). The sweep stops early when the smoothed loss
+exceeds 4x its minimum. The pick is the smaller of the learning rate at the smoothed-loss
+minimum divided by 10 (fastai v1's rule of thumb, "min/10") and the steepest-descent point. The model's weights,
 buffers and the RNG states are restored afterwards, so the range test leaves no trace in
 training except the chosen learning rate.
 """
@@ -52,16 +53,16 @@ class LRFindResult:
 
 
 def pick_lr(lrs: list[float], losses: list[float]) -> LRFindResult:
-    """Choose from a sweep: (lr at min loss) / 10; also the steepest negative slope."""
+    """Choose from a sweep: min((lr at min loss) / 10, lr of the steepest negative slope)."""
     if len(lrs) < 3:
         raise TrainingError("the learning-rate range test stopped after fewer than 3 steps; pass a number to --lr")
     i_min = min(range(len(losses)), key=losses.__getitem__)
     slopes = [(losses[i + 1] - losses[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i])) for i in range(len(lrs) - 1)]
     i_steep = min(range(len(slopes)), key=slopes.__getitem__)
-    return LRFindResult(lrs, losses, lrs[i_min] / 10, lrs[i_min], lrs[i_steep])
+    return LRFindResult(lrs, losses, min(lrs[i_min] / 10, lrs[i_steep]), lrs[i_min], lrs[i_steep])
 
 
-def find_lr(run, loader, *, steps: int, lr_min: float = 1e-7, lr_max: float = 1.0) -> LRFindResult:
+def find_lr(run, loader, *, steps: int, lr_min: float = 1e-7, lr_max: float = 10.0) -> LRFindResult:
     """Run the range test with ``run``'s model/adapter on batches of ``loader`` (cycled)."""
     import torch
 
@@ -73,6 +74,7 @@ def find_lr(run, loader, *, steps: int, lr_min: float = 1e-7, lr_max: float = 1.
     opt = torch.optim.AdamW(model.parameters(), lr=lr_min, weight_decay=run.cfg.weight_decay)
     factor = (lr_max / lr_min) ** (1 / max(steps - 1, 1))
     lrs, losses, avg, best = [], [], 0.0, math.inf
+    beta = min(0.98, max(0.8, 1 - 5 / steps))
     model.train()
     batches = _cycle(loader)
     try:
@@ -87,8 +89,8 @@ def find_lr(run, loader, *, steps: int, lr_min: float = 1e-7, lr_max: float = 1.
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            avg = 0.98 * avg + 0.02 * float(loss.detach())
-            smooth = avg / (1 - 0.98 ** (i + 1))
+            avg = beta * avg + (1 - beta) * float(loss.detach())
+            smooth = avg / (1 - beta ** (i + 1))
             lrs.append(lr)
             losses.append(smooth)
             best = min(best, smooth)

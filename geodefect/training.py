@@ -285,7 +285,7 @@ class _Run:
         loader = make_loader(self.train_data, self.cfg, self.ctx, epoch=-1, skip_batches=0, train=True)
         found = find_lr(self, loader, steps=self.cfg.lr_find_steps)
         lr = self.ctx.broadcast_float(found.lr)
-        log.info("lr auto: range test picked %.2e (loss minimum at %.2e, divided by 10)", lr, found.lr_at_min)
+        log.info("lr auto: range test picked %.2e (loss minimum at %.2e, steepest descent at %.2e)", lr, found.lr_at_min, found.lr_steepest)
         if self.ctx.is_main:
             found.save_plot(self.run_dir / "lr_find.png")
         return lr

@@ -176,3 +176,16 @@ def test_epoch_sampler_order_is_a_function_of_seed_and_epoch():
     shards = [list(EpochSampler(10, seed=3, epoch=1, shuffle=True, rank=r, world_size=3)) for r in range(3)]
     assert all(len(s) == 3 for s in shards)
     assert len({i for s in shards for i, _ in s}) == 9
+
+
+def test_pick_lr_on_a_synthetic_sweep():
+    from geodefect.lr_finder import pick_lr
+
+    lrs = [10 ** (-6 + i * 0.25) for i in range(25)]  # 1e-6 .. 1
+    # flat, then falling (fastest at index 10), minimum at index 16 (lr 1e-2), then diverging
+    losses = [2.0] * 8 + [1.9, 1.6, 1.0, 0.9, 0.7, 0.6, 0.55, 0.52, 0.5] + [0.6, 0.9, 1.5, 2.5, 4.0, 6.0, 9.0, 12.0]
+    found = pick_lr(lrs, losses)
+    assert found.lr_at_min == pytest.approx(1e-2, rel=0.01)
+    assert found.lr <= found.lr_at_min / 10 and found.lr <= found.lr_steepest
+    with pytest.raises(TrainingError, match="--lr"):
+        pick_lr(lrs[:2], losses[:2])
