@@ -70,8 +70,12 @@ def apls(
     return {"apls": value, "truth_to_pred": c_gt, "pred_to_truth": c_pr, "pairs_truth": n_gt, "pairs_pred": n_pr}
 
 
-def path_similarity(source, target, *, snap_m: float, min_path_length_m: float, max_sources: int, seed: int):
+def path_similarity(
+    source, target, *, snap_m: float, min_path_length_m: float, max_sources: int, seed: int, chunk: int = 128
+):
     """C = 1 - mean path-length difference of ``source``'s node pairs when routed in ``target``.
+
+    Sources are processed ``chunk`` at a time, so memory is (chunk x nodes), not (nodes²).
 
     Returns:
         (C, number of pairs scored); C is 1.0 when no pair is long enough to score.
@@ -80,42 +84,46 @@ def path_similarity(source, target, *, snap_m: float, min_path_length_m: float, 
     snapped_target, mapping = snap_nodes(source, target, snap_m=snap_m)
     rng = np.random.default_rng(seed)
     sources = nodes if len(nodes) <= max_sources else list(rng.choice(nodes, size=max_sources, replace=False))
-    l_src = _path_lengths(source, sources, nodes)
-    mapped = np.array([mapping.get(n, -1) for n in nodes])
-    src_mapped = np.array([mapping.get(n, -1) for n in sources])
-    l_tgt = np.full_like(l_src, np.inf)
-    has = mapped >= 0
-    has_src = src_mapped >= 0
-    if has.any() and has_src.any():
-        sub = _path_lengths(snapped_target, list(src_mapped[has_src]), list(mapped[has]))
-        l_tgt[np.ix_(has_src, has)] = sub
     index = {n: i for i, n in enumerate(nodes)}
-    not_self = np.ones_like(l_src, dtype=bool)
-    not_self[np.arange(len(sources)), [index[s] for s in sources]] = False
-    scored = np.isfinite(l_src) & (l_src >= min_path_length_m) & not_self
-    if not scored.any():
+    mapped = np.array([mapping.get(n, -1) for n in nodes])
+    has = mapped >= 0
+    src_adj, src_order = _length_matrix(source), list(source.nodes)
+    tgt_adj, tgt_order = _length_matrix(snapped_target), list(snapped_target.nodes)
+    total, count = 0.0, 0
+    for start in range(0, len(sources), chunk):
+        batch = sources[start : start + chunk]
+        l_src = _path_lengths(src_adj, src_order, batch, nodes)
+        l_tgt = np.full_like(l_src, np.inf)
+        batch_mapped = np.array([mapping.get(n, -1) for n in batch])
+        has_src = batch_mapped >= 0
+        if has.any() and has_src.any():
+            l_tgt[np.ix_(has_src, has)] = _path_lengths(tgt_adj, tgt_order, list(batch_mapped[has_src]), list(mapped[has]))
+        scored = np.isfinite(l_src) & (l_src >= min_path_length_m)
+        scored[np.arange(len(batch)), [index[n] for n in batch]] = False
+        diff = np.ones_like(l_src)
+        finite = scored & np.isfinite(l_tgt)
+        diff[finite] = np.minimum(1.0, np.abs(l_src[finite] - l_tgt[finite]) / l_src[finite])
+        total += float(diff[scored].sum())
+        count += int(scored.sum())
+    if count == 0:
         return 1.0, 0
-    diff = np.ones_like(l_src)
-    finite = scored & np.isfinite(l_tgt)
-    diff[finite] = np.minimum(1.0, np.abs(l_src[finite] - l_tgt[finite]) / l_src[finite])
-    return float(1.0 - diff[scored].mean()), int(scored.sum())
+    return 1.0 - total / count, count
 
 
-def _path_lengths(graph, sources: list, targets: list) -> np.ndarray:
+def _path_lengths(adj, order: list, sources: list, targets: list) -> np.ndarray:
     """(len(sources), len(targets)) shortest-path lengths in metres (inf: no path)."""
     from scipy.sparse.csgraph import dijkstra
 
-    order = list(graph.nodes)
     pos = {n: i for i, n in enumerate(order)}
-    adj = _length_matrix(graph, order)
     dist = dijkstra(adj, directed=False, indices=[pos[s] for s in sources])
     return dist[:, [pos[t] for t in targets]]
 
 
-def _length_matrix(graph, order):
-    """Sparse matrix of edge lengths (shortest of parallel edges)."""
+def _length_matrix(graph):
+    """Sparse matrix of edge lengths in ``graph.nodes`` order (shortest of parallel edges)."""
     from scipy.sparse import csr_matrix
 
+    order = list(graph.nodes)
     pos = {n: i for i, n in enumerate(order)}
     best: dict[tuple[int, int], float] = {}
     for u, v, d in graph.edges(data=True):

@@ -32,6 +32,8 @@ END, JUNCTION, LOOP, ISOLATED = 0, 1, 2, 3
 NODE_KIND_NAMES = {END: "end", JUNCTION: "junction", LOOP: "loop", ISOLATED: "isolated"}
 
 _FORWARD_OFFSETS = ((0, 1), (1, -1), (1, 0), (1, 1))
+#: junction clusters spanning this many pixels or more are cut into cells of this size
+MAX_CLUSTER_SPAN_PX = 5
 
 
 @dataclass
@@ -152,9 +154,11 @@ def _chain_pairs(is_node, pair_a, pair_b) -> tuple[np.ndarray, np.ndarray]:
 def _trace_chains(is_node, pair_a, pair_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chain pixels in path order, chain by chain, via one depth-first traversal.
 
-    A virtual source is joined to both end pixels of every chain; depth-first preorder from
-    it walks each chain from one end to the other before starting the next, and a chain
-    starts wherever the predecessor is the virtual source.
+    Every chain end pixel gets a virtual node, and the virtual nodes are linked in a path;
+    depth-first preorder from the first one walks each chain from one end to the other
+    before starting the next, and a chain starts wherever the predecessor is virtual. (One
+    virtual source joined to all ends would do the same, but scipy's traversal rescans a
+    node's neighbour list each time it returns to it: quadratic in the number of chains.)
 
     Returns:
         (ordered chain pixels, start index of each chain in ``ordered``, pixels of closed
@@ -165,13 +169,17 @@ def _trace_chains(is_node, pair_a, pair_b) -> tuple[np.ndarray, np.ndarray, np.n
     chain_deg = np.bincount(ca, minlength=n) + np.bincount(cb, minlength=n)
     chain_idx = np.flatnonzero(~is_node)
     ends = chain_idx[chain_deg[chain_idx] < 2]
-    a = np.r_[ca, np.full(ends.size, n)]
-    b = np.r_[cb, ends]
-    adj = sparse.coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n + 1, n + 1)).tocsr()
+    if ends.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), chain_idx
+    virtual = n + np.arange(ends.size)
+    a = np.r_[ca, virtual, virtual[:-1]]
+    b = np.r_[cb, ends, virtual[1:]]
+    size = n + ends.size
+    adj = sparse.coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(size, size)).tocsr()
     order, pred = csgraph.depth_first_order(adj, n, directed=False, return_predecessors=True)
-    ordered = order[1:]
-    starts = np.flatnonzero(pred[ordered] == n)
-    visited = np.zeros(n + 1, bool)
+    ordered = order[order < n]
+    starts = np.flatnonzero(pred[ordered] >= n)
+    visited = np.zeros(size, bool)
     visited[order] = True
     return ordered, starts, chain_idx[~visited[chain_idx]]
 
@@ -194,6 +202,7 @@ def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b):
     keep = junction[pair_a] & junction[pair_b]
     adj = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (pair_a[keep], pair_b[keep])), shape=(n, n))
     _, labels = csgraph.connected_components(adj.tocsr(), directed=False)
+    labels = _split_large_clusters(labels.astype(np.int64), np.flatnonzero(junction), rows, cols)
     node_pixels = np.flatnonzero(is_node)
     # junction pixels share their cluster's label; every other node pixel is its own cluster
     _, node_ids = np.unique(labels[node_pixels], return_inverse=True)
@@ -216,6 +225,38 @@ def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b):
     node_kind = np.zeros(n_nodes, np.int8)
     node_kind[node_ids] = kind_of_pixel
     return node_of_pixel, node_rc, node_kind
+
+
+def _split_large_clusters(labels, junction_idx, rows, cols, *, cell_px: int = MAX_CLUSTER_SPAN_PX):
+    """Cut junction clusters wider than ``cell_px`` into ``cell_px`` grid cells.
+
+    A clean skeleton's junction clusters span 1-3 pixels. A noisy prediction can thin into a
+    mesh where junction pixels touch across large areas; one node at such a cluster's
+    centroid would pull every edge that touches it into long straight spokes. Cells keep
+    each node within ``cell_px`` of its pixels; neighbouring cells are joined by direct edges.
+    """
+    if junction_idx.size == 0:
+        return labels
+    lab = labels[junction_idx]
+    r, c = rows[junction_idx], cols[junction_idx]
+    size = labels.max() + 1
+    r_min, r_max = np.full(size, np.iinfo(np.int64).max), np.full(size, -1)
+    c_min, c_max = r_min.copy(), r_max.copy()
+    np.minimum.at(r_min, lab, r)
+    np.maximum.at(r_max, lab, r)
+    np.minimum.at(c_min, lab, c)
+    np.maximum.at(c_max, lab, c)
+    wide = (r_max - r_min >= cell_px) | (c_max - c_min >= cell_px)
+    big = wide[lab]
+    if not big.any():
+        return labels
+    n_cols = int(c.max()) // cell_px + 1
+    n_cells = (int(r.max()) // cell_px + 1) * n_cols
+    key = lab[big] * n_cells + (r[big] // cell_px) * n_cols + c[big] // cell_px
+    _, cell = np.unique(key, return_inverse=True)
+    labels = labels.copy()
+    labels[junction_idx[big]] = size + cell.ravel()
+    return labels
 
 
 def _chain_edges(rows, cols, ordered, starts, is_node, pair_a, pair_b, node_of_pixel, node_rc):

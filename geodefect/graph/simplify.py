@@ -255,6 +255,8 @@ def _enclosed_background_px(ring: np.ndarray, mask: np.ndarray, *, limit_px: flo
     area_px = 0.5 * abs(float(np.dot(rows, np.roll(cols, 1)) - np.dot(cols, np.roll(rows, 1))))
     if area_px > 10 * limit_px + 200:
         return float("inf")
+    if area_px <= limit_px:
+        return area_px  # cannot enclose more background than its own area
     # every 5th vertex (moves the outline ~1 px, far less than the road between ring and
     # hole): skimage's fill costs bounding box x vertices
     pts = ring[::5] if len(ring) > 40 else ring

@@ -162,7 +162,11 @@ def vectorize_road_mask(
     skel = skeletonize_mask(mask, border_pad_px=int(math.ceil(params.border_pad_m / mean_px)))
     g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel), scale_rc=scale_rc)
     del skel
-    g.protected = edge_of_data_nodes(g.node_rc, mask, prob, radius_px=int(math.ceil(params.border_pad_m / mean_px)))
+    ends = np.array([n for n, inc in g.incident.items() if len(inc) <= 1], dtype=np.int64)
+    g.protected = {
+        int(ends[i])
+        for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=int(math.ceil(params.border_pad_m / mean_px)))
+    }
     merge_degree_two(g)
     loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
     stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
@@ -197,7 +201,8 @@ def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> 
 def edge_of_data_nodes(
     node_rc: np.ndarray, mask: np.ndarray, prob: np.ndarray | None, *, radius_px: int
 ) -> set[int]:
-    """Nodes where a road leaves the data: on the raster border, or cut by nodata (NaN in ``prob``).
+    """Indices of the nodes (rows of ``node_rc``) where a road leaves the data: on the raster
+    border, or cut by nodata (NaN in ``prob``). Callers pass only end nodes (cheaper).
 
     Such an end is not a dead end, so it must not be pruned, bridged to a neighbour, or
     dropped with a short component. Thinning pulls a cut end back from the cut by about half
