@@ -179,7 +179,8 @@ class FitResult:
 
     Attributes:
         history: one dict per finished epoch (the rows of metrics.csv).
-        best_metrics: validation metrics of the best epoch.
+        best_metrics: the best epoch's row without the ``train_*`` columns (validation
+            metrics, ``val_loss``, ``epoch``, ``lr``, ``time_s``).
         best_epoch: 1-based epoch of ``best.pt``.
         lr: the learning rate used (resolved if ``"auto"``).
         stopped_early: True when patience ran out.
@@ -285,7 +286,8 @@ class _Run:
         loader = make_loader(self.train_data, self.cfg, self.ctx, epoch=-1, skip_batches=0, train=True)
         found = find_lr(self, loader, steps=self.cfg.lr_find_steps)
         lr = self.ctx.broadcast_float(found.lr)
-        log.info("lr auto: range test picked %.2e (loss minimum at %.2e, steepest descent at %.2e)", lr, found.lr_at_min, found.lr_steepest)
+        log.info("lr auto: range test picked %.2e (loss minimum at %.2e, steepest descent at %.2e)",
+                 lr, found.lr_at_min, found.lr_steepest)
         if self.ctx.is_main:
             found.save_plot(self.run_dir / "lr_find.png")
         return lr
@@ -306,8 +308,7 @@ class _Run:
         self.ctx.barrier()
         self.ctx.cleanup()
         best = next((r for r in state.history if r["epoch"] == state.best_epoch), state.history[-1])
-        metrics = {k[4:]: v for k, v in best.items() if k.startswith("val_")}
-        metrics.update({k: v for k, v in best.items() if not k.startswith(("val_", "train_"))})
+        metrics = {k: v for k, v in best.items() if not k.startswith("train_")}
         return FitResult(state.history, metrics, state.best_epoch, state.lr, state.stopped_early)
 
     # -- one epoch ---------------------------------------------------------------------------
