@@ -167,7 +167,7 @@ def plan_geo_windows(reader, params, *, aoi=None, path: str = "raster") -> GeoWi
         return GeoWindows(windows=windows, bbox=full)
     from shapely.geometry import box
 
-    if not aoi.intersects(box(*reader.bounds)):
+    if not aoi_overlaps(reader, aoi):
         raise InputError(
             f"the AOI does not overlap raster {path!r} (AOI bounds {_fmt_bounds(aoi.bounds)}, raster bounds "
             f"{_fmt_bounds(reader.bounds)} in the raster's CRS); check the AOI file and the raster"
@@ -175,6 +175,13 @@ def plan_geo_windows(reader, params, *, aoi=None, path: str = "raster") -> GeoWi
     windows = filter_windows_by_geometry(windows, reader.transform, aoi)
     bbox = _bbox_window(aoi.intersection(box(*reader.bounds)).bounds, reader.transform, (h, w))
     return GeoWindows(windows=windows, bbox=bbox, aoi=aoi)
+
+
+def aoi_overlaps(reader, aoi) -> bool:
+    """True if ``aoi`` (in the reader's CRS) intersects the raster's footprint."""
+    from shapely.geometry import box
+
+    return bool(aoi.intersects(box(*reader.bounds)))
 
 
 def _bbox_window(bounds, transform, shape_hw) -> Window:

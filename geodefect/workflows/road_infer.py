@@ -213,20 +213,22 @@ def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params)
 
 
 def _prepare_one(path: Path, recipe, cfg, params, bands, *, name: str, skip_miss: bool) -> ImageJob | None:
-    from geodefect.inference.geo import open_image_for_model, plan_geo_windows, read_aoi_in_crs
+    from geodefect.inference.geo import (
+        aoi_overlaps,
+        open_image_for_model,
+        plan_geo_windows,
+        read_aoi_in_crs,
+    )
 
     reader = open_image_for_model(path, recipe, bands=bands, resample=cfg.resample)
     try:
         aoi = read_aoi_in_crs(cfg.aoi, reader.crs) if cfg.aoi else None
-        try:
-            windows = plan_geo_windows(reader, params, aoi=aoi, path=str(path))
-        except InputError as exc:
-            if not skip_miss or "does not overlap" not in str(exc):
-                raise
-            return _skip(reader, path, str(exc))
-        if not windows.windows:
-            return _skip(reader, path, "no window touches the AOI")
-        source = _source_grid(path) if getattr(reader, "_vrt", None) is not None else None
+        if skip_miss and aoi is not None and not aoi_overlaps(reader, aoi):
+            return _skip(reader, path, "the AOI does not overlap it")
+        windows = plan_geo_windows(reader, params, aoi=aoi, path=str(path))
+        source = _source_grid(path)
+        if source == (reader.transform, reader.shape[2], reader.shape[1]):
+            source = None  # not resampled: blocks are on the source grid already
         return ImageJob(path=path, name=name, reader=reader, windows=windows, source_grid=source)
     except BaseException:
         reader.close()

@@ -198,3 +198,13 @@ def test_non_road_task_is_dispatched_by_recipe(tmp_path, tiny_scene):
     save_package(model, model=build_dark_roads(), recipe=road_recipe(task="no_such_task"))
     out = tmp_path / "out"
     assert_failed_cleanly(run_infer(model, tiny_scene.image, "-o", out), out, match="unknown task")
+
+
+def test_several_images_skip_one_the_aoi_misses(road_model, tiny_scene, inset_aoi, tmp_path):
+    far = tmp_path / "far.tif"
+    write_tiny_geotiff(far, np.full((3, 40, 40), 150, np.uint8), origin=(500_000.0, 5_000_000.0))
+    out = tmp_path / "out"
+    result = run_infer(road_model, tiny_scene.image, far, "--aoi", inset_aoi, "-o", out, "--no-vectorize")
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert [im["folder"] for im in run["images"]] == ["tiny"] and not (out / "far").exists()
