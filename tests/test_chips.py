@@ -14,6 +14,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
 from geodefect import chips
+from geodefect.errors import InputError
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
 from geodefect.workflows.road_chip import chip
 
@@ -320,3 +321,24 @@ def test_val_blocks_drawn_among_blocks_with_roads(tmp_path):
     keys = [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]
     for seed in range(5):
         assert chips.choose_val_blocks(keys, val_fraction=0.25, seed=seed, road_blocks={(0, 1, 1)}) == {(0, 1, 1)}
+
+
+def test_width_field_sets_per_road_buffer(tmp_path):
+    s = make_tiny_scene(tmp_path / "s")
+    lines = gpd.read_file(s.centerlines)
+    lines["width_m"] = [5.2, None]  # horizontal road 5.2 m wide; vertical: missing -> buffer_m
+    path = tmp_path / "wide.geojson"
+    lines.to_file(path)
+    out = tmp_path / "chips"
+    chip([s.image], out, centerlines=path,
+         overrides={**SMALL, "val_fraction": 0.0, "width_field": "width_m", "buffer_m": 1.1})
+    mask = _mosaic(out, "labels", (200, 260), s.transform)
+    # horizontal: 2.6 m = 5.2 px either side of row 60.5
+    col = np.nonzero(mask[:, 20])[0]
+    assert (col.min(), col.max()) == (55, 65)
+    row = np.nonzero(mask[150, :])[0]  # vertical road: 1.1 m = 2.2 px either side of col 150.5
+    assert (row.min(), row.max()) == (148, 152)
+    assert json.loads((out / "meta.json").read_text())["label"]["width_field"] == "width_m"
+    with pytest.raises(InputError, match="`width_field` 'lanes'.*attributes: id, width_m"):
+        chip([s.image], tmp_path / "o2", centerlines=path, overrides={**SMALL, "width_field": "lanes"})
+    assert not (tmp_path / "o2").exists()

@@ -25,6 +25,8 @@ def _road_options(fn):
                      help="Road centerlines (GeoJSON, GPKG, Shapefile; any CRS) for road chips."),
         click.option("--buffer-m", type=float, default=None,
                      help="Road half-width in metres around each centerline [default: 2.0, SpaceNet's mask width 4 m]."),
+        click.option("--width-field", default=None,
+                     help="Centerline attribute with the road width in metres: buffer = width / 2 per road."),
         click.option("--label", type=click.Choice(["buffer", "gaussian"]), default=None,
                      help="Road mask: buffer of --buffer-m, or thresholded Gaussian (Batra et al. 2019) [default: buffer]."),
         click.option("--sigma-px", type=float, default=None, help="Gaussian label sigma in pixels [default: 15]."),

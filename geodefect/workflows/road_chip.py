@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from geodefect.errors import InputError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ class RoadChipConfig:
     centerlines; most lanes are ~3.5 m, so a 4 m band stays on the carriageway of small
     roads and covers the centre of wide ones. ``keep_empty`` = 0.1 keeps one road-free
     chip in ten (negatives without flooding the set). ``split_block_px`` defaults to
-    4 × ``stride_px`` (4×4 chips per block). ``workers`` threads export windows in
+    4 × ``stride_px`` (4×4 chips per block). ``width_field``: a centerline attribute with
+    the road's full width in metres; half of it is the feature's buffer (missing or
+    non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
     parallel (GDAL reads, label burning and file writes release the GIL); 1 = serial.
     """
 
@@ -43,6 +47,7 @@ class RoadChipConfig:
     stride_px: int = 384
     label: str = "buffer"
     buffer_m: float = 2.0
+    width_field: str | None = None
     sigma_px: float = 15.0
     threshold: float = 0.76
     orient_bin_deg: int = 20
@@ -166,6 +171,7 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
             lines = lines_cache[key]
             footprint = box(*reader.bounds)
             touching = lines[lines.intersects(footprint)]
+            _check_width_field(cfg.width_field, lines, lines_path)
             _, h, w = reader.shape
             windows = list(iter_windows(h, w, size_px=cfg.size_px, stride_px=cfg.stride_px))
             if aoi_path is not None:
@@ -178,6 +184,23 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
                                      float(sum(reader.pixel_size_m) / 2), reader.transform))
     _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit)
     return plans
+
+
+def _check_width_field(field, lines, lines_path) -> None:
+    if field and field not in lines.columns:
+        columns = ", ".join(c for c in lines.columns if c != lines.geometry.name) or "none"
+        raise InputError(f"`width_field` {field!r} is not an attribute of centerlines {str(lines_path)!r}; "
+                         f"its attributes: {columns}")
+
+
+def _half_widths_m(lines, cfg) -> float | np.ndarray:
+    """``buffer_m`` per centerline: half of ``width_field`` where it is a positive number."""
+    if not cfg.width_field:
+        return cfg.buffer_m
+    import pandas as pd
+
+    width = pd.to_numeric(lines[cfg.width_field], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(width) & (width > 0), width / 2.0, cfg.buffer_m)
 
 
 def _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit) -> None:
@@ -332,7 +355,7 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
         if exporter is None:
             exporter = chips.ChipExporter(out, n_bands=n_bands or reader.shape[0], keep_empty=cfg.keep_empty,
                                           max_nodata=cfg.max_nodata, seed=cfg.seed)
-        labeler = RoadLabeler(plan.lines, reader.crs, mode=cfg.label, buffer_m=cfg.buffer_m,
+        labeler = RoadLabeler(plan.lines, reader.crs, mode=cfg.label, buffer_m=_half_widths_m(plan.lines, cfg),
                               sigma_px=cfg.sigma_px, threshold=cfg.threshold,
                               bin_deg=cfg.orient_bin_deg, width_px=cfg.orient_width_px)
         source_val = {(b[1], b[2]) for b in val_blocks if b[0] == index}
@@ -406,7 +429,8 @@ def _finish(plans, results, exporter, out, cfg, bands, block_px, t0) -> ChipSumm
     mean, std = exporter.stats.mean_std() if exporter else ([], [])
     n_train = sum(r.split == "train" for r in records)
     label = {"mode": cfg.label, "threshold": cfg.threshold}
-    label.update({"buffer_m": cfg.buffer_m} if cfg.label == "buffer" else {"sigma_px": cfg.sigma_px})
+    label.update({"buffer_m": cfg.buffer_m, "width_field": cfg.width_field} if cfg.label == "buffer"
+                 else {"sigma_px": cfg.sigma_px})
     meta = {
         "task": "roads", "geodefect_version": __version__, "size_px": cfg.size_px,
         "stride_px": cfg.stride_px, "bands": bands or list(range(1, len(mean) + 1)),
