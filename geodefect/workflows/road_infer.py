@@ -164,10 +164,11 @@ def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overri
         predictor, _ = TorchPredictor.from_package(model_path, device=cfg.device)
         images = []
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            several = len(inputs) > 1  # the layout follows the command line, not how many overlap the AOI
             for job in jobs:
-                dest = tmp if len(jobs) == 1 else tmp / job.name
+                dest = tmp / job.name if several else tmp
                 images.append(run_image(job, predictor, params, cfg, vparams, recipe, dest))
-                images[-1]["folder"] = "." if len(jobs) == 1 else job.name
+                images[-1]["folder"] = job.name if several else "."
             summary = _summary(model_path, recipe, cfg, vparams, params, images, t0, predictor.device)
             summary["out_dir"] = str(out_dir)
             (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str))
