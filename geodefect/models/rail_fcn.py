@@ -13,7 +13,8 @@ Layers (``width_mult`` scales every width, 1.0 = the paper)::
     up2_b   transposed conv x2 (1/8 -> 1/4)   + score_pool2 (conv1x1 on pool2)
     up4     transposed conv x4 (1/4 -> 1)
 
-Transposed convolutions start as bilinear upsampling (as FCN does). Inputs of any size
+Convolutions start with VGG's He-normal initialisation (fan_out), transposed convolutions as
+bilinear upsampling and the skip heads at zero (as FCN-8s does). Inputs of any size
 (narrow strips such as 100x160 and 100x55) are padded (replicate) to a multiple of 16 and
 the logits cropped back: ``(B, C, H, W)`` -> ``(B, num_classes, H, W)``. Train with softmax
 cross-entropy (class 1 = defect).
@@ -69,6 +70,10 @@ def _build(in_channels: int, num_classes: int, width_mult: float, dropout: float
             self.up2_a = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
             self.up2_b = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
             self.up4 = nn.ConvTranspose2d(num_classes, num_classes, 8, stride=4, padding=2, bias=False)
+            for m in self.modules():  # VGG's initialisation (torchvision): He normal, fan_out
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
             with torch.no_grad():
                 for up in (self.up2_a, self.up2_b, self.up4):
                     up.weight.copy_(_bilinear_kernel(num_classes, up.kernel_size[0]))
