@@ -190,7 +190,7 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
         transform, crs, nodata = ds.transform, ds.crs, ds.nodata
         footprint = box(*ds.bounds)
     valid = data != nodata if nodata is not None else np.ones(data.shape, bool)
-    mask = (data > 0) & valid
+    mask = _road_pixels(data) & valid
     truth_gdf = read_lines(truth, what="truth centerline file")
     metric = _metric_crs(crs, truth_gdf)
     region = _to_crs(footprint, crs, metric)
@@ -210,6 +210,21 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
         valid=valid, pixel_size_m=pixel_size_m(transform, crs, data.shape),
         truth_lines_m=truth_m, pred_lines_m=pred_m,
     )
+
+
+def _road_pixels(data: np.ndarray) -> np.ndarray:
+    """Road pixels of a mask (0/1, or 0/255) or of a probability raster.
+
+    Values above 1 in a uint8 raster other than 255 mean ``road_prob.tif`` (probability x 254):
+    thresholded at 0.5 (127). Float rasters are thresholded at 0.5.
+    """
+    if np.issubdtype(data.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            return data >= 0.5
+    values = np.unique(data[:: max(data.shape[0] // 256, 1), :: max(data.shape[1] // 256, 1)])
+    if set(values.tolist()) <= {0, 1, 255}:
+        return data > 0
+    return data >= 127
 
 
 def _vector_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
