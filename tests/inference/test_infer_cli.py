@@ -112,10 +112,11 @@ def test_input_nodata_stays_nodata(road_model, tmp_path):
     data[:, :, :10] = 0  # nodata strip
     write_tiny_geotiff(img, data, nodata=0)
     out = tmp_path / "out"
-    assert run_infer(road_model, img, "-o", out, "--no-vectorize").exit_code == 0
+    assert run_infer(road_model, img, "-o", out, "--no-vectorize", "--tta", "--tta-merge", "max").exit_code == 0
     with rasterio.open(out / "road_mask.tif") as ds:
         mask = ds.read(1)
     assert (mask[:, :10] == 255).all() and (mask[20:26, 10:] == 1).all()
+    assert json.loads((out / "run.json").read_text())["sliding"]["tta"] is True
 
 
 def test_empty_prediction_gives_a_valid_empty_geopackage(road_model, tmp_path):
