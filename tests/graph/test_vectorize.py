@@ -276,3 +276,14 @@ def test_split_edge_keeps_geometry_and_returns_existing_end_nodes():
     node = split_edge(g, eid, np.array([0.0, 7.0]))
     assert node == 2 and g.degree(2) == 2
     assert sorted(e.length_m for e in g.edges.values()) == pytest.approx([3.0, 7.0])
+
+
+def test_a_dip_at_a_window_seam_does_not_break_the_road():
+    """Two windows stitched with different confidence and a 1-px dip below threshold at the seam."""
+    mask = road_mask([LineString([(0, 50), (200, 50)])], (100, 200))
+    prob = np.where(mask, 0.9, 0.05).astype(np.float32)
+    prob[:, 100:] = np.where(mask[:, 100:], 0.6, 0.1)
+    prob[:, 100] = 0.4
+    net = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=EXACT)
+    assert net.n_edges == 1 and degrees(net) == [1, 1]
+    assert net.total_length_m == pytest.approx(199.0, abs=2.0)
