@@ -7,8 +7,9 @@ Grids and CRSs:
 
 * ``road_mask.tif``: the metrics use the mask's own grid (nonzero = road, its nodata =
   not evaluated); truth lines are buffered in metres in a metric CRS (the raster's if
-  projected, else the truth's UTM zone) and rasterised onto that grid. The predicted
-  graph for APLS is the mask vectorised with the default :class:`VectorizeParams`.
+  projected, else the truth's UTM zone) and rasterised onto that grid. The mask is
+  vectorised with the default :class:`VectorizeParams`; its lines are the predicted
+  centerlines (relaxed scores) and graph (APLS).
 * ``roads.gpkg`` (layer ``roads``, or any line file): both sides are buffered by
   ``buffer_m`` and rasterised on a ``grid_m`` grid in the metric CRS over the AOI (or the
   union of both extents).
@@ -180,7 +181,6 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     from rasterio.features import rasterize
     from shapely.geometry import box
 
-    from geodefect.graph.skeleton import skeletonize_mask
     from geodefect.graph.vectorize import pixel_size_m, vectorize_road_mask
     from geodefect.io.raster import open_raster
     from geodefect.io.vector import read_aoi, read_lines
@@ -206,7 +206,8 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     roads, _ = net.to_geodataframes()
     pred_m = _clip_lines(roads.to_crs(metric).geometry.values, region) if len(roads) else []
     return _Scene(
-        pred_mask=mask, pred_lines_px=skeletonize_mask(mask), truth_mask=truth_mask, truth_lines_px=truth_px,
+        pred_mask=mask, pred_lines_px=_rasterize_lines(roads.geometry.values, transform, data.shape),
+        truth_mask=truth_mask, truth_lines_px=truth_px,
         valid=valid, pixel_size_m=pixel_size_m(transform, crs, data.shape),
         truth_lines_m=truth_m, pred_lines_m=pred_m,
     )
@@ -306,6 +307,15 @@ def _rasterize_truth(lines_m: list, metric, grid_crs, transform, shape, buffer_m
     mask = rasterize([(g, 1) for g in buffered], out_shape=shape, transform=transform, dtype="uint8")
     px = rasterize([(g, 1) for g in centre], out_shape=shape, transform=transform, dtype="uint8", all_touched=True)
     return mask.astype(bool), px.astype(bool)
+
+
+def _rasterize_lines(lines, transform, shape) -> np.ndarray:
+    """(H, W) bool: pixels touched by the lines (already in the grid's CRS)."""
+    from rasterio.features import rasterize
+
+    if len(lines) == 0:
+        return np.zeros(shape, bool)
+    return rasterize([(g, 1) for g in lines], out_shape=shape, transform=transform, dtype="uint8", all_touched=True).astype(bool)
 
 
 def _to_crs(geom, src, dst):
