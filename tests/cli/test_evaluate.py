@@ -95,3 +95,26 @@ def test_aoi_missing_the_raster_is_an_error(scene, tmp_path):
     gpd.GeoDataFrame(geometry=[box(600_000, 4_000_000, 600_100, 4_000_100)], crs=CRS).to_file(far)
     res = run("--pred", scene["mask"], "--truth", scene["truth"], "--aoi", far)
     assert res.exit_code == 1 and "does not overlap" in res.output
+
+
+def test_spacenet_truth_rasterised_and_vectorised_scores_high(shared_data, tmp_path):
+    """Real SpaceNet tile (EPSG:4326, ~0.3 m): truth -> 3 m mask -> evaluate the mask against the truth."""
+    vegas = shared_data / "spacenet_vegas_rgb"
+    truth = vegas / "AOI_2_Vegas_img0_roads.geojson"
+    with rasterio.open(vegas / "RGB-PanSharpen_AOI_2_Vegas_img0.tif") as ds:
+        transform, crs, shape = ds.transform, ds.crs, ds.shape
+    lines = gpd.read_file(truth)
+    utm = lines.estimate_utm_crs()
+    mask = rasterize([(g, 1) for g in lines.to_crs(utm).buffer(3).to_crs(crs)], out_shape=shape,
+                     transform=transform, dtype="uint8")
+    pred = tmp_path / "road_mask.tif"
+    with rasterio.open(pred, "w", driver="GTiff", height=shape[0], width=shape[1], count=1, dtype="uint8",
+                       crs=crs, transform=transform, nodata=255) as ds:
+        ds.write(mask, 1)
+    out = tmp_path / "m.json"
+    res = run("--pred", pred, "--truth", truth, "--json", out)
+    assert res.exit_code == 0, res.output
+    m = json.loads(out.read_text())
+    assert m["relaxed"]["f1"] > 0.98
+    assert m["apls"]["apls"] > 0.9
+    assert m["km"]["pred"] == pytest.approx(m["km"]["truth"], rel=0.05)
