@@ -99,8 +99,8 @@ def gap_scene(gap_px: int):
     return road_mask(lines, (100, 200))
 
 
-def horizontal_orientation(mask: np.ndarray, *, angle_deg: float, bin_deg: int = 20) -> np.ndarray:
-    """(1 + 360/bin_deg, H, W) bin probabilities: road pixels point at ``angle_deg``."""
+def uniform_orientation(mask: np.ndarray, *, angle_deg: float, bin_deg: int = 20) -> np.ndarray:
+    """(1 + 360/bin_deg, H, W) bin probabilities: every road pixel points at ``angle_deg``."""
     n_bins = 360 // bin_deg
     out = np.zeros((n_bins + 1, *mask.shape), np.float32)
     out[0] = ~mask
@@ -122,7 +122,7 @@ def test_gap_beyond_collinear_limit_is_not_bridged():
 @pytest.mark.parametrize(("angle_deg", "bridged"), [(0.0, True), (185.0, True), (90.0, False), (45.0, False)])
 def test_gap_bridging_follows_the_predicted_orientation(angle_deg, bridged):
     mask = gap_scene(15)
-    orientation = horizontal_orientation(mask, angle_deg=angle_deg)
+    orientation = uniform_orientation(mask, angle_deg=angle_deg)
     net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT, orientation=orientation, bin_deg=20)
     assert (net.n_edges == 1) is bridged
 
@@ -130,7 +130,7 @@ def test_gap_bridging_follows_the_predicted_orientation(angle_deg, bridged):
 def test_short_gap_is_bridged_even_against_orientation():
     """CRESI joins gaps under 24 px (7.2 m) whatever the direction."""
     mask = gap_scene(5)
-    orientation = horizontal_orientation(mask, angle_deg=90.0)
+    orientation = uniform_orientation(mask, angle_deg=90.0)
     net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT, orientation=orientation, bin_deg=20)
     assert net.n_edges == 1
 
@@ -287,3 +287,13 @@ def test_a_dip_at_a_window_seam_does_not_break_the_road():
     net = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=EXACT)
     assert net.n_edges == 1 and degrees(net) == [1, 1]
     assert net.total_length_m == pytest.approx(199.0, abs=2.0)
+
+
+@pytest.mark.parametrize(("angle_deg", "bridged"), [(45.0, True), (225.0, True), (135.0, False)])
+def test_orientation_convention_on_a_diagonal_gap(angle_deg, bridged):
+    """θ = atan2(-Δrow, Δcol): a road running up and to the right (rows decreasing) is 45°."""
+    lines = [LineString([(10, 190), (90, 110)]), LineString([(101, 99), (190, 10)])]  # 15.6 m gap
+    mask = road_mask(lines, (200, 200))
+    orientation = uniform_orientation(mask, angle_deg=angle_deg)
+    net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT, orientation=orientation, bin_deg=20)
+    assert (net.stats["gaps_bridged"] == 1) is bridged
