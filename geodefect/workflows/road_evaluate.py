@@ -201,6 +201,7 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     if region.is_empty:
         raise InputError(f"the AOI {str(aoi)!r} does not overlap the prediction raster {str(pred)!r}; check both files")
     truth_m = _clip_lines(truth_gdf.to_crs(metric).geometry.values, region)
+    _require_truth(truth_m, truth, "the prediction raster" + (" and the AOI" if aoi is not None else ""))
     truth_mask, truth_px = _rasterize_truth(truth_m, metric, crs, transform, data.shape, cfg.buffer_m)
     net = vectorize_road_mask(mask, transform, crs=crs)
     roads, _ = net.to_geodataframes()
@@ -241,6 +242,7 @@ def _vector_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     region = read_aoi(aoi, to_crs=metric) if aoi is not None else None
     if region is not None:
         truth_m, pred_m = _clip_lines(truth_m, region), _clip_lines(pred_m, region)
+        _require_truth(truth_m, truth, "the AOI")
     transform, shape = _vector_grid(truth_m + pred_m, region, cfg)
     truth_mask, truth_px = _rasterize_truth(truth_m, metric, metric, transform, shape, cfg.buffer_m)
     pred_mask, pred_px = _rasterize_truth(pred_m, metric, metric, transform, shape, cfg.buffer_m)
@@ -252,6 +254,14 @@ def _vector_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
         pred_mask=pred_mask, pred_lines_px=pred_px, truth_mask=truth_mask, truth_lines_px=truth_px,
         valid=valid, pixel_size_m=(size, size), truth_lines_m=truth_m, pred_lines_m=pred_m,
     )
+
+
+def _require_truth(truth_m: list, truth: Path, where: str) -> None:
+    if not truth_m:
+        raise InputError(
+            f"truth centerline file {str(truth)!r} has no line inside {where}; nothing to score "
+            "against: check that the files cover the same place (and their CRS)"
+        )
 
 
 def _read_pred_lines(pred: Path):

@@ -118,3 +118,10 @@ def test_spacenet_truth_rasterised_and_vectorised_scores_high(shared_data, tmp_p
     assert m["relaxed"]["f1"] > 0.98
     assert m["apls"]["apls"] > 0.9
     assert m["km"]["pred"] == pytest.approx(m["km"]["truth"], rel=0.05)
+
+
+def test_truth_outside_the_aoi_is_an_error(scene, tmp_path):
+    empty_aoi = tmp_path / "south.geojson"
+    gpd.GeoDataFrame(geometry=[box(500_000, 3_999_000, 500_100, 3_999_100)], crs=CRS).to_file(empty_aoi)
+    res = run("--pred", scene["gpkg"], "--truth", scene["truth"], "--aoi", empty_aoi)
+    assert res.exit_code == 1 and "no line inside the AOI" in res.output
