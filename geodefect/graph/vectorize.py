@@ -116,8 +116,10 @@ def vectorize_road_probability(
     Args:
         prob: (H, W) float32 in [0, 1]; NaN is nodata (background).
         transform: ``affine.Affine`` of the raster (pixel -> CRS).
-        orientation: (K, H, W) float32 orientation-bin probabilities or None. K is
+        orientation: (K, H, W) float orientation-bin probabilities or None. K is
             ``360 / bin_deg + 1`` (channel 0 = background, the model's layout) or ``360 / bin_deg``.
+            Only read at the pixels near road ends, so a memory map (or a strided view of one)
+            costs no memory.
         bin_deg: orientation bin width in degrees; required with ``orientation``.
         params: :class:`VectorizeParams`.
         crs: CRS of the raster (anything pyproj accepts) or None (units taken as metres).
