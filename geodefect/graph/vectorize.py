@@ -158,17 +158,13 @@ def vectorize_road_mask(
     scale_rc = pixel_size_m(transform, crs, mask.shape)
     area_px = scale_rc[0] * scale_rc[1]
     mean_px = (scale_rc[0] + scale_rc[1]) / 2
+    pad_px = int(math.ceil(params.border_pad_m / mean_px))
     mask = mask.astype(bool, copy=False)
     if params.min_object_area_m2 > 0:
         mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
-    skel = skeletonize_mask(mask, border_pad_px=int(math.ceil(params.border_pad_m / mean_px)))
-    g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel), scale_rc=scale_rc)
-    del skel
+    g = EditableGraph.from_pixel_graph(skeleton_to_graph(skeletonize_mask(mask, border_pad_px=pad_px)), scale_rc=scale_rc)
     ends = np.array([n for n, inc in g.incident.items() if len(inc) <= 1], dtype=np.int64)
-    g.protected = {
-        int(ends[i])
-        for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=int(math.ceil(params.border_pad_m / mean_px)))
-    }
+    g.protected = {int(ends[i]) for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=pad_px)}
     merge_degree_two(g)
     loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
     stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
