@@ -32,8 +32,8 @@ END, JUNCTION, LOOP, ISOLATED = 0, 1, 2, 3
 NODE_KIND_NAMES = {END: "end", JUNCTION: "junction", LOOP: "loop", ISOLATED: "isolated"}
 
 _FORWARD_OFFSETS = ((0, 1), (1, -1), (1, 0), (1, 1))
-#: junction clusters spanning this many pixels or more are cut into cells of this size
-MAX_CLUSTER_SPAN_PX = 5
+#: default: junction clusters spanning this many pixels or more are cut into cells of this size
+MAX_CLUSTER_SPAN_PX = 64
 
 
 @dataclass
@@ -81,11 +81,13 @@ def empty_pixel_graph(shape: tuple[int, int]) -> PixelGraph:
     )
 
 
-def skeleton_to_graph(skel: np.ndarray) -> PixelGraph:
+def skeleton_to_graph(skel: np.ndarray, *, max_cluster_span_px: int = MAX_CLUSTER_SPAN_PX) -> PixelGraph:
     """Graph of a one-pixel-wide skeleton.
 
     Args:
         skel: (H, W) bool skeleton (8-connected, as from ``skimage.morphology.skeletonize``).
+        max_cluster_span_px: junction clusters at least this wide are cut into cells of this
+            size (see ``_split_large_clusters``).
 
     Returns:
         The :class:`PixelGraph`. Isolated pixels become ISOLATED nodes without edges.
@@ -103,7 +105,9 @@ def skeleton_to_graph(skel: np.ndarray) -> PixelGraph:
     if ring_pixels.size:
         is_node[_ring_breakers(ring_pixels, pair_a, pair_b, n)] = True
         ordered, starts, _ = _trace_chains(is_node, pair_a, pair_b)
-    node_of_pixel, node_rc, node_kind = _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b)
+    node_of_pixel, node_rc, node_kind = _cluster_nodes(
+        rows, cols, degree, is_node, pair_a, pair_b, max_span_px=max_cluster_span_px
+    )
     chain_edges = _chain_edges(rows, cols, ordered, starts, is_node, pair_a, pair_b, node_of_pixel, node_rc)
     direct_uv = _direct_edges(is_node, node_of_pixel, pair_a, pair_b)
     edge_uv, coords, offsets = _append_direct_edges(*chain_edges, direct_uv, node_rc)
@@ -195,14 +199,14 @@ def _ring_breakers(ring_pixels, pair_a, pair_b, n) -> np.ndarray:
     return ring_pixels[first]
 
 
-def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b):
+def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b, *, max_span_px: int):
     """Node id of every node pixel (-1 for chain pixels), node (row, col) centroids and kinds."""
     n = degree.size
     junction = is_node & (degree >= 3)
     keep = junction[pair_a] & junction[pair_b]
     adj = sparse.coo_matrix((np.ones(int(keep.sum()), np.int8), (pair_a[keep], pair_b[keep])), shape=(n, n))
     _, labels = csgraph.connected_components(adj.tocsr(), directed=False)
-    labels = _split_large_clusters(labels.astype(np.int64), np.flatnonzero(junction), rows, cols)
+    labels = _split_large_clusters(labels.astype(np.int64), np.flatnonzero(junction), rows, cols, cell_px=max_span_px)
     node_pixels = np.flatnonzero(is_node)
     # junction pixels share their cluster's label; every other node pixel is its own cluster
     _, node_ids = np.unique(labels[node_pixels], return_inverse=True)
@@ -227,13 +231,15 @@ def _cluster_nodes(rows, cols, degree, is_node, pair_a, pair_b):
     return node_of_pixel, node_rc, node_kind
 
 
-def _split_large_clusters(labels, junction_idx, rows, cols, *, cell_px: int = MAX_CLUSTER_SPAN_PX):
-    """Cut junction clusters wider than ``cell_px`` into ``cell_px`` grid cells.
+def _split_large_clusters(labels, junction_idx, rows, cols, *, cell_px: int):
+    """Cut junction clusters at least ``cell_px`` wide into ``cell_px`` grid cells.
 
-    A clean skeleton's junction clusters span 1-3 pixels. A noisy prediction can thin into a
-    mesh where junction pixels touch across large areas; one node at such a cluster's
-    centroid would pull every edge that touches it into long straight spokes. Cells keep
-    each node within ``cell_px`` of its pixels; neighbouring cells are joined by direct edges.
+    A clean skeleton's junction clusters span 1-3 pixels, a ragged prediction's up to a road
+    width or so. A noisy one can thin into a mesh whose junction pixels touch across the whole
+    raster; one node at such a cluster's centroid would pull every edge that touches it into
+    long straight spokes. Cells keep each node within ``cell_px`` of its pixels; neighbouring
+    cells are joined by direct edges. (Cells much smaller than a road width turn ordinary
+    ragged junctions into meshes of tiny triangles: keep ``cell_px`` about a road width or more.)
     """
     if junction_idx.size == 0:
         return labels

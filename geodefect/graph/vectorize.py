@@ -70,6 +70,8 @@ class VectorizeParams:
         min_component_m: connected pieces with less total road length are dropped.
         simplify_tolerance_m: Ramer–Douglas–Peucker tolerance (0 = keep every pixel vertex).
         border_pad_m: mirrored padding before thinning so roads reach the raster border.
+        max_junction_span_m: a cluster of junction pixels at least this wide (a noisy
+            prediction's mesh) is cut into cells of this size instead of being one node.
     """
 
     threshold: float = 0.5
@@ -85,6 +87,7 @@ class VectorizeParams:
     min_component_m: float = 15.0
     simplify_tolerance_m: float = 1.0
     border_pad_m: float = 10.0
+    max_junction_span_m: float = 20.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -92,7 +95,7 @@ class VectorizeParams:
         for name in (
             "min_object_area_m2", "max_hole_area_m2", "min_spur_m", "bridge_gap_m",
             "bridge_collinear_gap_m", "bridge_to_edge_gap_m", "tangent_m", "min_component_m", "simplify_tolerance_m",
-            "border_pad_m",
+            "border_pad_m", "max_junction_span_m",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -162,7 +165,10 @@ def vectorize_road_mask(
     mask = mask.astype(bool, copy=False)
     if params.min_object_area_m2 > 0:
         mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
-    g = EditableGraph.from_pixel_graph(skeleton_to_graph(skeletonize_mask(mask, border_pad_px=pad_px)), scale_rc=scale_rc)
+    span_px = max(int(round(params.max_junction_span_m / mean_px)), 2)
+    skel = skeletonize_mask(mask, border_pad_px=pad_px)
+    g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel, max_cluster_span_px=span_px), scale_rc=scale_rc)
+    del skel
     ends = np.array([n for n, inc in g.incident.items() if len(inc) <= 1], dtype=np.int64)
     g.protected = {int(ends[i]) for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=pad_px)}
     merge_degree_two(g)

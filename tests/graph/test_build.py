@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.morphology import skeletonize
 
-from geodefect.graph.build import JUNCTION, LOOP, MAX_CLUSTER_SPAN_PX, skeleton_to_graph
+from geodefect.graph.build import JUNCTION, LOOP, skeleton_to_graph
 
 
 def steps(path: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def test_random_skeleton_every_pixel_once_and_paths_contiguous(seed):
     rng = np.random.default_rng(seed)
     blobs = rng.random((120, 120)) < 0.55  # a noisy mask thins into a dense mesh
     skel = skeletonize(blobs)
-    g = skeleton_to_graph(skel)
+    g = skeleton_to_graph(skel, max_cluster_span_px=6)
     inner = np.concatenate([g.edge_path(i)[1:-1] for i in range(g.n_edges)])
     # chain pixels appear once; with the node pixels they are exactly the skeleton
     assert len(np.unique(inner, axis=0)) == len(inner)
@@ -50,8 +50,9 @@ def test_random_skeleton_every_pixel_once_and_paths_contiguous(seed):
         path = g.edge_path(i)
         if len(path) > 3:
             assert steps(path[1:-1]).max() <= np.sqrt(2) + 1e-9
-        # node points sit within a junction cell of their first/last pixel: no long spokes
-        assert steps(path).max() <= MAX_CLUSTER_SPAN_PX * np.sqrt(2) + 1
+        # node points sit within a 6-px junction cell of the pixels they join (a direct edge
+        # joins two neighbouring cells): no long spokes
+        assert steps(path).max() <= (2 * 5 + 1) * np.sqrt(2) + 1e-9
 
 
 def test_empty_skeleton():
