@@ -28,11 +28,14 @@ from geodefect.errors import InputError
 
 
 def layer_names(model) -> list[str]:
-    """Names of the model's layers that Score-CAM can use (modules with parameters or pooling),
-    at most three levels deep — any name from ``model.named_modules()`` is accepted too."""
+    """Names of the model's layers that Score-CAM can use (modules with parameters or pooling):
+    all down to three levels, and blocks (modules with children) down to five levels — any
+    name from ``model.named_modules()`` is accepted too."""
     names = []
     for name, module in model.named_modules():
-        if not name or name.count(".") > 2:
+        depth = name.count(".")
+        is_block = any(True for _ in module.children())
+        if not name or depth > 4 or (depth > 2 and not is_block):
             continue
         if any(True for _ in module.parameters()) or "Pool" in type(module).__name__:
             names.append(name)
