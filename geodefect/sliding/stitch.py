@@ -26,7 +26,8 @@ class Block:
     Attributes:
         row_off, col_off: block origin in raster pixels.
         outputs: name -> ``(K, height, width)`` float32 stitched values (probabilities in
-            ``[0, 1]`` for probability outputs); 0 where no window covered the pixel.
+            ``[0, 1]`` for probability outputs); 0 where no window covered the pixel. These are
+            views of channels-last ``(height, width, K)`` arrays.
         weight: ``(height, width)`` float32 ``Σ w``; 0 where no window covered the pixel.
     """
 
@@ -56,6 +57,11 @@ class Block:
 
 class BandAccumulator:
     """Weighted sums for the open rows of one column strip ``[col_start, col_end)``.
+
+    Sums are stored channels-last, ``(rows, cols, K)``: torch models run channels_last on CPU
+    and their probabilities arrive as ``(B, K, h, w)`` views of NHWC memory, which then add
+    contiguously; block outputs are ``(K, h, w)`` views of channels-last arrays (use
+    ``np.moveaxis(out, 0, -1)`` to get the contiguous ``(h, w, K)`` back without a copy).
 
     Args:
         col_start, col_end: the strip's columns in raster pixels.
@@ -101,9 +107,9 @@ class BandAccumulator:
         self.weight[ar, ac] += wgt
         for name, pred in outputs.items():
             acc = self.sums.get(name)
-            if acc is None:
-                acc = self.sums[name] = np.zeros((pred.shape[0], *self.weight.shape), np.float32)
-            acc[:, ar, ac] += pred[:, wr, wc] * wgt
+            if acc is None:  # channels last: (rows, cols, K), see the class docstring
+                acc = self.sums[name] = np.zeros((*self.weight.shape, pred.shape[0]), np.float32)
+            acc[ar, ac] += np.moveaxis(pred[:, wr, wc], 0, -1) * wgt[..., None]
         self.touched = True
 
     def flush(self, upto_row: int | None = None) -> Iterator[Block]:
@@ -118,8 +124,8 @@ class BandAccumulator:
 
     def _make_block(self, n: int) -> Block:
         wgt = self.weight[:n].copy()
-        safe = np.where(wgt > 0, wgt, 1.0).astype(np.float32)
-        outs = {name: acc[:, :n] / safe for name, acc in self.sums.items()}
+        inv = (1.0 / np.where(wgt > 0, wgt, 1.0)).astype(np.float32)[..., None]
+        outs = {name: np.moveaxis(acc[:n] * inv, -1, 0) for name, acc in self.sums.items()}
         return Block(row_off=self.top, col_off=self.col_start, outputs=outs, weight=wgt)
 
     def _shift(self, n: int, *, new_top: int) -> None:
@@ -128,11 +134,11 @@ class BandAccumulator:
         if keep > 0 and new_top == self.top + n:
             self.weight[:keep] = self.weight[n:]
             for acc in self.sums.values():
-                acc[:, :keep] = acc[:, n:]
+                acc[:keep] = acc[n:]
         else:  # jumped past the whole band (rows with no window): nothing stays open
             keep = 0
         self.weight[keep:] = 0
         for acc in self.sums.values():
-            acc[:, keep:] = 0
+            acc[keep:] = 0
         self.top = new_top
         self.touched = bool(keep) and bool(self.weight[:keep].any())

@@ -87,3 +87,22 @@ def test_from_package_reads_normalisation(road_model):
     assert recipe["task"] == "roads" and pred.n_channels == 3
     out = pred(np.full((1, 3, 8, 8), 30.0, np.float32))
     assert out["road"].min() > 0.5
+
+
+def test_road_output_matches_its_own_probabilities_on_channels_last():
+    from geodefect.models.outputs import RoadOutput
+
+    class Rand(nn.Module):
+        def forward(self, x):
+            torch.manual_seed(0)
+            orient = torch.randn(x.shape[0], 19, 9, 11).contiguous(memory_format=torch.channels_last)
+            return RoadOutput(road=torch.randn(x.shape[0], 1, 9, 11), orientation=orient)
+
+    model = Rand()
+    batch = np.zeros((2, 3, 9, 11), np.float32)
+    x = torch.zeros(2, 3, 9, 11)
+    ref = {k: v.numpy() for k, v in model(x).probabilities().items()}
+    out = TorchPredictor(model, mean=[0.0] * 3, std=[1.0] * 3, device="cpu")(batch)
+    assert not out["orientation"].flags.c_contiguous  # the NHWC softmax path was taken
+    for name in ("road", "orientation"):
+        np.testing.assert_allclose(out[name], ref[name], atol=1e-6)
