@@ -99,8 +99,9 @@ class RoadBlockWriter:
         self.outputs.write("prob", np.where(inside, np.rint(prob * PROB_SCALE), NODATA), win)
         self.outputs.write("mask", np.where(inside, road, NODATA), win)
         orient = block.outputs.get("orientation")
-        if self.n_orientation and orient is not None:  # argmax over the contiguous channel axis
-            bins = np.where(road, np.argmax(np.moveaxis(orient, 0, -1)[..., 1:], axis=-1) + 1, 0)
+        if self.n_orientation and orient is not None:  # argmax of the bins, on road pixels only
+            bins = np.zeros(road.shape, np.uint8)
+            bins[road] = np.argmax(np.moveaxis(orient, 0, -1)[road][:, 1:], axis=-1) + 1
             self.outputs.write("orientation", np.where(inside, bins, NODATA), win)
         if self._prob is not None:
             self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), orient)

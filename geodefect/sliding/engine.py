@@ -32,7 +32,7 @@ from rasterio.windows import Window
 
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
-from geodefect.sliding.stitch import BandAccumulator, Block
+from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block
 from geodefect.windows import iter_windows, validate_grid
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -156,8 +156,8 @@ def plan_strips(
     """
     h, w = shape_hw
     band_rows = min(max((int(win.height) for win in windows), default=1), h)
-    # sums + weight of the open band, plus the copy of one finished block (<= stride rows)
-    bytes_per_col = (band_rows + min(params.stride_px, band_rows)) * (n_channels + 1) * 4
+    # sums + weight of the open band, plus one finished block and the caller's temporaries (~3 copies)
+    bytes_per_col = (band_rows + 3 * BLOCK_ROWS) * (n_channels + 1) * 4
     strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col)
     strip_w = max(strip_w, 2 * params.size_px)  # never thinner than two windows
     n_strips = max(1, math.ceil(w / strip_w))

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: rows per yielded block (keeps the block copies and the callers' temporaries small)
+BLOCK_ROWS = 128
+
 
 @dataclass(frozen=True)
 class Block:
@@ -67,10 +70,14 @@ class BandAccumulator:
         col_start, col_end: the strip's columns in raster pixels.
         height_px: the raster's height (rows past it are never stored).
         band_rows: rows kept open (the largest window height).
+        block_rows: finished rows are handed out in blocks of at most this many rows (the
+            callers' temporaries scale with it, not with the stride).
     """
 
-    def __init__(self, *, col_start: int, col_end: int, height_px: int, band_rows: int) -> None:
+    def __init__(self, *, col_start: int, col_end: int, height_px: int, band_rows: int,
+                 block_rows: int = BLOCK_ROWS) -> None:
         self.col_start, self.col_end = int(col_start), int(col_end)
+        self.block_rows = max(1, int(block_rows))
         self.height_px = int(height_px)
         self.band_rows = int(max(1, min(band_rows, height_px)))
         self.top = 0  # raster row of the accumulator's first row
@@ -119,14 +126,16 @@ class BandAccumulator:
             return
         n = min(end - self.top, self.band_rows)
         if self.touched:
-            yield self._make_block(n)
+            for i in range(0, n, self.block_rows):
+                yield self._make_block(i, min(i + self.block_rows, n))
         self._shift(n, new_top=end)
 
-    def _make_block(self, n: int) -> Block:
-        wgt = self.weight[:n].copy()
+    def _make_block(self, i0: int, i1: int) -> Block:
+        """Rows ``i0:i1`` of the accumulator as a finished block (sums divided by weights)."""
+        wgt = self.weight[i0:i1].copy()
         inv = (1.0 / np.where(wgt > 0, wgt, 1.0)).astype(np.float32)[..., None]
-        outs = {name: np.moveaxis(acc[:n] * inv, -1, 0) for name, acc in self.sums.items()}
-        return Block(row_off=self.top, col_off=self.col_start, outputs=outs, weight=wgt)
+        outs = {name: np.moveaxis(acc[i0:i1] * inv, -1, 0) for name, acc in self.sums.items()}
+        return Block(row_off=self.top + i0, col_off=self.col_start, outputs=outs, weight=wgt)
 
     def _shift(self, n: int, *, new_top: int) -> None:
         """Drop the first ``n`` rows; the accumulator then starts at raster row ``new_top``."""
