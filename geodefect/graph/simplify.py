@@ -147,7 +147,15 @@ def _is_spur(g: EditableGraph, eid: int) -> bool:
 
 
 def drop_small_components(g: EditableGraph, *, min_component_m: float) -> int:
-    """Remove connected components whose total edge length is below ``min_component_m``."""
+    """Remove connected components with less than ``min_component_m`` of road, or smaller across.
+
+    "Across" is the diagonal of the component's bounding box: a blob predicted on a roof thins
+    into a small tangle whose total length can exceed the limit while it spans only a few
+    metres. Components touching a protected node (raster border, nodata) are kept.
+
+    Returns:
+        Number of edges removed.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -158,13 +166,28 @@ def drop_small_components(g: EditableGraph, *, min_component_m: float) -> int:
     n = len(g.node_rc)
     adj = coo_matrix((np.ones(len(uv)), (uv[:, 0], uv[:, 1])), shape=(n, n))
     _, labels = connected_components(adj.tocsr(), directed=False)
-    lengths = np.array([g.length_m(e) for e in eids])
-    comp_len = np.bincount(labels[uv[:, 0]], weights=lengths, minlength=labels.max() + 1)
-    comp_len[labels[list(g.protected)]] = np.inf  # a piece cut by the border may be longer outside
-    drop = [e for e, c in zip(eids, labels[uv[:, 0]], strict=True) if comp_len[c] < min_component_m]
+    comp = labels[uv[:, 0]]
+    size = labels.max() + 1
+    comp_len = np.bincount(comp, weights=[g.length_m(e) for e in eids], minlength=size)
+    comp_span = _component_spans_m(g, eids, comp, size)
+    small = (comp_len < min_component_m) | (comp_span < min_component_m)
+    small[labels[list(g.protected)]] = False  # a piece cut by the border may be longer outside
+    drop = [e for e, c in zip(eids, comp, strict=True) if small[c]]
     for e in drop:
         g.remove_edge(e)
     return len(drop)
+
+
+def _component_spans_m(g: EditableGraph, eids: list[int], comp: np.ndarray, size: int) -> np.ndarray:
+    """Bounding-box diagonal in metres of each component's edge paths."""
+    lo = np.full((size, 2), np.inf)
+    hi = np.full((size, 2), -np.inf)
+    for e, c in zip(eids, comp.tolist(), strict=True):
+        path = g.edges[e].path
+        lo[c] = np.minimum(lo[c], path.min(axis=0))
+        hi[c] = np.maximum(hi[c], path.max(axis=0))
+    extent = (hi - lo) * np.asarray(g.scale_rc)
+    return np.hypot(extent[:, 0], extent[:, 1])
 
 
 def tangent_direction(path_to_end: np.ndarray, scale_rc: tuple[float, float], *, tangent_m: float) -> np.ndarray | None:

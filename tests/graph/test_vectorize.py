@@ -297,3 +297,27 @@ def test_orientation_convention_on_a_diagonal_gap(angle_deg, bridged):
     orientation = uniform_orientation(mask, angle_deg=angle_deg)
     net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT, orientation=orientation, bin_deg=20)
     assert (net.stats["gaps_bridged"] == 1) is bridged
+
+
+def test_checkerboard_probabilities_are_smoothed_into_one_road():
+    """Stride-2 decoders leave a checkerboard; thresholded raw, its dots touch diagonally and
+    thin into a mesh beside the road."""
+    mask = road_mask([LineString([(0, 50), (200, 50)])], (100, 200), width_px=9)
+    checker = (np.indices(mask.shape).sum(axis=0) % 2).astype(bool)
+    prob = np.where(mask, 0.9, 0.02).astype(np.float32)
+    prob[30:46] = np.where(checker[30:46], 0.6, 0.05)  # an uncertain shoulder north of the road
+    raw = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=VectorizeParams(smooth_sigma_m=0.0))
+    smooth = vectorize_road_probability(prob, TRANSFORM, crs=CRS, params=VectorizeParams(smooth_sigma_m=1.0))
+    assert raw.n_edges > 3
+    assert smooth.n_edges == 1 and smooth.total_length_m == pytest.approx(199.0, abs=2.0)
+
+
+def test_compact_tangle_is_dropped_even_when_long():
+    """A roof predicted as road: many loops in a 10 m box, more than 15 m of lines in total."""
+    blob = np.zeros((100, 200), bool)
+    blob[40:52, 100:112] = True
+    for r, c in ((43, 103), (43, 108), (48, 103), (48, 108)):
+        blob[r : r + 2, c : c + 2] = False  # holes too large to be filled as cars (4 m²)
+    params = VectorizeParams(simplify_tolerance_m=0.0, max_hole_area_m2=1.0)
+    net = vectorize_road_mask(blob, TRANSFORM, crs=CRS, params=params)
+    assert net.is_empty and net.stats["small_edges_dropped"] > 0
