@@ -13,7 +13,7 @@ from PIL import Image
 from geodefect.cli.main import cli
 
 TINY_SEG = ["--encoder", "resnet18", "--decoder-channels", "16"]
-FAST = ["--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2", "--device", "cpu"]
+FAST = ["--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"]
 
 
 def _run(args):
