@@ -12,12 +12,23 @@ from scipy import ndimage
 from geodefect.errors import InputError
 
 
-def threshold_probability(prob: np.ndarray, *, threshold: float) -> np.ndarray:
-    """Road mask of a probability map.
+def threshold_probability(
+    prob: np.ndarray, *, threshold: float, smooth_sigma_px: float = 0.0, strip_rows: int = 2048
+) -> np.ndarray:
+    """Road mask of a probability map, optionally Gaussian-smoothed first.
+
+    Smoothing: a network upsampled with stride-2 layers often leaves a checkerboard in its
+    probabilities; thresholded, the dots touch diagonally and thin into a mesh of tiny loops.
+    A blur of ~1 px removes that pattern (period-2 contrast x 0.007) and little else. Near
+    nodata the blur is normalised by the blurred valid fraction, so roads are not thinned at
+    the AOI edge. It runs in strips of ``strip_rows`` rows (+ the kernel radius), so memory
+    stays a few strips of float32 whatever the raster size (``prob`` may be a memory map).
 
     Args:
         prob: (H, W) float in [0, 1]; NaN (nodata) counts as background.
         threshold: probability at or above which a pixel is road, in (0, 1).
+        smooth_sigma_px: Gaussian standard deviation in pixels (0 = none).
+        strip_rows: rows smoothed at a time.
 
     Returns:
         (H, W) bool mask.
@@ -26,8 +37,31 @@ def threshold_probability(prob: np.ndarray, *, threshold: float) -> np.ndarray:
         raise InputError(f"`prob` must be a (H, W) array, got shape {prob.shape}")
     if not 0.0 < threshold < 1.0:
         raise InputError(f"`threshold` must be in (0, 1), got {threshold!r}")
-    with np.errstate(invalid="ignore"):
-        return prob >= threshold
+    if smooth_sigma_px <= 0:
+        with np.errstate(invalid="ignore"):
+            return prob >= threshold
+    radius = int(np.ceil(3.0 * smooth_sigma_px)) + 1
+    out = np.empty(prob.shape, bool)
+    height = prob.shape[0]
+    for r0 in range(0, height, strip_rows):
+        r1 = min(r0 + strip_rows, height)
+        a, b = max(r0 - radius, 0), min(r1 + radius, height)
+        smooth = _smooth_nan(np.asarray(prob[a:b], dtype=np.float32), smooth_sigma_px)
+        with np.errstate(invalid="ignore"):
+            out[r0:r1] = smooth[r0 - a : r0 - a + (r1 - r0)] >= threshold
+    return out
+
+
+def _smooth_nan(block: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur of a float block with NaN = nodata (normalised; NaN stays NaN)."""
+    valid = np.isfinite(block)
+    out = ndimage.gaussian_filter(np.where(valid, block, 0).astype(np.float32), sigma_px, truncate=3.0)
+    if not valid.all():
+        weight = ndimage.gaussian_filter(valid.astype(np.float32), sigma_px, truncate=3.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out /= weight
+        out[~valid] = np.nan
+    return out
 
 
 def remove_small_objects(mask: np.ndarray, *, min_object_area_px: int) -> np.ndarray:

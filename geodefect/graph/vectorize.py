@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from geodefect.errors import InputError
 from geodefect.graph.bridge import bridge_ends_to_edges, bridge_gaps
@@ -138,38 +137,10 @@ def vectorize_road_probability(
     if prob.ndim != 2:
         raise InputError(f"`prob` must be a (H, W) array, got shape {prob.shape}")
     sigma_px = params.smooth_sigma_m / float(np.mean(pixel_size_m(transform, crs, prob.shape)))
-    mask = threshold_probability(smooth_probability(prob, sigma_px=sigma_px), threshold=params.threshold)
+    mask = threshold_probability(prob, threshold=params.threshold, smooth_sigma_px=sigma_px)
     return vectorize_road_mask(
         mask, transform, orientation=orientation, bin_deg=bin_deg, params=params, crs=crs, prob=prob
     )
-
-
-def smooth_probability(prob: np.ndarray, *, sigma_px: float) -> np.ndarray:
-    """Gaussian smoothing of a probability map before thresholding (NaN = nodata kept as NaN).
-
-    A network upsampled with stride-2 layers often leaves a checkerboard in its probabilities;
-    thresholded, the dots touch diagonally and thin into a mesh of tiny loops. A blur of
-    ~1 px removes that pattern (period-2 contrast falls to < 1 %) and little else. Near nodata
-    the blur is normalised by the blurred valid fraction, so roads are not thinned at the AOI edge.
-
-    Args:
-        prob: (H, W) float probabilities; NaN = nodata.
-        sigma_px: standard deviation in pixels (0 = no smoothing: ``prob`` is returned).
-
-    Returns:
-        (H, W) float32.
-    """
-    if sigma_px <= 0:
-        return prob
-    valid = np.isfinite(prob)
-    filled = np.where(valid, prob, 0).astype(np.float32)
-    out = ndimage.gaussian_filter(filled, sigma_px, truncate=3.0)
-    if not valid.all():
-        weight = ndimage.gaussian_filter(valid.astype(np.float32), sigma_px, truncate=3.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out /= weight
-        out[~valid] = np.nan
-    return out
 
 
 def vectorize_road_mask(
