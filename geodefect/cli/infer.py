@@ -40,7 +40,7 @@ def _sliding_options(fn):
         click.option("--resample/--no-resample", default=None,
                      help="Resample on the fly when the pixel size differs from the model's [default: on]."),
         click.option("--max-memory-mb", type=float, default=None,
-                     help="Budget of the stitching buffers; wider rasters are processed in strips [default: 1024]."),
+                     help="Budget of the stitching buffers; wider rasters are processed in strips [default: 256]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

@@ -17,8 +17,9 @@ Windows come from :func:`geodefect.windows.iter_windows` with ``pad=True`` — t
 a precomputed list. Memory stays flat: the raster is cut into column strips no wider than
 ``max_memory_mb`` allows, each strip is swept top to bottom with a
 :class:`~geodefect.sliding.stitch.BandAccumulator`, and rows are yielded as soon as no later
-window can reach them. Windows straddling a strip boundary are predicted once per strip
-(reported as ``SlidingPlan.n_repeated``); rasters narrower than one strip have none.
+window can reach them. A window belongs to the strip holding its origin; what it puts past the
+strip's right edge is handed to the next strip as weighted sums (``HaloChunk``), spilled to a
+temporary file because it grows with the raster's height. So every window is predicted once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rasterio.windows import Window
 
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
-from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block
+from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block, HaloStore
 from geodefect.windows import iter_windows, validate_grid
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -82,9 +83,9 @@ class SlidingParams:
         blend: ``hann`` (default: smooth cross-fade over the overlap, no seam) | ``crop`` | ``mean``.
         tta: test-time augmentation with the flips of :data:`TTA_FLIPS` (4× the compute).
         tta_merge: ``mean`` | ``max`` of the un-flipped predictions.
-        max_memory_mb: budget of the stitching buffers; wider rasters are cut into strips. The
-            default (1 GB) keeps rasters up to ~14 000 px wide in one strip for 512-px windows with
-            20 output channels (the road model); wider ones repeat ~4 % of the windows.
+        max_memory_mb: budget of the stitching buffers; wider rasters are cut into column
+            strips (~3 000 px wide for 512-px windows and the road model's 20 channels at the
+            default 256 MB), so memory does not grow with the raster's width either.
     """
 
     size_px: int
@@ -93,7 +94,7 @@ class SlidingParams:
     blend: str = "hann"
     tta: bool = False
     tta_merge: str = "mean"
-    max_memory_mb: float = 1024.0
+    max_memory_mb: float = 256.0
 
     def __post_init__(self) -> None:
         validate_grid(size_px=self.size_px, stride_px=self.stride_px)
@@ -115,7 +116,7 @@ class SlidingPlan:
         strips: ``(col_start, col_end)`` per strip.
         windows: per strip, its windows sorted row-major.
         n_windows: distinct windows.
-        n_repeated: extra predictions of windows that straddle strip boundaries.
+        n_repeated: extra predictions (0: overhangs are carried between strips, not recomputed).
     """
 
     shape: tuple[int, int]
@@ -158,15 +159,17 @@ def plan_strips(
     band_rows = min(max((int(win.height) for win in windows), default=1), h)
     # sums + weight of the open band, plus one finished block and the caller's temporaries (~3 copies)
     bytes_per_col = (band_rows + 3 * BLOCK_ROWS) * (n_channels + 1) * 4
-    strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col)
+    strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col) - params.size_px  # minus the halo
     strip_w = max(strip_w, 2 * params.size_px)  # never thinner than two windows
     n_strips = max(1, math.ceil(w / strip_w))
     edges = [round(i * w / n_strips) for i in range(n_strips + 1)]
     ordered = sorted(windows, key=lambda win: (int(win.row_off), int(win.col_off)))
     strips, per_strip = [], []
-    for c0, c1 in zip(edges[:-1], edges[1:], strict=True):
+    for i, (c0, c1) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
         strips.append((c0, c1))
-        per_strip.append([win for win in ordered if win.col_off < c1 and win.col_off + win.width > c0])
+        first, last = i == 0, i == n_strips - 1
+        # each window belongs to the strip holding its origin (windows left of 0 to the first)
+        per_strip.append([win for win in ordered if (first or win.col_off >= c0) and (last or win.col_off < c1)])
     return SlidingPlan(shape=(h, w), strips=strips, windows=per_strip, n_windows=len(ordered))
 
 
@@ -249,6 +252,7 @@ def iter_blocks(
     remap: Mapping[str, Remap] | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_plan: Callable[[SlidingPlan], None] | None = None,
+    spill_dir=None,
 ) -> Iterator[Block]:
     """Predict a raster window by window and yield finished, stitched blocks.
 
@@ -262,7 +266,10 @@ def iter_blocks(
         remap: per output name, the channel remap for TTA flips (see :func:`predict_tta`).
         on_progress: called with the number of windows predicted after each batch.
         on_plan: called once with the :class:`SlidingPlan` before predicting (e.g. to size a
-            progress bar: ``plan.n_predictions`` counts windows repeated across strips).
+            progress bar with ``plan.n_predictions``).
+        spill_dir: folder for the temporary files that carry window overhangs from one strip
+            to the next (default: the system's temp folder); only used for rasters wider than
+            one strip.
 
     Yields:
         :class:`Block` objects; over one call every pixel that a window covers is yielded in
@@ -272,19 +279,33 @@ def iter_blocks(
     plan = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter)
     if on_plan is not None:
         on_plan(plan)
+    halo_in = None
+    band_rows = max((int(w.height) for ws in plan.windows for w in ws), default=1)
     for (c0, c1), strip_windows in zip(plan.strips, plan.windows, strict=True):
+        halo_out = HaloStore(spill_dir) if c1 < plan.shape[1] else None
         acc = BandAccumulator(
-            col_start=c0, col_end=c1, height_px=plan.shape[0], band_rows=max(int(w.height) for w in strip_windows)
-        ) if strip_windows else None
+            col_start=c0, col_end=c1, height_px=plan.shape[0], band_rows=band_rows,
+            halo_px=min(params.size_px, plan.shape[1] - c1), on_halo=halo_out.append if halo_out else None,
+        )
+        chunks = iter(halo_in) if halo_in is not None else iter(())
+        pending = next(chunks, None)
         for chunk, batch in iter_batches(reader, strip_windows, params.batch_size):
             preds = _predict(batch, predictor, params, remap)
             for i, win in enumerate(chunk):
+                while pending is not None and pending.row_off <= win.row_off:  # merge by row
+                    yield from acc.add_halo(pending)
+                    pending = next(chunks, None)
                 weights = _weights_for(win, plan.shape, params)
                 yield from acc.add(int(win.row_off), int(win.col_off), {k: v[i] for k, v in preds.items()}, weights)
             if on_progress is not None:
                 on_progress(len(chunk))
-        if acc is not None:
-            yield from acc.flush()
+        while pending is not None:
+            yield from acc.add_halo(pending)
+            pending = next(chunks, None)
+        yield from acc.flush()
+        if halo_in is not None:
+            halo_in.close()
+        halo_in = halo_out
 
 
 def _plan_with_probe(reader, predictor, params, *, windows, window_filter):

@@ -13,13 +13,54 @@ by the caller, after stitching.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 #: rows per yielded block (keeps the block copies and the callers' temporaries small)
 BLOCK_ROWS = 128
+
+
+@dataclass(frozen=True)
+class HaloChunk:
+    """Weighted sums that windows of one strip put past its right edge, for the next strip.
+
+    Attributes:
+        row_off: first raster row.
+        sums: name -> ``(rows, halo_px, K)`` float32 Σ w·p (channels last).
+        weight: ``(rows, halo_px)`` float32 Σ w.
+    """
+
+    row_off: int
+    sums: dict[str, np.ndarray]
+    weight: np.ndarray
+
+
+class HaloStore:
+    """Halo chunks spilled to a temporary file in row order (their total grows with the raster's
+    height, so they are not kept in memory); read back once, in the same order."""
+
+    def __init__(self, spill_dir=None) -> None:
+        import tempfile
+
+        self._file = tempfile.TemporaryFile(prefix="geodefect-halo-", dir=spill_dir)
+        self._index: list[tuple[int, tuple[str, ...]]] = []
+
+    def append(self, chunk: HaloChunk) -> None:
+        np.save(self._file, chunk.weight)
+        for name in chunk.sums:
+            np.save(self._file, chunk.sums[name])
+        self._index.append((chunk.row_off, tuple(chunk.sums)))
+
+    def __iter__(self) -> Iterator[HaloChunk]:
+        self._file.seek(0)
+        for row_off, names in self._index:
+            weight = np.load(self._file)
+            yield HaloChunk(row_off=row_off, sums={n: np.load(self._file) for n in names}, weight=weight)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @dataclass(frozen=True)
@@ -72,18 +113,25 @@ class BandAccumulator:
         band_rows: rows kept open (the largest window height).
         block_rows: finished rows are handed out in blocks of at most this many rows (the
             callers' temporaries scale with it, not with the stride).
+        halo_px: columns kept past ``col_end`` for windows that overhang the strip; their sums
+            go to ``on_halo`` as :class:`HaloChunk` objects when rows finish (the next strip
+            adds them with :meth:`add_halo`), so no window is predicted twice.
+        on_halo: receiver of the halo chunks (None: nothing past ``col_end`` is kept).
     """
 
     def __init__(self, *, col_start: int, col_end: int, height_px: int, band_rows: int,
-                 block_rows: int = BLOCK_ROWS) -> None:
+                 block_rows: int = BLOCK_ROWS, halo_px: int = 0,
+                 on_halo: Callable[[HaloChunk], None] | None = None) -> None:
         self.col_start, self.col_end = int(col_start), int(col_end)
         self.block_rows = max(1, int(block_rows))
         self.height_px = int(height_px)
         self.band_rows = int(max(1, min(band_rows, height_px)))
+        self.strip_px = self.col_end - self.col_start
+        self.halo_px = int(halo_px) if on_halo is not None else 0
+        self.on_halo = on_halo
         self.top = 0  # raster row of the accumulator's first row
-        self.flushed_to = 0  # rows above this were handed out (or never touched)
         self.sums: dict[str, np.ndarray] = {}
-        self.weight = np.zeros((self.band_rows, self.col_end - self.col_start), np.float32)
+        self.weight = np.zeros((self.band_rows, self.strip_px + self.halo_px), np.float32)
         self.touched = False  # anything accumulated since the last flush
 
     @property
@@ -100,24 +148,49 @@ class BandAccumulator:
             outputs: name -> ``(K, h, w)`` float32 for the whole window.
             weights: ``(h, w)`` float32 weight mask of the window.
         """
-        if row_off < self.top:
-            raise ValueError(f"windows must come sorted by row: got row {row_off} after row {self.top}")
-        yield from self.flush(row_off)
-        h, w = weights.shape
-        r0, r1 = row_off, min(row_off + h, self.height_px)
-        c0, c1 = max(col_off, self.col_start), min(col_off + w, self.col_end)
-        if r1 <= r0 or c1 <= c0:
+        yield from self._open_rows(row_off)
+        sl = self._overlap(row_off, col_off, weights.shape)
+        if sl is None:
             return
-        wr, wc = slice(0, r1 - r0), slice(c0 - col_off, c1 - col_off)
-        ar, ac = slice(r0 - self.top, r1 - self.top), slice(c0 - self.col_start, c1 - self.col_start)
+        (wr, wc), (ar, ac) = sl
         wgt = weights[wr, wc]
         self.weight[ar, ac] += wgt
         for name, pred in outputs.items():
-            acc = self.sums.get(name)
-            if acc is None:  # channels last: (rows, cols, K), see the class docstring
-                acc = self.sums[name] = np.zeros((*self.weight.shape, pred.shape[0]), np.float32)
-            acc[ar, ac] += np.moveaxis(pred[:, wr, wc], 0, -1) * wgt[..., None]
+            self._sums_for(name, pred.shape[0])[ar, ac] += np.moveaxis(pred[:, wr, wc], 0, -1) * wgt[..., None]
         self.touched = True
+
+    def add_halo(self, chunk: HaloChunk) -> Iterator[Block]:
+        """Add the overhang of the strip to the left (already weighted sums); yield finished blocks."""
+        yield from self._open_rows(chunk.row_off)
+        sl = self._overlap(chunk.row_off, self.col_start, chunk.weight.shape)
+        if sl is None:
+            return
+        (wr, wc), (ar, ac) = sl
+        self.weight[ar, ac] += chunk.weight[wr, wc]
+        for name, sums in chunk.sums.items():
+            self._sums_for(name, sums.shape[-1])[ar, ac] += sums[wr, wc]
+        self.touched = True
+
+    def _open_rows(self, row_off: int) -> Iterator[Block]:
+        if row_off < self.top:
+            raise ValueError(f"windows must come sorted by row: got row {row_off} after row {self.top}")
+        yield from self.flush(row_off)
+
+    def _overlap(self, row_off: int, col_off: int, shape_hw):
+        """``((src rows, src cols), (acc rows, acc cols))`` slices of a patch, or None if outside."""
+        h, w = shape_hw
+        r0, r1 = row_off, min(row_off + h, self.height_px)
+        c0, c1 = max(col_off, self.col_start), min(col_off + w, self.col_start + self.weight.shape[1])
+        if r1 <= r0 or c1 <= c0:
+            return None
+        src = (slice(0, r1 - r0), slice(c0 - col_off, c1 - col_off))
+        return src, (slice(r0 - self.top, r1 - self.top), slice(c0 - self.col_start, c1 - self.col_start))
+
+    def _sums_for(self, name: str, n_channels: int) -> np.ndarray:
+        acc = self.sums.get(name)
+        if acc is None:  # channels last: (rows, cols, K), see the class docstring
+            acc = self.sums[name] = np.zeros((*self.weight.shape, n_channels), np.float32)
+        return acc
 
     def flush(self, upto_row: int | None = None) -> Iterator[Block]:
         """Yield the rows above ``upto_row`` (all rows if None) as one block and drop them."""
@@ -127,15 +200,28 @@ class BandAccumulator:
         n = min(end - self.top, self.band_rows)
         if self.touched:
             for i in range(0, n, self.block_rows):
-                yield self._make_block(i, min(i + self.block_rows, n))
+                i1 = min(i + self.block_rows, n)
+                self._pass_halo(i, i1)
+                yield self._make_block(i, i1)
         self._shift(n, new_top=end)
 
     def _make_block(self, i0: int, i1: int) -> Block:
-        """Rows ``i0:i1`` of the accumulator as a finished block (sums divided by weights)."""
-        wgt = self.weight[i0:i1].copy()
+        """Rows ``i0:i1`` of the strip as a finished block (sums divided by weights)."""
+        cols = slice(0, self.strip_px)
+        wgt = self.weight[i0:i1, cols].copy()
         inv = (1.0 / np.where(wgt > 0, wgt, 1.0)).astype(np.float32)[..., None]
-        outs = {name: np.moveaxis(acc[i0:i1] * inv, -1, 0) for name, acc in self.sums.items()}
+        outs = {name: np.moveaxis(acc[i0:i1, cols] * inv, -1, 0) for name, acc in self.sums.items()}
         return Block(row_off=self.top + i0, col_off=self.col_start, outputs=outs, weight=wgt)
+
+    def _pass_halo(self, i0: int, i1: int) -> None:
+        """Hand rows ``i0:i1`` of the overhang (columns past the strip) to the next strip."""
+        if not self.halo_px:
+            return
+        cols = slice(self.strip_px, self.strip_px + self.halo_px)
+        wgt = self.weight[i0:i1, cols]
+        if wgt.any():
+            sums = {name: acc[i0:i1, cols].copy() for name, acc in self.sums.items()}
+            self.on_halo(HaloChunk(row_off=self.top + i0, sums=sums, weight=wgt.copy()))
 
     def _shift(self, n: int, *, new_top: int) -> None:
         """Drop the first ``n`` rows; the accumulator then starts at raster row ``new_top``."""

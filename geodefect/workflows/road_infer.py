@@ -64,7 +64,7 @@ class RoadInferConfig:
     device: str = "auto"
     bands: str | None = None
     resample: bool = True
-    max_memory_mb: float = 1024.0
+    max_memory_mb: float = 256.0
     vectorize: bool = True
 
 
