@@ -180,12 +180,13 @@ def drop_small_components(g: EditableGraph, *, min_component_m: float) -> int:
 
 def _component_spans_m(g: EditableGraph, eids: list[int], comp: np.ndarray, size: int) -> np.ndarray:
     """Bounding-box diagonal in metres of each component's edge paths."""
+    paths = [g.edges[e].path for e in eids]
+    points = np.concatenate(paths)
+    starts = np.r_[0, np.cumsum([len(p) for p in paths])[:-1]]
     lo = np.full((size, 2), np.inf)
     hi = np.full((size, 2), -np.inf)
-    for e, c in zip(eids, comp.tolist(), strict=True):
-        path = g.edges[e].path
-        lo[c] = np.minimum(lo[c], path.min(axis=0))
-        hi[c] = np.maximum(hi[c], path.max(axis=0))
+    np.minimum.at(lo, comp, np.minimum.reduceat(points, starts, axis=0))  # per edge, then per component
+    np.maximum.at(hi, comp, np.maximum.reduceat(points, starts, axis=0))
     extent = (hi - lo) * np.asarray(g.scale_rc)
     return np.hypot(extent[:, 0], extent[:, 1])
 

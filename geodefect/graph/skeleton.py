@@ -127,4 +127,4 @@ def skeletonize_mask(mask: np.ndarray, *, border_pad_px: int = 16) -> np.ndarray
     if pad <= 0:
         return skeletonize(mask)
     padded = np.pad(mask, pad, mode="reflect")
-    return skeletonize(padded)[pad:-pad, pad:-pad]
+    return np.ascontiguousarray(skeletonize(padded)[pad:-pad, pad:-pad])  # one copy, not one per ravel
