@@ -121,7 +121,10 @@ class RoadMetrics:
 
     ``orientation_accuracy``: share of road pixels (truth road and truth bin > 0) whose
     argmax class equals the truth bin; ``orientation_accuracy_1bin`` also accepts the
-    neighbouring bins (circular over the ``n_classes - 1`` angle bins).
+    neighbouring bins (circular over the ``n_classes - 1`` angle bins);
+    ``orientation_accuracy_undirected`` also accepts the opposite bin (θ + 180°): the
+    digitising direction of a road is not visible in an image, so directed bins can be at
+    best about half right there, while the undirected score measures the road's axis.
     """
 
     def __init__(self, *, n_classes: int, threshold: float = 0.5) -> None:
@@ -129,7 +132,7 @@ class RoadMetrics:
 
         self.n_bins = n_classes - 1
         self.road = BinarySegmentationMetric(name="road", threshold=threshold)
-        self.orient = torch.zeros(3, dtype=torch.float64)  # exact, within one bin, total
+        self.orient = torch.zeros(4, dtype=torch.float64)  # exact, within one bin, undirected, total
 
     def update(self, output, batch: dict) -> None:
         import torch
@@ -141,7 +144,9 @@ class RoadMetrics:
         t, p = truth[on_road], pred[on_road]
         diff = (p - t).abs()
         near = (p > 0) & ((diff <= 1) | (diff == self.n_bins - 1))
-        self.orient += torch.tensor([float((p == t).sum()), float(near.sum()), float(t.numel())], dtype=torch.float64)
+        axis = (p > 0) & ((diff == 0) | (diff == self.n_bins // 2)) if self.n_bins % 2 == 0 else p == t
+        counts = [float((p == t).sum()), float(near.sum()), float(axis.sum()), float(t.numel())]
+        self.orient += torch.tensor(counts, dtype=torch.float64)
 
     def state(self):
         import torch
@@ -154,7 +159,8 @@ class RoadMetrics:
 
     def compute(self) -> dict[str, float]:
         out = self.road.compute()
-        exact, near, total = self.orient.tolist()
+        exact, near, axis, total = self.orient.tolist()
         out["orientation_accuracy"] = _ratio(exact, total, 1.0)
         out["orientation_accuracy_1bin"] = _ratio(near, total, 1.0)
+        out["orientation_accuracy_undirected"] = _ratio(axis, total, 1.0)
         return out

@@ -57,7 +57,20 @@ def test_road_metrics_orientation_accuracy_on_road_pixels_only():
     out = m.compute()
     assert out["orientation_accuracy"] == pytest.approx(1 / 3)
     assert out["orientation_accuracy_1bin"] == pytest.approx(1.0)
+    assert out["orientation_accuracy_undirected"] == pytest.approx(1 / 3)
     assert out["road_iou"] == 1.0
     m2 = RoadMetrics(n_classes=19)
     m2.load_state(m.state())
     assert m2.compute() == out
+
+
+def test_undirected_orientation_accepts_the_opposite_bin():
+    truth_bins = torch.tensor([[[1, 5, 10]]])  # 18 bins: opposite of bin 1 is 10, of 5 is 14
+    road = torch.ones(1, 1, 1, 3)
+    pred_bins = torch.tensor([[[10, 14, 2]]])
+    logits = torch.nn.functional.one_hot(pred_bins, 19).permute(0, 3, 1, 2).float()
+    m = RoadMetrics(n_classes=19)
+    m.update(RoadOutput(road * 10, logits), {"road": road, "orientation": truth_bins})
+    out = m.compute()
+    assert out["orientation_accuracy"] == 0.0
+    assert out["orientation_accuracy_undirected"] == pytest.approx(2 / 3)
