@@ -165,10 +165,22 @@ def find_mask(image: Path, masks_dir: Path | None) -> np.ndarray | None:
 
 # -- stage 1 ---------------------------------------------------------------------------------
 def stage1_predictor(model, recipe1: dict, *, device: str = "auto") -> PatchPredictor:
+    """The stage-1 classifier as a sliding-engine predictor (softmax of its logits, named ``probs``)."""
+    import torch
+
     from geodefect.inference.predictor import TorchPredictor
 
+    class LogitsOnly(torch.nn.Module):  # the embedding is not needed for heatmaps
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x).logits
+
     norm = recipe1["normalization"]
-    return PatchPredictor(TorchPredictor(model, mean=norm["mean"], std=norm["std"], device=device))
+    return PatchPredictor(TorchPredictor(LogitsOnly(model), mean=norm["mean"], std=norm["std"], device=device,
+                                         output_name="probs", activations={"probs": "softmax"}))
 
 
 def stage1_heatmaps(predictor: PatchPredictor, image: np.ndarray, *, size_px: int, stride_px: int, blend: str) -> np.ndarray:
