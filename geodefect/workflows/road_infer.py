@@ -36,6 +36,10 @@ from geodefect.errors import ConfigError, InputError
 log = logging.getLogger(__name__)
 
 
+#: GDAL block cache during inference, MB (GDAL reads values below 100000 as megabytes)
+GDAL_CACHE_MB = 128
+
+
 @dataclass(frozen=True)
 class RoadInferConfig:
     """Options of road inference (vectorisation options: :class:`geodefect.graph.vectorize.VectorizeParams`).
@@ -147,6 +151,17 @@ def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overri
     Returns:
         The run summary (also written to ``OUT_DIR/run.json``).
     """
+    import rasterio
+
+    # GDAL's block cache (default 5 % of RAM) would otherwise fill with dirty output tiles
+    # as the raster grows; it only needs a band of tiles. (Takes effect when this is the
+    # process's first GDAL I/O, as in the CLI.)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _infer(model_path, inputs, out_dir, recipe=recipe, config_file=config_file,
+                      overrides=overrides, overwrite=overwrite)
+
+
+def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overwrite) -> dict:
     from geodefect.io.atomic import atomic_dir, check_output_free
 
     t0 = time.perf_counter()
