@@ -316,7 +316,7 @@ def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> i
             bar.refresh()
 
         for block in iter_blocks(job.reader, predictor, params, windows=wins, remap=remap,
-                                 on_progress=bar.update, on_plan=size_bar):
+                                 on_progress=bar.update, on_plan=size_bar, spill_dir=writer.work):
             writer.write(block)
     return len(wins)
 
