@@ -15,6 +15,7 @@ CASES = [
     ("rail_vgg_fcn", {"width_mult": 0.125}, (2, 1, 100, 160), (2, 2, 100, 160)),
     ("rail_vgg_fcn", {"width_mult": 0.125}, (2, 1, 100, 55), (2, 2, 100, 55)),
     ("rail_vgg_fcn", {"width_mult": 0.125, "in_channels": 3}, (1, 3, 37, 23), (1, 2, 37, 23)),
+    ("rail_vgg_fcn", {"width_mult": 0.125, "batch_norm": True}, (2, 1, 100, 55), (2, 2, 100, 55)),
 ]
 
 
