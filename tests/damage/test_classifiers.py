@@ -18,7 +18,9 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "classifier_inception_v3" else n for n in sorted(TINY)]
+)  # Inception-V3 (22M parameters) takes ~2 s alone, far more on a loaded CI machine: slow mark
 def test_classifier_contract(name, tmp_path):
     torch.manual_seed(0)
     model = build_model(name, n_classes=3, **TINY[name])
@@ -65,3 +67,22 @@ def test_registry_and_errors():
         backbone_model_name("resnet50")
     with pytest.raises(InputError, match="n_classes"):
         build_model("classifier_resnet18", n_classes=0)
+
+
+def test_small_inputs_are_upsampled_to_the_minimum_size():
+    from torch import nn
+
+    from geodefect.models.classifiers import PatchClassifier
+
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return x.mean(dim=(2, 3), keepdim=True)
+
+    model = PatchClassifier(Probe(), 3, 2, min_size_px=75)
+    assert model(torch.randn(1, 3, 64, 96)).logits.shape == (1, 2)
+    assert seen == [(75, 112)]  # shorter side to 75, aspect kept
+    model(torch.randn(1, 3, 80, 80))
+    assert seen[-1] == (80, 80)
