@@ -359,7 +359,8 @@ class _Run:
 
     def _after_step(self, state: TrainState, loss: float) -> None:
         stop_now = self.stop is not None and self.stop.requested
-        if state.step < self.steps_per_epoch and (stop_now or self.ckpt.due(state.global_step)):
+        # periodic saves skip the epoch's last step (the end-of-epoch save follows); a stop request always saves
+        if stop_now or (state.step < self.steps_per_epoch and self.ckpt.due(state.global_step)):
             self.ckpt.save_last(self.model, self.recipe, state, self.opt, self.sched, self.scaler, self.cfg)
         info = StepInfo(state.epoch + 1, state.step, state.global_step, loss)
         for cb in self.callbacks:

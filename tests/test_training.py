@@ -189,3 +189,22 @@ def test_pick_lr_on_a_synthetic_sweep():
     assert found.lr <= found.lr_at_min / 10 and found.lr <= found.lr_steepest
     with pytest.raises(TrainingError, match="--lr"):
         pick_lr(lrs[:2], losses[:2])
+
+
+def test_sigterm_saves_last_pt_after_the_step_and_stops(tmp_path):
+    import os
+    import signal
+
+    def terminate(info):  # the signal arrives during step 1's callbacks: handled after step 2
+        if info.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        _run(tmp_path, "run", callbacks=[terminate])
+    state = read_checkpoint(tmp_path / "run" / "last.pt")["training"]
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    resumed, _, _ = _run(tmp_path, "run", resume=True)
+    full, _, _ = _run(tmp_path, "full")
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
