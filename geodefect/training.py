@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-import math
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from geodefect.errors import ConfigError, TrainingError
+from geodefect.training_report import NullBar, log_epoch, to_cpu, write_reports
 from geodefect.training_state import (
     Checkpointer,
     TrainState,
@@ -318,7 +318,7 @@ class _Run:
         self.net.train()
         loader = make_loader(self.train_data, self.cfg, self.ctx, epoch=state.epoch, skip_batches=state.step, train=True)
         desc = f"epoch {state.epoch + 1}/{self.cfg.epochs}"
-        bar = progress(total=self.steps_per_epoch, initial=state.step, desc=desc) if self.ctx.is_main else _NullBar()
+        bar = progress(total=self.steps_per_epoch, initial=state.step, desc=desc) if self.ctx.is_main else NullBar()
         try:
             for batch in loader:
                 if state.step >= self.steps_per_epoch:
@@ -391,7 +391,7 @@ class _Run:
                 sums["_n"] = sums.get("_n", 0.0) + n
                 metric.update(output, batch)
                 if first is None:
-                    first = (_to_cpu(batch), _to_cpu(output))
+                    first = (to_cpu(batch), to_cpu(output))
         sums = self.ctx.all_reduce_dict(sums)
         metric.load_state(self.ctx.all_reduce_tensor(metric.state()))
         n = max(sums.pop("_n", 0.0), 1.0)
@@ -411,9 +411,9 @@ class _Run:
         if self.ctx.is_main:
             if state.best_epoch == row["epoch"]:
                 save_best(self.run_dir / "best.pt", self.model, self.recipe, self.cfg, state, row)
-            _write_reports(self.run_dir, state.history, self.adapter, first)
+            write_reports(self.run_dir, state.history, self.adapter, first)
         self.ckpt.save_last(self.model, self.recipe, state, self.opt, self.sched, self.scaler, self.cfg)
-        _log_epoch(row, self.adapter.monitor)
+        log_epoch(row, self.adapter.monitor)
 
 
 def _amp_dtype(cfg: LoopConfig, device):
@@ -425,55 +425,6 @@ def _amp_dtype(cfg: LoopConfig, device):
     if device.type != "cuda":
         raise ConfigError("`amp` is only supported on CUDA (bf16 autocast is very slow on CPUs); use amp: false")
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _to_cpu(obj):
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().float().cpu() if obj.is_floating_point() else obj.detach().cpu()
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(_to_cpu(v) for v in obj))
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _write_reports(run_dir: Path, history: list[dict], adapter: TaskAdapter, first) -> None:
-    from geodefect.training_report import plot_curves, write_metrics_csv
-
-    write_metrics_csv(run_dir / "metrics.csv", history)
-    plot_curves(run_dir / "curves.png", history, monitor=adapter.monitor)
-    fig = adapter.plot_samples(*first) if first is not None else None
-    if fig is not None:
-        import matplotlib.pyplot as plt
-
-        from geodefect.io.atomic import atomic_path
-
-        with atomic_path(run_dir / "samples.png") as tmp:
-            fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-
-
-def _log_epoch(row: dict, monitor: str) -> None:
-    shown = {k: v for k, v in row.items() if k in ("train_loss", "val_loss", monitor)}
-    text = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if isinstance(v, float) and math.isfinite(v))
-    log.info("epoch %d: %s", row["epoch"], text)
-
-
-class _NullBar:
-    """Stands in for the progress bar on DDP ranks other than 0."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class _StopSignals:

@@ -1,12 +1,18 @@
-"""Per-epoch reports of the training loop: ``metrics.csv`` and ``curves.png`` (written atomically)."""
+"""Per-epoch reports of the training loop: ``metrics.csv``, ``curves.png``, ``samples.png``
+(written atomically), the epoch log line, and helpers for them."""
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
+import math
 from pathlib import Path
+from typing import Any
 
 from geodefect.io.atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger("geodefect.training")
 
 #: metrics drawn in curves.png when present (the monitored one always; all are in metrics.csv)
 CURVE_METRICS = ("road_iou", "miou", "dice", "orientation_accuracy", "iou", "f1", "accuracy")
@@ -57,3 +63,51 @@ def plot_curves(path: Path, history: list[dict], *, monitor: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
+
+
+def to_cpu(obj):
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().float().cpu() if obj.is_floating_point() else obj.detach().cpu()
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(to_cpu(v) for v in obj))
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def write_reports(run_dir: Path, history: list[dict], adapter, first) -> None:
+    """metrics.csv, curves.png and (if the adapter draws one) samples.png of the first val batch."""
+    write_metrics_csv(run_dir / "metrics.csv", history)
+    plot_curves(run_dir / "curves.png", history, monitor=adapter.monitor)
+    fig = adapter.plot_samples(*first) if first is not None else None
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        from geodefect.io.atomic import atomic_path
+
+        with atomic_path(run_dir / "samples.png") as tmp:
+            fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+
+
+def log_epoch(row: dict, monitor: str) -> None:
+    shown = {k: v for k, v in row.items() if k in ("train_loss", "val_loss", monitor)}
+    text = "  ".join(f"{k} {v:.4f}" for k, v in shown.items() if isinstance(v, float) and math.isfinite(v))
+    log.info("epoch %d: %s", row["epoch"], text)
+
+
+class NullBar:
+    """Stands in for the progress bar on DDP ranks other than 0."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
