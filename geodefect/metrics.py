@@ -120,7 +120,9 @@ class RoadMetrics:
     """Road segmentation scores plus orientation accuracy on true road pixels.
 
     ``orientation_accuracy``: share of road pixels (truth road and truth bin > 0) whose
-    argmax class equals the truth bin; ``orientation_accuracy_1bin`` also accepts the
+    most likely angle bin (argmax over classes 1..K-1: whether a pixel is road is the road
+    head's job, and a model trained with ``orientation_ignore_background`` never learns
+    class 0) equals the truth bin; ``orientation_accuracy_1bin`` also accepts the
     neighbouring bins (circular over the ``n_classes - 1`` angle bins);
     ``orientation_accuracy_undirected`` also accepts the opposite bin (θ + 180°): the
     digitising direction of a road is not visible in an image, so directed bins can be at
@@ -140,7 +142,7 @@ class RoadMetrics:
         self.road.update_logits(output.road, batch["road"])
         truth = batch["orientation"].long()
         on_road = (truth > 0) & (batch["road"][:, 0] > 0.5)
-        pred = output.orientation.detach().argmax(dim=1)
+        pred = output.orientation.detach()[:, 1:].argmax(dim=1) + 1  # the angle bin; road-ness is the road head's job
         t, p = truth[on_road], pred[on_road]
         diff = (p - t).abs()
         near = (p > 0) & ((diff <= 1) | (diff == self.n_bins - 1))
