@@ -46,6 +46,7 @@ class InspectionTrainConfig:
     variant: str | None = None
     encoder: str | None = None
     width_mult: float | None = None
+    batch_norm: bool | None = None
     decoder_channels: int | None = None
     encoder_weights: str | None = None
     epochs: int = 10
@@ -210,13 +211,13 @@ def model_spec(task: str, cfg: InspectionTrainConfig, meta: dict) -> dict:
     """``{"name", "kwargs"}`` of the model to build, from the config and the chips' channels."""
     kwargs: dict = {"in_channels": int(meta["channels"])}
     options = {"variant": cfg.variant, "encoder": cfg.encoder, "width_mult": cfg.width_mult,
-               "decoder_channels": cfg.decoder_channels, "weights_path": cfg.encoder_weights}
+               "batch_norm": cfg.batch_norm, "decoder_channels": cfg.decoder_channels, "weights_path": cfg.encoder_weights}
     if cfg.model == "crack_deeplabv3plus":
         options["encoder_weights"] = options.pop("weights_path")
     accepted = {
         "crack_densenet169": ("variant", "weights_path"),
         "crack_deeplabv3plus": ("encoder", "decoder_channels", "encoder_weights"),
-        "rail_vgg_fcn": ("width_mult",),
+        "rail_vgg_fcn": ("width_mult", "batch_norm"),
     }.get(cfg.model, tuple(options))
     for key, value in options.items():
         if value is None:
