@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyogrio
+import pytest
 import rasterio
 from click.testing import CliRunner
 from road_infer_helpers import build_dark_roads, road_recipe
@@ -13,6 +14,7 @@ from geodefect.cli.main import cli
 from geodefect.models.checkpoint import save_package
 
 
+@pytest.mark.slow  # 7-50 s depending on load; skips anyway without ../shared/data
 def test_spacenet_tile_outputs_on_its_grid(shared_data, tmp_path):
     image = shared_data / "spacenet_vegas_rgb" / "RGB-PanSharpen_AOI_2_Vegas_img0.tif"
     model = tmp_path / "m.pt"
