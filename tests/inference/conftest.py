@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # road_infer_helpers.py (pytest --import-mode=importlib)
+
 from road_infer_helpers import build_dark_roads, road_recipe
 
 
