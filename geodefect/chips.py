@@ -342,7 +342,7 @@ def write_index(records: Sequence[ChipRecord], crs, path: Path) -> None:
                            crs=crs.to_wkt() if crs is not None else None)
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # its INFO "Created N records"
     with atomic_path(path) as tmp:
-        gdf.to_file(tmp, layer="chips", driver="GPKG")
+        gdf.to_file(tmp, layer="chips", driver="GPKG", VERSION="1.2")  # readable by QGIS 3.22 without warning
 
 
 def footprint_length_m(lines, crs, records: Sequence[ChipRecord]) -> float:

@@ -47,7 +47,9 @@ def write_road_network(path: str | os.PathLike, network, crs=None) -> Path:
         nodes = nodes.set_crs(crs, allow_override=True)
     path = Path(path)
     with atomic_path(path) as tmp:
-        pyogrio.write_dataframe(roads, tmp, layer=ROADS_LAYER, driver="GPKG", geometry_type="LineString")
+        # GeoPackage 1.2: QGIS 3.22 (GDAL 3.4) warns that 1.4 files "may only be partially supported"
+        pyogrio.write_dataframe(roads, tmp, layer=ROADS_LAYER, driver="GPKG", geometry_type="LineString",
+                                dataset_options={"VERSION": "1.2"})
         pyogrio.write_dataframe(nodes, tmp, layer=NODES_LAYER, driver="GPKG", geometry_type="Point")
         write_layer_styles(tmp, {ROADS_LAYER: (ROADS_QML, ROADS_SLD), NODES_LAYER: (NODES_QML, NODES_SLD)})
     return path
