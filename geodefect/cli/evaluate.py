@@ -116,6 +116,8 @@ def _run_model_on_data(opts: dict) -> None:
 
     _require_out(opts, "--model/--data")
     task = str(read_recipe(opts["model"]).get("task"))
+    if task not in ("damage_classify", "panorama_stack"):
+        raise click.UsageError(f"--model/--data scores damage_classify and panorama_stack packages; {opts['model']!r} is {task!r}")
     result = workflow_for_task(task).evaluate(opts["model"], opts["data"], opts["out_dir"], config_file=opts["config_file"],
                                               overrides=drop_none(domains=opts["domains"]), overwrite=opts["overwrite"])
     click.echo(result.get("text") or json.dumps(result.get("metrics", result), indent=2, default=str))
