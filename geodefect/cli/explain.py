@@ -20,7 +20,7 @@ from geodefect.cli.options import overwrite_option, run_command, verbosity_optio
 @overwrite_option
 @verbosity_options
 def explain(model, image, layer, out_dir, target, max_maps, overwrite, verbose, quiet):
-    """Score-CAM (Wang et al. 2020) of MODEL's LAYER for IMAGE, written as PNGs in OUT_DIR.
+    """Score-CAM heatmaps (Wang, 2020) of MODEL's LAYER for IMAGE, written as PNGs in OUT_DIR.
 
     \b
     Example:
