@@ -136,6 +136,8 @@ def test_not_a_package_and_corrupt_model(road_model, tiny_scene, tmp_path):
     text.write_text("not a model")
     out = tmp_path / "out"
     assert_failed_cleanly(run_infer(text, tiny_scene.image, "-o", out), out, match="not a readable geodefect model")
+    text.write_text("junk\n")  # makes torch's weights-only unpickler raise KeyError
+    assert_failed_cleanly(run_infer(text, tiny_scene.image, "-o", out), out, match="not a readable geodefect model")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(road_model.read_bytes()[:500])
     assert_failed_cleanly(run_infer(truncated, tiny_scene.image, "-o", out), out, match="model package")
