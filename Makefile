@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/geodefect demo --out-dir demo_out
+	$(VENV)/bin/geodefect demo --config examples/demo.yaml --out-dir demo_out
 
 test: install
 	$(PY) -m pytest -q

@@ -24,12 +24,7 @@ def demo(out_dir, epochs, config_file, overwrite, verbose, quiet):
     """
     from geodefect.workflows.demo import format_demo_summary, run_demo
 
-    overrides = {}
-    if epochs is not None:
-        from geodefect.config import load_yaml
-
-        base = load_yaml(config_file).get("train", {}) if config_file else {}
-        overrides["train"] = {**base, "epochs": epochs}
-    summary = run_command(run_demo, out_dir, config_file=config_file, overrides=overrides or None,
+    overrides = {"train": {"epochs": epochs}} if epochs is not None else None
+    summary = run_command(run_demo, out_dir, config_file=config_file, overrides=overrides,
                           overwrite=overwrite, verbose=verbose, quiet=quiet)
     click.echo(format_demo_summary(summary))

@@ -36,15 +36,16 @@ class DemoConfig:
         evaluate: options of ``geodefect evaluate`` (RoadEvalConfig fields).
     """
 
-    train_scene_size_px: int = 1536
+    train_scene_size_px: int = 1024
     test_scene_size_px: int = 1024
     seed: int = 0
-    chip: dict = dataclasses.field(default_factory=lambda: {"size_px": 256, "stride_px": 192, "buffer_m": 3.0})
+    chip: dict = dataclasses.field(default_factory=lambda: {"size_px": 128, "stride_px": 96, "buffer_m": 3.5})
     train: dict = dataclasses.field(
-        default_factory=lambda: {"model": "road_linknet", "encoder": "resnet18", "epochs": 8, "batch_size": 8}
+        default_factory=lambda: {"model": "road_linknet", "encoder": "resnet18", "epochs": 20, "batch_size": 8,
+                                 "lr": 0.002, "seed": 0}
     )
     infer: dict = dataclasses.field(default_factory=dict)
-    evaluate: dict = dataclasses.field(default_factory=lambda: {"buffer_m": 3.0})
+    evaluate: dict = dataclasses.field(default_factory=lambda: {"buffer_m": 3.5})
 
     def __post_init__(self) -> None:
         for name in ("train_scene_size_px", "test_scene_size_px"):
@@ -57,7 +58,8 @@ def run_demo(out_dir: str | Path, *, config_file=None, overrides: dict | None = 
     from geodefect.config import config_to_dict, resolve_config
     from geodefect.io.atomic import write_text_atomic
 
-    cfg = resolve_config(DemoConfig, config_file, overrides)
+    cfg = resolve_config(DemoConfig, config_file)
+    cfg = _merge_overrides(cfg, overrides or {})
     out = Path(out_dir)
     if overwrite and out.exists():
         import shutil
@@ -87,6 +89,19 @@ def run_demo(out_dir: str | Path, *, config_file=None, overrides: dict | None = 
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _merge_overrides(cfg: DemoConfig, overrides: dict) -> DemoConfig:
+    """Apply overrides; for the per-step dicts (chip, train, ...) merge keys instead of replacing."""
+    from geodefect.config import resolve_config
+
+    merged = dataclasses.asdict(cfg)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return resolve_config(DemoConfig, None, merged)
 
 
 def format_demo_summary(summary: dict) -> str:
