@@ -1,6 +1,6 @@
 """Defect masks for inspection images: conventions, COCO boxes as weak masks, pairing.
 
-Conventions (documented in docs/notes/inspection.md):
+Conventions (documented in DESIGN.md, section 13 "Inspection"):
 
 * A mask file is grayscale or RGB(A), any bit depth PIL reads (PNG, JPG, TIF, BMP). A pixel
   is *defect* when its value is **> 127** in any colour channel (alpha ignored). Threshold

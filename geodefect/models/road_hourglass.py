@@ -14,7 +14,7 @@ Intermediate supervision: in training mode the output's ``aux`` holds every stac
 1/4-resolution predictions, upsampled bilinearly to the input size, and the loss sums over
 them (:class:`geodefect.losses.RoadLoss`). In eval mode ``aux`` is empty.
 
-Deviations from Batra's code (documented in docs/notes/train.md): one shared hourglass
+Deviations from Batra's code (documented in DESIGN.md, section 10 "Training"): one shared hourglass
 decoder per stack feeds both heads (theirs splits each hourglass's upsampling path into a
 road and an orientation branch), intermediate outputs are upsampled to the labels instead
 of supervising against downsampled labels, and ``depth`` defaults to 3 (stride 32) instead

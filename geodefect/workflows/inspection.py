@@ -2,7 +2,7 @@
 
 The CLI calls only these. Tasks: ``crack_classify`` (stage 1), ``crack_segment`` (stage 2),
 ``rail_segment``. A chip folder's meta.json and a model package's recipe carry the task.
-See docs/notes/inspection.md for the commands end to end.
+See README.md (chip/train/infer/evaluate/explain sections) for the commands end to end.
 """
 
 from __future__ import annotations
