@@ -95,7 +95,7 @@ def _row_pairs(p0: np.ndarray, p1: np.ndarray, half_rows: np.ndarray, height: in
     hi = np.floor(np.maximum(p0[:, 1], p1[:, 1]) + half_rows - 0.5).clip(-1, height - 1)
     n_rows = np.maximum(hi - lo + 1, 0).astype(np.int64)
     seg = np.repeat(np.arange(len(p0)), n_rows)
-    rows = lo.astype(np.int64)[seg] + _ranks_within(n_rows)
+    rows = _expand(lo.astype(np.int64), n_rows)  # lo[seg] + rank within the segment's rows
     return rows, seg
 
 
@@ -146,8 +146,16 @@ def spans_to_values(
 
 
 def _expand(first: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Flat pixel indices ``first[i] + 0..lengths[i]-1`` of every span, concatenated."""
-    return np.repeat(first, lengths) + _ranks_within(lengths)
+    """Flat pixel indices ``first[i] + 0..lengths[i]-1`` of every span, concatenated.
+
+    Computed as ``arange(total) + repeat(first - offset_of_span)``: one ``repeat`` over
+    the pixels, not two (``repeat(first) + rank within span``), and no Python loop.
+    """
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) + np.repeat(first - starts, lengths)
 
 
 def _dot(u: tuple[np.ndarray, np.ndarray], v: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -157,15 +165,6 @@ def _dot(u: tuple[np.ndarray, np.ndarray], v: tuple[np.ndarray, np.ndarray]) -> 
 def _comb(s: np.ndarray, u: tuple, t: np.ndarray, v: tuple) -> tuple[np.ndarray, np.ndarray]:
     """``s*u + t*v`` for 2-vectors stored as (x, y) component arrays."""
     return s * u[0] + t * v[0], s * u[1] + t * v[1]
-
-
-def _ranks_within(counts: np.ndarray) -> np.ndarray:
-    """``[0..counts[0]-1, 0..counts[1]-1, ...]`` without a Python loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    starts = np.cumsum(counts) - counts
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
 
 
 def _disk_interval(alpha: np.ndarray, m1: tuple, q: tuple, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
