@@ -176,11 +176,10 @@ class RoadLabeler:
         mask_radius = grid.mask_radius[in_mask] if np.ndim(grid.mask_radius) else np.full(n_mask, grid.mask_radius)
         radius = np.concatenate([mask_radius, np.full(len(in_orient), self.width_px / 2)])
         rows, start, stop, seg = capsule_spans(p0, p1, metric, radius, shape)
-        is_mask = seg < n_mask
-        mask = spans_to_mask(rows[is_mask], start[is_mask], stop[is_mask], shape)
-        is_orient = ~is_mask
-        orient = spans_to_values(rows[is_orient], start[is_orient], stop[is_orient], seg[is_orient] - n_mask,
-                                 grid.bins[in_orient], shape)
+        # spans come in segment order, so the mask's spans are a prefix: slices, not boolean masks
+        k = int(np.searchsorted(seg, n_mask))
+        mask = spans_to_mask(rows[:k], start[:k], stop[:k], shape)
+        orient = spans_to_values(rows[k:], start[k:], stop[k:], seg[k:] - n_mask, grid.bins[in_orient], shape)
         return WindowLabels(mask, orient)
 
     def _grid(self, transform: Affine) -> _Grid:
