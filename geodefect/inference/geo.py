@@ -231,17 +231,14 @@ class TiledOutputs:
     """
 
     def __init__(self, work_dir: Path, specs: dict[str, OutputSpec], reader) -> None:
-        from geodefect.io.raster import create_tiled_geotiff
-
         self.work_dir, self.specs, self.reader = Path(work_dir), specs, reader
         _, h, w = reader.shape
         self._dst = {}
         for name, spec in specs.items():
-            dst = create_tiled_geotiff(
-                self.work_dir / f"tiled-{spec.filename}", width=w, height=h, count=1, dtype=spec.dtype,
+            self._dst[name] = _open_intermediate(
+                self.work_dir / f"tiled-{spec.filename}", width=w, height=h, dtype=spec.dtype,
                 crs=reader.crs, transform=reader.transform, nodata=spec.nodata,
             )
-            self._dst[name] = dst
         self._fill_nodata()
 
     def _fill_nodata(self) -> None:
@@ -278,6 +275,36 @@ class TiledOutputs:
             paths[name] = Path(out_dir) / spec.filename
             write_cog_from_tiled(tiled, paths[name], resampling=_overview_resampling(spec))
         return paths
+
+
+def _open_intermediate(path: Path, *, width: int, height: int, dtype, crs, transform, nodata):
+    """A tiled single-band GeoTIFF for the block-by-block intermediates.
+
+    ZSTD level 1 where GDAL has it: the intermediates are re-encoded into the COGs anyway, and
+    zlib (deflate level 6) on the partial tile writes was ~4x slower (about 0.9 s of a 2048²
+    run, 10 % of it); uncompressed would cost disk space proportional to the raster.
+    """
+    from geodefect.io.raster import create_tiled_geotiff
+
+    global _ZSTD_OK
+    if _ZSTD_OK is not False:
+        import rasterio
+
+        try:
+            dst = rasterio.open(
+                path, "w", driver="GTiff", width=width, height=height, count=1, dtype=dtype, crs=crs,
+                transform=transform, nodata=nodata, tiled=True, blockxsize=512, blockysize=512,
+                compress="zstd", zstd_level=1, BIGTIFF="IF_SAFER",
+            )
+            _ZSTD_OK = True
+            return dst
+        except Exception:  # GDAL built without ZSTD
+            _ZSTD_OK = False
+    return create_tiled_geotiff(path, width=width, height=height, count=1, dtype=dtype, crs=crs,
+                                transform=transform, nodata=nodata)
+
+
+_ZSTD_OK: bool | None = None
 
 
 def _overview_resampling(spec: OutputSpec) -> str:

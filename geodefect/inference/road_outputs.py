@@ -101,7 +101,8 @@ class RoadBlockWriter:
         orient = block.outputs.get("orientation")
         if self.n_orientation and orient is not None:  # argmax of the bins, on road pixels only
             bins = np.zeros(road.shape, np.uint8)
-            bins[road] = np.argmax(np.moveaxis(orient, 0, -1)[road][:, 1:], axis=-1) + 1
+            # gather the bins 1.. of road pixels in one copy (contiguous rows for argmax)
+            bins[road] = np.argmax(np.moveaxis(orient, 0, -1)[..., 1:][road], axis=-1) + 1
             self.outputs.write("orientation", np.where(inside, bins, NODATA), win)
         if self._prob is not None:
             self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), orient)

@@ -239,7 +239,13 @@ def iter_batches(reader, windows: Sequence[Window], batch_size: int) -> Iterator
 
 
 def _read_stack(reader, windows: Sequence[Window]) -> np.ndarray:
-    return np.stack([np.asarray(reader.read(win), dtype=np.float32) for win in windows])
+    """``(B, C, h, w)`` float32: each window cast straight into the batch (no per-window float copy)."""
+    first = np.asarray(reader.read(windows[0]))
+    out = np.empty((len(windows), *first.shape), np.float32)
+    out[0] = first
+    for i, win in enumerate(windows[1:], start=1):
+        out[i] = reader.read(win)
+    return out
 
 
 def iter_blocks(

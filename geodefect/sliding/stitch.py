@@ -133,6 +133,7 @@ class BandAccumulator:
         self.sums: dict[str, np.ndarray] = {}
         self.weight = np.zeros((self.band_rows, self.strip_px + self.halo_px), np.float32)
         self.touched = False  # anything accumulated since the last flush
+        self._scratch: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
     def nbytes(self) -> int:
@@ -155,9 +156,23 @@ class BandAccumulator:
         (wr, wc), (ar, ac) = sl
         wgt = weights[wr, wc]
         self.weight[ar, ac] += wgt
+        wgt_k = wgt[..., None]
         for name, pred in outputs.items():
-            self._sums_for(name, pred.shape[0])[ar, ac] += np.moveaxis(pred[:, wr, wc], 0, -1) * wgt[..., None]
+            acc = self._sums_for(name, pred.shape[0])[ar, ac]
+            # w·p into a reused buffer, then added in place: the same float32 operations as
+            # ``acc += p * w`` without allocating (and page-faulting) a window-sized temporary
+            tmp = self._scratch_for(acc.shape)
+            np.multiply(np.moveaxis(pred[:, wr, wc], 0, -1), wgt_k, out=tmp)
+            np.add(acc, tmp, out=acc)
         self.touched = True
+
+    def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
+        buf = self._scratch.get(shape)
+        if buf is None:
+            if len(self._scratch) > 8:  # odd window sizes at the raster's edges: keep a few
+                self._scratch.clear()
+            buf = self._scratch[shape] = np.empty(shape, np.float32)
+        return buf
 
     def add_halo(self, chunk: HaloChunk) -> Iterator[Block]:
         """Add the overhang of the strip to the left (already weighted sums); yield finished blocks."""
