@@ -11,8 +11,8 @@ Structure (``w`` = ``width``, features at 1/4 resolution; Batra use 128):
   features to full resolution for the final road and orientation heads.
 
 Intermediate supervision: in training mode the output's ``aux`` holds every stack's
-1/4-resolution predictions, upsampled bilinearly to the input size, and the loss sums over
-them (:class:`geodefect.losses.RoadLoss`). In eval mode ``aux`` is empty.
+1/4-resolution predictions, upsampled bilinearly to the input size, and the loss averages over
+them with equal weight (:class:`geodefect.losses.RoadLoss`; Batra sums them). In eval mode ``aux`` is empty.
 
 Deviations from Batra's code (documented in DESIGN.md, section 10 "Training"): one shared hourglass
 decoder per stack feeds both heads (theirs splits each hourglass's upsampling path into a
