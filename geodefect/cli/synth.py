@@ -12,6 +12,18 @@ import click
 from geodefect.cli.options import overwrite_option, run_command, verbosity_options
 
 
+def write_folder_atomically(out_dir, write, *, overwrite: bool, verbose: bool, quiet: bool) -> None:
+    """Run ``write(tmp_folder)``; rename the folder to ``out_dir`` once it completes (errors as one line)."""
+
+    def _write():
+        from geodefect.io.atomic import atomic_dir
+
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            write(tmp)
+
+    run_command(_write, verbose=verbose, quiet=quiet)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def synth() -> None:
     """Write synthetic data sets (deterministic by seed) for trying geodefect out."""
@@ -66,15 +78,14 @@ def damage(out_dir, countries, n_images, size_px, seed, overwrite, verbose, quie
 
         geodefect synth damage rdd_synth --countries A,B,C --n-images 40
     """
-    from geodefect.io.atomic import atomic_dir
     from geodefect.testing.damage import make_damage_dataset
 
-    def _write():
-        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-            make_damage_dataset(tmp, countries=tuple(c.strip() for c in countries.split(",") if c.strip()),
-                                n_images=n_images, size_px=size_px, seed=seed)
-
-    run_command(_write, verbose=verbose, quiet=quiet)
+    write_folder_atomically(
+        out_dir,
+        lambda tmp: make_damage_dataset(tmp, countries=tuple(c.strip() for c in countries.split(",") if c.strip()),
+                                        n_images=n_images, size_px=size_px, seed=seed),
+        overwrite=overwrite, verbose=verbose, quiet=quiet,
+    )
     click.echo(f"damage: {out_dir}")
 
 
@@ -97,15 +108,14 @@ def panoramas(out_dir, n_images, height_px, width_px, damage_fraction, style_ind
 
         geodefect synth panoramas panos --n-images 40 --seed 1
     """
-    from geodefect.io.atomic import atomic_dir
     from geodefect.testing.damage import make_panoramas
 
-    def _write():
-        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-            make_panoramas(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
-                           damage_fraction=damage_fraction, style_index=style_index, seed=seed)
-
-    run_command(_write, verbose=verbose, quiet=quiet)
+    write_folder_atomically(
+        out_dir,
+        lambda tmp: make_panoramas(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
+                                   damage_fraction=damage_fraction, style_index=style_index, seed=seed),
+        overwrite=overwrite, verbose=verbose, quiet=quiet,
+    )
     click.echo(f"panoramas: {out_dir}")
 
 
@@ -126,15 +136,14 @@ def cracks(out_dir, n_images, height_px, width_px, crack_fraction, seed, overwri
 
         geodefect synth cracks cracks_synth --n-images 40 --seed 1
     """
-    from geodefect.io.atomic import atomic_dir
     from geodefect.testing.cracks import make_crack_dataset
 
-    def _write():
-        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-            make_crack_dataset(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
-                               crack_frac=crack_fraction, seed=seed)
-
-    run_command(_write, verbose=verbose, quiet=quiet)
+    write_folder_atomically(
+        out_dir,
+        lambda tmp: make_crack_dataset(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
+                                       crack_frac=crack_fraction, seed=seed),
+        overwrite=overwrite, verbose=verbose, quiet=quiet,
+    )
     click.echo(f"cracks: {out_dir} (images/, masks/, labels.csv)")
 
 
@@ -157,13 +166,12 @@ def rail(out_dir, n_images, height_px, width_px, rail_width_px, seed, overwrite,
 
         geodefect synth rail rail_synth --n-images 20 --height-px 1000 --width-px 160
     """
-    from geodefect.io.atomic import atomic_dir
     from geodefect.testing.rail import make_rail_dataset
 
-    def _write():
-        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-            make_rail_dataset(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
-                              rail_width_px=rail_width_px, seed=seed)
-
-    run_command(_write, verbose=verbose, quiet=quiet)
+    write_folder_atomically(
+        out_dir,
+        lambda tmp: make_rail_dataset(tmp, n_images=n_images, height_px=height_px, width_px=width_px,
+                                      rail_width_px=rail_width_px, seed=seed),
+        overwrite=overwrite, verbose=verbose, quiet=quiet,
+    )
     click.echo(f"rail: {out_dir} (images/, masks/, boxes_coco.json)")

@@ -112,6 +112,13 @@ def _names(items: Iterable[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
+def _check_paired(left: set[str], left_what: str, right: set[str], right_what: str, *, fix: str) -> None:
+    """Raise one InputError naming the unpaired files on either side (and the fix)."""
+    parts = [f"{what}: {_names(names)}" for names, what in ((left, left_what), (right, right_what)) if names]
+    if parts:
+        raise InputError("; ".join(parts) + "; " + fix)
+
+
 def pair_masks(images_dir: str | Path, masks_dir: str | Path, *, check_sizes: bool = True) -> list[LabeledImage]:
     """Pair images with masks by stem (``001.jpg`` <-> ``001.png``).
 
@@ -121,14 +128,11 @@ def pair_masks(images_dir: str | Path, masks_dir: str | Path, *, check_sizes: bo
     """
     images = {p.stem: p for p in list_images(images_dir)}
     masks = {p.stem: p for p in list_images(masks_dir, what="mask folder")}
-    no_mask, no_image = set(images) - set(masks), set(masks) - set(images)
-    if no_mask or no_image:
-        parts = []
-        if no_mask:
-            parts.append(f"images without a mask in {str(masks_dir)!r}: {_names(no_mask)}")
-        if no_image:
-            parts.append(f"masks without an image in {str(images_dir)!r}: {_names(no_image)}")
-        raise InputError("; ".join(parts) + "; images and masks pair by file name stem: rename or remove them")
+    _check_paired(
+        set(images) - set(masks), f"images without a mask in {str(masks_dir)!r}",
+        set(masks) - set(images), f"masks without an image in {str(images_dir)!r}",
+        fix="images and masks pair by file name stem: rename or remove them",
+    )
     pairs = [LabeledImage(stem=s, image=images[s], mask=masks[s]) for s in sorted(images)]
     if check_sizes:
         for pair in pairs:
@@ -157,14 +161,11 @@ def pair_coco(images_dir: str | Path, coco_path: str | Path, *, categories: Sequ
     by_image = coco.boxes_by_image(categories)
     entries = {Path(img.file_name).stem: img for img in coco.images.values()}
     images = {p.stem: p for p in list_images(images_dir)}
-    not_in_coco, not_on_disk = set(images) - set(entries), set(entries) - set(images)
-    if not_in_coco or not_on_disk:
-        parts = []
-        if not_in_coco:
-            parts.append(f"images not in {str(coco_path)!r}: {_names(not_in_coco)}")
-        if not_on_disk:
-            parts.append(f"COCO images missing from {str(images_dir)!r}: {_names(not_on_disk)}")
-        raise InputError("; ".join(parts) + "; images pair with COCO `file_name` by stem")
+    _check_paired(
+        set(images) - set(entries), f"images not in {str(coco_path)!r}",
+        set(entries) - set(images), f"COCO images missing from {str(images_dir)!r}",
+        fix="images pair with COCO `file_name` by stem",
+    )
     out = []
     for stem in sorted(images):
         entry = entries[stem]
