@@ -98,13 +98,12 @@ class RoadBlockWriter:
         road = prob >= self.threshold
         self.outputs.write("prob", np.where(inside, np.rint(prob * PROB_SCALE), NODATA), win)
         self.outputs.write("mask", np.where(inside, road, NODATA), win)
-        orient = block.outputs.get("orientation")
-        if self.n_orientation and orient is not None:  # argmax of the bins, on road pixels only
-            bins = np.zeros(road.shape, np.uint8)
-            # gather the bins 1.. of road pixels in one copy (contiguous rows for argmax)
-            bins[road] = np.argmax(np.moveaxis(orient, 0, -1)[..., 1:][road], axis=-1) + 1
+        has_orient = bool(self.n_orientation) and "orientation" in block.sums
+        if has_orient:  # argmax of the bins 1.., on road pixels only (from the sums: no division)
+            bins = block.argmax("orientation", first=1, where=road, dtype=np.uint8)
             self.outputs.write("orientation", np.where(inside, bins, NODATA), win)
         if self._prob is not None:
+            orient = block.outputs["orientation"] if has_orient else None
             self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), orient)
 
     def _copy_to_memmaps(self, block: Block, win: Window, prob: np.ndarray, orient) -> None:

@@ -157,8 +157,10 @@ def plan_strips(
     """
     h, w = shape_hw
     band_rows = min(max((int(win.height) for win in windows), default=1), h)
-    # sums + weight of the open band, plus one finished block and the caller's temporaries (~3 copies)
-    bytes_per_col = (band_rows + 3 * BLOCK_ROWS) * (n_channels + 1) * 4
+    # sums + weight of the open blocks (those one window spans, +1), one finished block the
+    # caller holds, and the caller's temporaries (~1 block)
+    open_rows = (math.ceil(band_rows / BLOCK_ROWS) + 1) * BLOCK_ROWS
+    bytes_per_col = (open_rows + 2 * BLOCK_ROWS) * (n_channels + 1) * 4
     strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col) - params.size_px  # minus the halo
     strip_w = max(strip_w, 2 * params.size_px)  # never thinner than two windows
     n_strips = max(1, math.ceil(w / strip_w))

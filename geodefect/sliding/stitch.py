@@ -1,14 +1,15 @@
 """Row-band accumulation of weighted window predictions: ``Σ w·p / Σ w`` per named output.
 
 :class:`BandAccumulator` holds the rows of one column strip that windows still being
-processed can touch — at most one window height — as float32 sums. Windows must arrive
+processed can touch as float32 sums, in blocks of ``BLOCK_ROWS`` rows. Windows must arrive
 sorted by ``row_off``; when a window starting at row ``r`` arrives, every row above ``r``
-is final (no later window reaches it) and is handed out as a :class:`Block`, then dropped.
-Memory is therefore ``window_height × strip_width × (Σ channels + 1) × 4`` bytes, whatever
-the raster's height.
+is final (no later window reaches it), and each block that lies wholly above ``r`` is
+handed out as a :class:`Block` (its own arrays, no copy) and dropped. Memory is therefore
+at most ``ceil(window_height / BLOCK_ROWS) + 1`` blocks of ``BLOCK_ROWS × strip_width ×
+(Σ channels + 1) × 4`` bytes, whatever the raster's height.
 
 Probabilities are averaged, never labels or angles: an argmax of a stitched block is taken
-by the caller, after stitching.
+by the caller, after stitching (:meth:`Block.argmax` takes it from the sums, no division).
 """
 
 from __future__ import annotations
@@ -69,15 +70,18 @@ class Block:
 
     Attributes:
         row_off, col_off: block origin in raster pixels.
-        outputs: name -> ``(K, height, width)`` float32 stitched values (probabilities in
-            ``[0, 1]`` for probability outputs); 0 where no window covered the pixel. These are
-            views of channels-last ``(height, width, K)`` arrays.
+        sums: name -> ``(K, height, width)`` float32 weighted sums ``Σ w·p`` (views of
+            channels-last ``(height, width, K)`` arrays); 0 where no window covered the pixel.
         weight: ``(height, width)`` float32 ``Σ w``; 0 where no window covered the pixel.
+
+    :attr:`outputs` divides the sums by the weights, per name and only when asked for. A
+    per-pixel argmax over channels needs no division (``Σ w·p`` and ``Σ w·p / Σ w`` differ by
+    a positive factor per pixel): :meth:`argmax` takes it from the sums.
     """
 
     row_off: int
     col_off: int
-    outputs: dict[str, np.ndarray]
+    sums: dict[str, np.ndarray]
     weight: np.ndarray
 
     @property
@@ -98,21 +102,100 @@ class Block:
         """``(rows, cols)`` slices of the block in the raster (for ``full[..., rows, cols] = ...``)."""
         return (slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width))
 
+    @property
+    def outputs(self) -> _StitchedOutputs:
+        """name -> ``(K, height, width)`` float32 stitched values ``Σ w·p / Σ w`` (probabilities in
+        ``[0, 1]`` for probability outputs; 0 where no window covered the pixel), computed on
+        first access per name. These are views of channels-last ``(height, width, K)`` arrays
+        (``np.moveaxis(out, 0, -1)`` gives the contiguous ``(h, w, K)`` back without a copy)."""
+        cached = self.__dict__.get("_outputs")
+        if cached is None:
+            cached = self.__dict__["_outputs"] = _StitchedOutputs(self.sums, self.weight)
+        return cached
+
+    def argmax(self, name: str, *, first: int = 0, where: np.ndarray | None = None, dtype=np.intp) -> np.ndarray:
+        """``(height, width)`` index (from ``first``, as ``dtype``) of the largest of channels ``first..``.
+
+        Equal to the argmax of :attr:`outputs` (up to ties within float32 rounding), without
+        dividing. With ``where`` ((h, w) bool), only those pixels are computed (0 elsewhere).
+        """
+        hwk = np.moveaxis(self.sums[name], 0, -1)[..., first:]
+        if where is None:
+            return (np.argmax(hwk, axis=-1) + first).astype(dtype, copy=False)
+        out = np.zeros(where.shape, dtype)
+        out[where] = np.argmax(hwk[where], axis=-1) + first
+        return out
+
+
+class _StitchedOutputs(Mapping):
+    """Read-only name -> ``Σ w·p / Σ w`` mapping, divided lazily per name (see :attr:`Block.outputs`)."""
+
+    def __init__(self, sums: dict[str, np.ndarray], weight: np.ndarray) -> None:
+        self._sums, self._weight = sums, weight
+        self._done: dict[str, np.ndarray] = {}
+        self._inv: np.ndarray | None = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        out = self._done.get(name)
+        if out is None:
+            if self._inv is None:
+                w = self._weight
+                self._inv = (1.0 / np.where(w > 0, w, 1.0)).astype(np.float32)[..., None]
+            out = self._done[name] = np.moveaxis(np.moveaxis(self._sums[name], 0, -1) * self._inv, -1, 0)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sums)
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+
+class _RowBlock:
+    """Sums and weights of rows ``top:top+n`` of a strip (its columns plus the halo)."""
+
+    def __init__(self, top: int, n_rows: int, width_px: int) -> None:
+        self.top, self.n_rows = top, n_rows
+        self.weight = np.zeros((n_rows, width_px), np.float32)
+        self.sums: dict[str, np.ndarray] = {}
+
+    @property
+    def end(self) -> int:
+        return self.top + self.n_rows
+
+    def sums_for(self, name: str, n_channels: int) -> np.ndarray:
+        acc = self.sums.get(name)
+        if acc is None:  # channels last: (rows, cols, K), see BandAccumulator
+            acc = self.sums[name] = np.zeros((*self.weight.shape, n_channels), np.float32)
+        return acc
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.weight.nbytes + sum(a.nbytes for a in self.sums.values()))
+
+
+#: rows per multiply-add pass in :meth:`BandAccumulator.add` (keeps its temporary in cache)
+_ADD_ROWS = 16
+
 
 class BandAccumulator:
     """Weighted sums for the open rows of one column strip ``[col_start, col_end)``.
 
+    Rows are held in blocks aligned to multiples of ``block_rows`` (counted from raster row 0),
+    allocated when a window first touches them. When a window starting at row ``r`` arrives,
+    every block that ends at or above ``r`` is final and is handed out as a :class:`Block`
+    — its own arrays, not a copy — and the accumulator lets go of it. At most
+    ``ceil(band_rows / block_rows) + 1`` blocks are open at a time, whatever the raster's height.
+
     Sums are stored channels-last, ``(rows, cols, K)``: torch models run channels_last on CPU
     and their probabilities arrive as ``(B, K, h, w)`` views of NHWC memory, which then add
-    contiguously; block outputs are ``(K, h, w)`` views of channels-last arrays (use
-    ``np.moveaxis(out, 0, -1)`` to get the contiguous ``(h, w, K)`` back without a copy).
+    contiguously; block sums are ``(K, h, w)`` views of channels-last arrays.
 
     Args:
         col_start, col_end: the strip's columns in raster pixels.
         height_px: the raster's height (rows past it are never stored).
-        band_rows: rows kept open (the largest window height).
-        block_rows: finished rows are handed out in blocks of at most this many rows (the
-            callers' temporaries scale with it, not with the stride).
+        band_rows: the largest window height (documents the memory bound).
+        block_rows: rows per block handed out (the callers' temporaries scale with it).
         halo_px: columns kept past ``col_end`` for windows that overhang the strip; their sums
             go to ``on_halo`` as :class:`HaloChunk` objects when rows finish (the next strip
             adds them with :meth:`add_halo`), so no window is predicted twice.
@@ -128,16 +211,16 @@ class BandAccumulator:
         self.band_rows = int(max(1, min(band_rows, height_px)))
         self.strip_px = self.col_end - self.col_start
         self.halo_px = int(halo_px) if on_halo is not None else 0
+        self.width_px = self.strip_px + self.halo_px
         self.on_halo = on_halo
-        self.top = 0  # raster row of the accumulator's first row
-        self.sums: dict[str, np.ndarray] = {}
-        self.weight = np.zeros((self.band_rows, self.strip_px + self.halo_px), np.float32)
-        self.touched = False  # anything accumulated since the last flush
+        self.top = 0  # rows above this raster row are final (the last window's row)
+        self.blocks: dict[int, _RowBlock] = {}  # block index -> rows, in row order
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
     def nbytes(self) -> int:
-        return int(self.weight.nbytes + sum(a.nbytes for a in self.sums.values()))
+        """Bytes of the sums and weights held now."""
+        return sum(b.nbytes for b in self.blocks.values())
 
     def add(
         self, row_off: int, col_off: int, outputs: Mapping[str, np.ndarray], weights: np.ndarray
@@ -150,21 +233,25 @@ class BandAccumulator:
             weights: ``(h, w)`` float32 weight mask of the window.
         """
         yield from self._open_rows(row_off)
-        sl = self._overlap(row_off, col_off, weights.shape)
-        if sl is None:
+        cols = self._col_overlap(col_off, weights.shape[1])
+        if cols is None:
             return
-        (wr, wc), (ar, ac) = sl
-        wgt = weights[wr, wc]
-        self.weight[ar, ac] += wgt
-        wgt_k = wgt[..., None]
-        for name, pred in outputs.items():
-            acc = self._sums_for(name, pred.shape[0])[ar, ac]
-            # w·p into a reused buffer, then added in place: the same float32 operations as
-            # ``acc += p * w`` without allocating (and page-faulting) a window-sized temporary
-            tmp = self._scratch_for(acc.shape)
-            np.multiply(np.moveaxis(pred[:, wr, wc], 0, -1), wgt_k, out=tmp)
-            np.add(acc, tmp, out=acc)
-        self.touched = True
+        wc, ac = cols
+        for blk, src, dst in self._spans(row_off, weights.shape[0]):
+            wgt = weights[src, wc]
+            blk.weight[dst, ac] += wgt
+            for name, pred in outputs.items():
+                self._add_weighted(blk.sums_for(name, pred.shape[0])[dst, ac], np.moveaxis(pred[:, src, wc], 0, -1), wgt)
+
+    def _add_weighted(self, acc: np.ndarray, pred_hwk: np.ndarray, wgt: np.ndarray) -> None:
+        """``acc += pred · wgt`` in row slices through a reused buffer: the same float32 operations
+        as ``acc += p * w``, without a window-sized temporary (which would leave the cache)."""
+        for r in range(0, acc.shape[0], _ADD_ROWS):
+            rows = slice(r, r + _ADD_ROWS)
+            a = acc[rows]
+            tmp = self._scratch_for(a.shape)
+            np.multiply(pred_hwk[rows], wgt[rows, :, None], out=tmp)
+            np.add(a, tmp, out=a)
 
     def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
         buf = self._scratch.get(shape)
@@ -177,78 +264,59 @@ class BandAccumulator:
     def add_halo(self, chunk: HaloChunk) -> Iterator[Block]:
         """Add the overhang of the strip to the left (already weighted sums); yield finished blocks."""
         yield from self._open_rows(chunk.row_off)
-        sl = self._overlap(chunk.row_off, self.col_start, chunk.weight.shape)
-        if sl is None:
+        cols = self._col_overlap(self.col_start, chunk.weight.shape[1])
+        if cols is None:
             return
-        (wr, wc), (ar, ac) = sl
-        self.weight[ar, ac] += chunk.weight[wr, wc]
-        for name, sums in chunk.sums.items():
-            self._sums_for(name, sums.shape[-1])[ar, ac] += sums[wr, wc]
-        self.touched = True
+        wc, ac = cols
+        for blk, src, dst in self._spans(chunk.row_off, chunk.weight.shape[0]):
+            blk.weight[dst, ac] += chunk.weight[src, wc]
+            for name, sums in chunk.sums.items():
+                blk.sums_for(name, sums.shape[-1])[dst, ac] += sums[src, wc]
 
     def _open_rows(self, row_off: int) -> Iterator[Block]:
         if row_off < self.top:
             raise ValueError(f"windows must come sorted by row: got row {row_off} after row {self.top}")
+        self.top = int(row_off)
         yield from self.flush(row_off)
 
-    def _overlap(self, row_off: int, col_off: int, shape_hw):
-        """``((src rows, src cols), (acc rows, acc cols))`` slices of a patch, or None if outside."""
-        h, w = shape_hw
-        r0, r1 = row_off, min(row_off + h, self.height_px)
-        c0, c1 = max(col_off, self.col_start), min(col_off + w, self.col_start + self.weight.shape[1])
-        if r1 <= r0 or c1 <= c0:
+    def _col_overlap(self, col_off: int, width_px: int):
+        """``(source cols, accumulator cols)`` slices of a patch, or None if outside the strip."""
+        c0, c1 = max(col_off, self.col_start), min(col_off + width_px, self.col_start + self.width_px)
+        if c1 <= c0:
             return None
-        src = (slice(0, r1 - r0), slice(c0 - col_off, c1 - col_off))
-        return src, (slice(r0 - self.top, r1 - self.top), slice(c0 - self.col_start, c1 - self.col_start))
+        return slice(c0 - col_off, c1 - col_off), slice(c0 - self.col_start, c1 - self.col_start)
 
-    def _sums_for(self, name: str, n_channels: int) -> np.ndarray:
-        acc = self.sums.get(name)
-        if acc is None:  # channels last: (rows, cols, K), see the class docstring
-            acc = self.sums[name] = np.zeros((*self.weight.shape, n_channels), np.float32)
-        return acc
+    def _spans(self, row_off: int, n_rows: int) -> Iterator[tuple[_RowBlock, slice, slice]]:
+        """``(block, source rows, block rows)`` for rows ``row_off:row_off+n_rows`` inside the raster."""
+        r, r1 = max(row_off, 0), min(row_off + n_rows, self.height_px)
+        while r < r1:
+            idx = r // self.block_rows
+            blk = self.blocks.get(idx)
+            if blk is None:
+                top = idx * self.block_rows
+                blk = self.blocks[idx] = _RowBlock(top, min(self.block_rows, self.height_px - top), self.width_px)
+            e = min(r1, blk.end)
+            yield blk, slice(r - row_off, e - row_off), slice(r - blk.top, e - blk.top)
+            r = e
 
     def flush(self, upto_row: int | None = None) -> Iterator[Block]:
-        """Yield the rows above ``upto_row`` (all rows if None) as one block and drop them."""
-        end = self.height_px if upto_row is None else min(int(upto_row), self.height_px)
-        if end <= self.top:
-            return
-        n = min(end - self.top, self.band_rows)
-        if self.touched:
-            for i in range(0, n, self.block_rows):
-                i1 = min(i + self.block_rows, n)
-                self._pass_halo(i, i1)
-                yield self._make_block(i, i1)
-        self._shift(n, new_top=end)
+        """Yield (and let go of) every block that ends at or above ``upto_row`` (all if None)."""
+        while self.blocks:
+            idx, blk = next(iter(self.blocks.items()))
+            if upto_row is not None and blk.end > upto_row:
+                return
+            del self.blocks[idx]
+            self._pass_halo(blk)
+            cols = slice(0, self.strip_px)
+            sums = {name: np.moveaxis(acc[:, cols], -1, 0) for name, acc in blk.sums.items()}
+            yield Block(row_off=blk.top, col_off=self.col_start, sums=sums, weight=blk.weight[:, cols])
 
-    def _make_block(self, i0: int, i1: int) -> Block:
-        """Rows ``i0:i1`` of the strip as a finished block (sums divided by weights)."""
-        cols = slice(0, self.strip_px)
-        wgt = self.weight[i0:i1, cols].copy()
-        inv = (1.0 / np.where(wgt > 0, wgt, 1.0)).astype(np.float32)[..., None]
-        outs = {name: np.moveaxis(acc[i0:i1, cols] * inv, -1, 0) for name, acc in self.sums.items()}
-        return Block(row_off=self.top + i0, col_off=self.col_start, outputs=outs, weight=wgt)
-
-    def _pass_halo(self, i0: int, i1: int) -> None:
-        """Hand rows ``i0:i1`` of the overhang (columns past the strip) to the next strip."""
+    def _pass_halo(self, blk: _RowBlock) -> None:
+        """Hand the block's overhang (columns past the strip) to the next strip."""
         if not self.halo_px:
             return
-        cols = slice(self.strip_px, self.strip_px + self.halo_px)
-        wgt = self.weight[i0:i1, cols]
+        cols = slice(self.strip_px, self.width_px)
+        wgt = blk.weight[:, cols]
         if wgt.any():
-            sums = {name: acc[i0:i1, cols].copy() for name, acc in self.sums.items()}
-            self.on_halo(HaloChunk(row_off=self.top + i0, sums=sums, weight=wgt.copy()))
-
-    def _shift(self, n: int, *, new_top: int) -> None:
-        """Drop the first ``n`` rows; the accumulator then starts at raster row ``new_top``."""
-        keep = self.band_rows - n
-        if keep > 0 and new_top == self.top + n:
-            self.weight[:keep] = self.weight[n:]
-            for acc in self.sums.values():
-                acc[:keep] = acc[n:]
-        else:  # jumped past the whole band (rows with no window): nothing stays open
-            keep = 0
-        self.weight[keep:] = 0
-        for acc in self.sums.values():
-            acc[keep:] = 0
-        self.top = new_top
-        self.touched = bool(keep) and bool(self.weight[:keep].any())
+            sums = {name: acc[:, cols].copy() for name, acc in blk.sums.items()}
+            self.on_halo(HaloChunk(row_off=blk.top, sums=sums, weight=wgt.copy()))
