@@ -47,31 +47,47 @@ class ChipWriter:
         self._geo_tags = _crs_geotiff_tags(self.crs) if self.crs is not None else []
         self._headers: dict[tuple, tuple[bytes, int]] = {}
 
-    def write(self, path: str | Path, array: np.ndarray, *, transform) -> None:
-        """Write ``array`` ((C, H, W) or (H, W), any numeric dtype) with ``transform``."""
+    def write(self, path: str | Path, array: np.ndarray, *, transform, bilevel: bool = False) -> None:
+        """Write ``array`` ((C, H, W) or (H, W), any numeric dtype) with ``transform``.
+
+        ``bilevel=True`` stores a 0/1 ``uint8`` array with 1 bit per pixel (TIFF
+        ``BitsPerSample=1``, rows padded to whole bytes; GDAL's ``NBITS=1``): GDAL, rasterio and
+        QGIS read it back as the same ``uint8`` 0/1 array, from an 8× smaller file.
+        """
         arr = array[None] if array.ndim == 2 else array
         if transform.b != 0 or transform.d != 0 or transform.e >= 0 or self.crs is None:
             from geodefect.io.raster import write_geotiff
 
-            write_geotiff(path, arr, transform=transform, crs=self.crs)
+            write_geotiff(path, arr, transform=transform, crs=self.crs, **({"nbits": 1} if bilevel else {}))
             return
-        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-        key = (arr.shape, arr.dtype.str, float(transform.a), float(-transform.e))
+        if bilevel:
+            if arr.dtype != np.uint8:
+                raise ValueError(f"bilevel chips must be uint8 0/1, got {arr.dtype}")
+            data = np.packbits(arr, axis=-1)  # MSB first (TIFF FillOrder 1); nonzero -> 1
+        else:
+            data = arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        key = (arr.shape, arr.dtype.str, bilevel, float(transform.a), float(-transform.e))
         if key not in self._headers:
-            self._headers[key] = _build_header(arr.shape, arr.dtype, key[2], key[3], self._geo_tags)
+            self._headers[key] = _build_header(arr.shape, arr.dtype, key[3], key[4], self._geo_tags,
+                                               bits=1 if bilevel else None)
         template, tie_at = self._headers[key]
         header = bytearray(template)
         struct.pack_into("<6d", header, tie_at, 0.0, 0.0, 0.0, float(transform.c), float(transform.f), 0.0)
         with open(path, "wb") as f:
             f.write(header)
-            f.write(memoryview(arr).cast("B"))
+            f.write(memoryview(data).cast("B"))
 
 
-def _build_header(shape, dtype: np.dtype, scale_x: float, scale_y: float, geo_tags) -> tuple[bytes, int]:
-    """Header bytes of a one-IFD, one-strip-per-band TIFF, and the tiepoint's byte offset."""
+def _build_header(shape, dtype: np.dtype, scale_x: float, scale_y: float, geo_tags,
+                  bits: int | None = None) -> tuple[bytes, int]:
+    """Header bytes of a one-IFD, one-strip-per-band TIFF, and the tiepoint's byte offset.
+
+    ``bits``: bits per sample when packed below the dtype's size (1: rows padded to bytes).
+    """
     count, height, width = shape
-    band_bytes = height * width * dtype.itemsize
-    bits = [dtype.itemsize * 8] * count
+    n_bits = bits or dtype.itemsize * 8
+    band_bytes = height * ((width * n_bits + 7) // 8)
+    bits = [n_bits] * count
     fmt = [_SAMPLE_FORMAT[dtype.kind]] * count
     entries = [
         (256, 4, [width]), (257, 4, [height]), (258, 3, bits), (259, 3, [1]), (262, 3, [1]),

@@ -367,17 +367,16 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
                 result.n_split_dropped += 1
                 bar.update(1)
             else:
-                tasks.append((window, split, index * 10**9 + order))
+                chip_id = f"{stem}_{int(window.row_off):06d}_{int(window.col_off):06d}"
+                tasks.append(chips.ChipTask(window, chip_id, split, index * 10**9 + order))
         readers = _ThreadReaders(reader)
 
-        def export(task) -> None:
-            window, split, order = task
-            chip_id = f"{stem}_{int(window.row_off):06d}_{int(window.col_off):06d}"
-            exporter.export_window(readers.get(), labeler, writer, window, chip_id=chip_id, split=split,
-                                   source=plan.image.name, result=result, order=order)
+        def export(run) -> int:
+            exporter.export_row_run(readers.get(), labeler, writer, run, source=plan.image.name, result=result)
+            return len(run)
 
         try:
-            chips.run_threaded(export, tasks, workers=cfg.workers, on_done=lambda: bar.update(1))
+            chips.run_threaded(export, chips.row_runs(tasks), workers=cfg.workers, on_done=bar.update)
         finally:
             readers.close()
     return exporter, result

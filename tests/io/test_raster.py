@@ -180,6 +180,29 @@ def test_chip_writer_roundtrip(tmp_path):
             assert src.count == 1 and (src.read(1) == arr[0]).all()
 
 
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 47, 512])
+def test_chip_writer_bilevel_reads_back_as_uint8_mask(tmp_path, width):
+    """1 bit per pixel, rows padded to whole bytes: GDAL reads the same 0/1 uint8 array, NBITS=1."""
+    from affine import Affine
+    from rasterio.transform import from_origin
+
+    mask = (np.random.default_rng(width).random((13, width)) > 0.6).astype(np.uint8)
+    t = from_origin(448000.3, 5412000.6, 0.3, 0.3)
+    ChipWriter("EPSG:32631").write(tmp_path / "m.tif", mask, transform=t, bilevel=True)
+    with rasterio.open(tmp_path / "m.tif") as src:
+        assert src.dtypes == ("uint8",) and src.tags(1, "IMAGE_STRUCTURE")["NBITS"] == "1"
+        assert src.transform == t and src.crs.to_epsg() == 32631
+        np.testing.assert_array_equal(src.read(1), mask)
+    # a rotated transform goes through GDAL (NBITS=1) and reads back the same
+    rot = Affine(0.3, 0.1, 448000, 0.1, -0.3, 5412000)
+    ChipWriter("EPSG:32631").write(tmp_path / "r.tif", mask, transform=rot, bilevel=True)
+    with rasterio.open(tmp_path / "r.tif") as src:
+        assert src.tags(1, "IMAGE_STRUCTURE")["NBITS"] == "1"
+        np.testing.assert_array_equal(src.read(1), mask)
+    with pytest.raises(ValueError, match="uint8"):
+        ChipWriter("EPSG:32631").write(tmp_path / "f.tif", mask.astype(np.float32), transform=t, bilevel=True)
+
+
 def test_tiled_then_cog(tmp_path):
     from rasterio.transform import from_origin
 
