@@ -357,7 +357,7 @@ def test_row_runs_cut_grid_rows_into_short_overlapping_runs():
     for run in runs:
         assert 1 <= len(run) <= 4
         assert len({(t.window.row_off, t.window.height) for t in run}) == 1
-        for a, b in zip(run, run[1:]):
+        for a, b in zip(run[:-1], run[1:], strict=True):
             assert a.window.col_off < b.window.col_off <= a.window.col_off + a.window.width  # no gap
 
 
