@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geodefect.sliding.threads import split_rows
+
 #: rows per yielded block (keeps the block copies and the callers' temporaries small)
 BLOCK_ROWS = 128
 
@@ -120,10 +122,16 @@ class Block:
         dividing. With ``where`` ((h, w) bool), only those pixels are computed (0 elsewhere).
         """
         hwk = np.moveaxis(self.sums[name], 0, -1)[..., first:]
-        if where is None:
-            return (np.argmax(hwk, axis=-1) + first).astype(dtype, copy=False)
-        out = np.zeros(where.shape, dtype)
-        out[where] = np.argmax(hwk[where], axis=-1) + first
+        out = np.zeros(hwk.shape[:2], dtype)
+
+        def argmax_rows(rows: slice, part: int) -> None:
+            if where is None:
+                out[rows] = np.argmax(hwk[rows], axis=-1) + first
+            else:
+                o, w = out[rows], where[rows]
+                o[w] = np.argmax(hwk[rows][w], axis=-1) + first
+
+        split_rows(argmax_rows, out.shape[0], hwk.size)
         return out
 
 
@@ -244,21 +252,28 @@ class BandAccumulator:
                 self._add_weighted(blk.sums_for(name, pred.shape[0])[dst, ac], np.moveaxis(pred[:, src, wc], 0, -1), wgt)
 
     def _add_weighted(self, acc: np.ndarray, pred_hwk: np.ndarray, wgt: np.ndarray) -> None:
-        """``acc += pred · wgt`` in row slices through a reused buffer: the same float32 operations
-        as ``acc += p * w``, without a window-sized temporary (which would leave the cache)."""
-        for r in range(0, acc.shape[0], _ADD_ROWS):
-            rows = slice(r, r + _ADD_ROWS)
-            a = acc[rows]
-            tmp = self._scratch_for(a.shape)
-            np.multiply(pred_hwk[rows], wgt[rows, :, None], out=tmp)
-            np.add(a, tmp, out=a)
+        """``acc += pred · wgt`` in row slices through reused buffers: the same float32 operations
+        as ``acc += p * w``, without a window-sized temporary (which would leave the cache);
+        large windows are split between two threads (:func:`~geodefect.sliding.threads.split_rows`)."""
 
-    def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
-        buf = self._scratch.get(shape)
+        def add_rows(rows: slice, part: int) -> None:
+            a_rows, p_rows, w_rows = acc[rows], pred_hwk[rows], wgt[rows]
+            for r in range(0, a_rows.shape[0], _ADD_ROWS):
+                sl = slice(r, r + _ADD_ROWS)
+                a = a_rows[sl]
+                tmp = self._scratch_for((part, *a.shape))
+                np.multiply(p_rows[sl], w_rows[sl, :, None], out=tmp)
+                np.add(a, tmp, out=a)
+
+        split_rows(add_rows, acc.shape[0], acc.size)
+
+    def _scratch_for(self, key: tuple[int, ...]) -> np.ndarray:
+        """A float32 buffer of shape ``key[1:]`` for thread part ``key[0]``."""
+        buf = self._scratch.get(key)
         if buf is None:
             if len(self._scratch) > 8:  # odd window sizes at the raster's edges: keep a few
                 self._scratch.clear()
-            buf = self._scratch[shape] = np.empty(shape, np.float32)
+            buf = self._scratch[key] = np.empty(key[1:], np.float32)
         return buf
 
     def add_halo(self, chunk: HaloChunk) -> Iterator[Block]:
