@@ -266,7 +266,7 @@ class TiledOutputs:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from geodefect.io.raster import write_cog_from_tiled
+        from geodefect.io.raster_write import write_cog_from_tiled
 
         self.close()
         paths = {name: Path(out_dir) / spec.filename for name, spec in self.specs.items()}
@@ -293,7 +293,7 @@ def _open_intermediate(path: Path, *, width: int, height: int, dtype, crs, trans
     zlib (deflate level 6) on the partial tile writes was ~4x slower (about 0.9 s of a 2048²
     run, 10 % of it); uncompressed would cost disk space proportional to the raster.
     """
-    from geodefect.io.raster import create_tiled_geotiff
+    from geodefect.io.raster_write import create_tiled_geotiff
 
     global _ZSTD_OK
     if _ZSTD_OK is not False:

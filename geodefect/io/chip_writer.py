@@ -56,7 +56,7 @@ class ChipWriter:
         """
         arr = array[None] if array.ndim == 2 else array
         if transform.b != 0 or transform.d != 0 or transform.e >= 0 or self.crs is None:
-            from geodefect.io.raster import write_geotiff
+            from geodefect.io.raster_write import write_geotiff
 
             write_geotiff(path, arr, transform=transform, crs=self.crs, **({"nbits": 1} if bilevel else {}))
             return

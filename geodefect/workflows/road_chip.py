@@ -347,7 +347,7 @@ def _box(bounds):
 def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, out, cfg, bands, bar):
     from geodefect import chips
     from geodefect.io.chip_writer import ChipWriter
-    from geodefect.io.raster import RasterReader
+    from geodefect.io.raster import RasterReader, ThreadReaders
     from geodefect.labels import RoadLabeler
 
     result = chips.SourceResult(n_windows=len(plan.windows))
@@ -369,7 +369,7 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
             else:
                 chip_id = f"{stem}_{int(window.row_off):06d}_{int(window.col_off):06d}"
                 tasks.append(chips.ChipTask(window, chip_id, split, index * 10**9 + order))
-        readers = _ThreadReaders(reader)
+        readers = ThreadReaders(reader)
 
         def export(run) -> int:
             exporter.export_row_run(readers.get(), labeler, writer, run, source=plan.image.name, result=result)
@@ -380,32 +380,6 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
         finally:
             readers.close()
     return exporter, result
-
-
-class _ThreadReaders:
-    """One RasterReader per thread (GDAL handles are not thread-safe); the main one is reused."""
-
-    def __init__(self, main) -> None:
-        import threading
-
-        self._main, self._main_thread = main, threading.get_ident()
-        self._local = threading.local()
-        self._opened: list = []
-
-    def get(self):
-        import threading
-
-        if threading.get_ident() == self._main_thread:
-            return self._main
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = self._local.reader = self._main.reopen()
-            self._opened.append(reader)
-        return reader
-
-    def close(self) -> None:
-        for reader in self._opened:
-            reader.close()
 
 
 def _chip_name_stems(plans) -> list[str]:

@@ -9,14 +9,8 @@ from rasterio.windows import Window
 
 from geodefect.errors import InputError, InputFileNotFoundError
 from geodefect.io.chip_writer import ChipWriter
-from geodefect.io.raster import (
-    RasterReader,
-    create_tiled_geotiff,
-    open_raster,
-    parse_bands,
-    pixel_size_m,
-    write_cog_from_tiled,
-)
+from geodefect.io.raster import RasterReader, open_raster, parse_bands, pixel_size_m
+from geodefect.io.raster_write import create_tiled_geotiff, write_cog_from_tiled
 from geodefect.testing.tiny import write_tiny_geotiff
 
 
