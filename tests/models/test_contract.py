@@ -77,3 +77,23 @@ def test_save_load_package_gives_identical_outputs(model_spec, tmp_path):
     with torch.no_grad():
         a, b = model(x), loaded(x)
     assert torch.equal(a.road, b.road) and torch.equal(a.orientation, b.orientation)
+
+
+def test_packages_load_without_random_init_and_fall_back_when_meta_fails(model_spec, tmp_path, monkeypatch):
+    """load_package builds on the meta device and assigns the weights; if that fails it builds as usual."""
+    from geodefect.models import checkpoint
+    from geodefect.models.registry import build_model
+
+    name, kwargs, model = model_spec
+    sd = model.state_dict()
+    fast = checkpoint._build_on_meta(build_model, name, kwargs, sd)
+    assert fast is not None
+    assert all(torch.equal(t, sd[k]) for k, t in fast.state_dict().items())
+    assert not any(t.is_meta for t in (*fast.parameters(), *fast.buffers()))
+    # weights that do not fit: no meta model, and load_package reports the package as inconsistent
+    bad = {k: v for k, v in sd.items() if not k.endswith("running_var")}
+    assert checkpoint._build_on_meta(build_model, name, kwargs, bad) is None
+    monkeypatch.setattr(checkpoint, "_build_on_meta", lambda *a: None)  # the plain path still loads
+    save_package(tmp_path / "m.pt", model=model, recipe={"task": "roads", "model": {"name": name, "kwargs": kwargs}})
+    loaded, _ = load_package(tmp_path / "m.pt")
+    assert all(torch.equal(t, sd[k]) for k, t in loaded.state_dict().items())
