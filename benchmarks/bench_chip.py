@@ -124,10 +124,19 @@ def run_child(job: str, image: Path, lines: Path, out: Path) -> dict:
 def child_main(job: str, image: str, lines: str, out: str) -> None:
     # imports are not part of the measurement (start-up cost is the same for any raster)
     import geopandas  # noqa: F401
+    import pyogrio  # noqa: F401
     import rasterio  # noqa: F401
+    import tifffile  # noqa: F401
+    import tqdm  # noqa: F401
 
     import geodefect.chips  # noqa: F401
+    import geodefect.config  # noqa: F401
+    import geodefect.io.chip_writer  # noqa: F401
+    import geodefect.io.raster  # noqa: F401
+    import geodefect.io.vector  # noqa: F401
     import geodefect.labels  # noqa: F401
+    import geodefect.progress  # noqa: F401
+    import geodefect.windows  # noqa: F401
     import geodefect.workflows.road_chip  # noqa: F401
 
     t0, c0 = time.perf_counter(), time.process_time()
