@@ -10,6 +10,15 @@ Chips smaller than the folder's ``chip_shape_px`` (at image edges) are padded at
 right with 0 (the mean after normalisation) and mask 0, so batches stack. Augmentation
 (training only) uses NumPy's global RNG, which the training loop seeds per sample:
 horizontal and vertical flips, and 90-degree rotations for square chips of crack tasks.
+
+Two training-only options for the rare defects of rail strips, both drawn from that seeded
+RNG (so runs stay reproducible and resumable):
+
+* ``defect_share`` p > 0: each sample is a random defect chip (label 1) with probability p,
+  else a chip without defects - the sample at index ``i`` when it has none, else a random
+  one. Batches then hold a share p of defect chips in expectation, whatever the data's share.
+* ``crop_width_px``: a random crop of that many columns (Kim et al. train on 100x160 crops of
+  their strips); a crop of a defect chip always contains a defect column.
 """
 
 from __future__ import annotations
@@ -35,9 +44,12 @@ class InspectionChipDataset:
         rows: its index rows to use (see :func:`geodefect.inspection_chips.read_index`).
         meta: its ``meta.json`` (task, chip_shape_px, mean, std).
         augment: random flips (and rot90 for square crack chips).
+        defect_share: probability that a sample is a defect chip (0 = the data's own share).
+        crop_width_px: random crops of this width (None = whole chips).
     """
 
-    def __init__(self, chips_dir: str | Path, rows: list[dict], meta: dict, *, augment: bool = False) -> None:
+    def __init__(self, chips_dir: str | Path, rows: list[dict], meta: dict, *, augment: bool = False,
+                 defect_share: float = 0.0, crop_width_px: int | None = None) -> None:
         self.dir = Path(chips_dir)
         self.rows = list(rows)
         self.task = meta["task"]
@@ -45,6 +57,14 @@ class InspectionChipDataset:
         self.mean = np.asarray(meta["mean"], np.float32)[:, None, None]
         self.std = np.asarray(meta["std"], np.float32)[:, None, None]
         self.augment = augment
+        self.defect_share = float(defect_share)
+        self.crop_width_px = crop_width_px
+        if crop_width_px is not None and crop_width_px < self.shape[1]:
+            self.shape = (self.shape[0], int(crop_width_px))
+        labels = self.labels()
+        self.positives, self.negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+        if self.defect_share and (not len(self.positives) or not len(self.negatives)):
+            self.defect_share = 0.0  # nothing to rebalance
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -53,14 +73,24 @@ class InspectionChipDataset:
         """``(N,) int`` chip labels (1 = has defect pixels / crack)."""
         return np.array([r["label"] for r in self.rows], dtype=np.int64)
 
+    def resample_index(self, i: int) -> int:
+        """The chip drawn for sample ``i`` under ``defect_share`` (uses NumPy's global RNG)."""
+        if not self.defect_share:
+            return i
+        if np.random.random() < self.defect_share:
+            return int(self.positives[np.random.randint(len(self.positives))])
+        return i if self.rows[i]["label"] == 0 else int(self.negatives[np.random.randint(len(self.negatives))])
+
     def __getitem__(self, i: int) -> dict:
         import torch
 
-        row = self.rows[i]
+        row = self.rows[self.resample_index(i)]
         image = (_read_png(self.dir / row["image"]).astype(np.float32) - self.mean) / self.std
         mask = None
         if self.task != "crack_classify":
             mask = (_read_png(self.dir / row["mask"])[:1] > 127).astype(np.float32)
+            if self.crop_width_px is not None:
+                image, mask = _crop_columns(image, mask, self.crop_width_px)
             image, mask = _pad_to(image, self.shape), _pad_to(mask, self.shape)
         if self.augment:
             image, mask = self._augment(image, mask)
@@ -81,6 +111,20 @@ class InspectionChipDataset:
             k = int(np.random.randint(4))
             arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
         return arrays[0], (arrays[1] if mask is not None else None)
+
+
+def _crop_columns(image: np.ndarray, mask: np.ndarray, width_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``width_px``-column crop of ``(C, H, W)`` image and mask; it holds a defect column if any."""
+    w = image.shape[-1]
+    if width_px >= w:
+        return image, mask
+    columns = np.flatnonzero(mask.any(axis=(0, 1)))
+    if len(columns):
+        c = int(columns[np.random.randint(len(columns))])
+        c0 = np.random.randint(max(0, c - width_px + 1), min(c, w - width_px) + 1)
+    else:
+        c0 = np.random.randint(w - width_px + 1)
+    return image[..., c0:c0 + width_px], mask[..., c0:c0 + width_px]
 
 
 def _pad_to(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -144,7 +144,8 @@ def train(data_dir, run_dir, *, config_file=None, overrides=None, resume: bool =
                           f"model: {run / 'model.pt'} (= best.pt)"])
 
 
-FOLD_KEYS = {"crack_classify": ("accuracy", "precision", "recall", "f1"), "default": ("iou", "f1", "precision", "recall", "miou")}
+FOLD_KEYS = {"crack_classify": ("accuracy", "precision", "recall", "f1"), "default": ("iou", "f1", "precision", "recall", "miou"),
+             "rail_segment": ("iou", "f1", "precision", "recall", "miou", "box_recall", "box_precision")}
 
 
 def train_kfold(data_dir: Path, run: Path, meta: dict, rows: list[dict], cfg, *, resume: bool = False) -> Summary:
