@@ -54,6 +54,9 @@ def _inspection_options(fn):
                      help="Stage-1 crack_classify package; MODEL (the segmenter) runs only on images it flags."),
         click.option("--mask-threshold", type=float, default=None,
                      help="Inspection models: defect probability threshold of the masks [default: 0.5]."),
+        click.option("--rail-band-px", type=click.IntRange(min=0), default=None,
+                     help="Rail models: predict only on a band this wide centred on the railhead, 0 = the whole "
+                          "image [default: the strip width the model was trained on]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

@@ -9,6 +9,10 @@ Stage 2 (``crack_segment`` / ``rail_segment`` package): the whole image goes thr
 sliding-window engine (:func:`geodefect.sliding.predict_array`) at native resolution with
 windows of ``size_px`` and ``stride_px`` (default: the training chip size, 3/4 of it) —
 images are tiled and stitched, never squashed. Defect = probability > ``mask_threshold``.
+Rail models trained on strips cut on the railhead (recipe ``rail_band_px``) predict only on
+that band of each image, found the same way as when chipping
+(:func:`geodefect.inspection_chips.find_rail_columns`); outside it the mask is background.
+``rail_band_px`` in the options overrides the width (0 = the whole image).
 
 Outputs in OUT_DIR (written under a temporary name, renamed when complete)::
 
@@ -51,6 +55,7 @@ class InspectionInferConfig:
     batch_size: int = 8
     blend: str = "hann"
     device: str = "auto"
+    rail_band_px: int | None = None
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -129,13 +134,31 @@ class Stage2:
         stride = cfg.stride_px or max(1, size * 3 // 4)
         self.params = SlidingParams(size_px=size, stride_px=min(stride, size), batch_size=cfg.batch_size, blend=cfg.blend)
         self.fill = float(np.mean(self.recipe["normalization"]["mean"]))
+        band = cfg.rail_band_px if cfg.rail_band_px is not None else self.recipe.get("rail_band_px")
+        if band is not None and (int(band) != band or band < 0):
+            raise InputError(f"`rail_band_px` must be an integer >= 0 (0 = the whole image), got {band!r}")
+        self.rail_band_px = int(band or 0)
 
     def probability(self, image: np.ndarray) -> np.ndarray:
-        """``(H, W) float32`` defect probability of a ``(C, H, W) uint8`` image."""
+        """``(H, W) float32`` defect probability of a ``(C, H, W) uint8`` image (0 off the rail band)."""
         from geodefect.sliding import predict_array
 
-        out = predict_array(image, self.predictor, self.params, fill=self.fill)["out"]
-        return out[0] if out.shape[0] == 1 else out[1]
+        c0, c1 = self.band_columns(image)
+        out = predict_array(image[:, :, c0:c1], self.predictor, self.params, fill=self.fill)["out"]
+        band = out[0] if out.shape[0] == 1 else out[1]
+        if (c0, c1) == (0, image.shape[2]):
+            return band
+        prob = np.zeros(image.shape[1:], np.float32)
+        prob[:, c0:c1] = band
+        return prob
+
+    def band_columns(self, image: np.ndarray) -> tuple[int, int]:
+        """Columns ``[c0, c1)`` the model looks at: the railhead band of rail models, else all."""
+        from geodefect.inspection_chips import find_rail_columns
+
+        if not self.rail_band_px or self.rail_band_px >= image.shape[2]:
+            return 0, image.shape[2]
+        return find_rail_columns(image, width_px=self.rail_band_px)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -222,7 +245,8 @@ def _summary(model_path, cfg, stage1, stage2, rows, elapsed) -> dict:
         "model": str(model_path), "classifier": cfg.classifier,
         "tasks": [s.recipe["task"] for s in (stage1, stage2) if s is not None],
         "options": dataclasses.asdict(cfg),
-        "window": None if stage2 is None else {"size_px": stage2.params.size_px, "stride_px": stage2.params.stride_px, "blend": stage2.params.blend},
+        "window": None if stage2 is None else {"size_px": stage2.params.size_px, "stride_px": stage2.params.stride_px,
+                                               "blend": stage2.params.blend, "rail_band_px": stage2.rail_band_px or None},
         "n_images": len(rows), "n_flagged": sum(r["flagged"] for r in rows),
         "seconds": round(elapsed, 3), "images_per_s": round(len(rows) / elapsed, 3) if elapsed > 0 else None,
     }

@@ -324,6 +324,9 @@ def make_recipe(task: str, meta: dict, spec: dict) -> dict:
     if task == "crack_classify":
         recipe["input_px"] = int(windows.get("input_px", shape[0]))
         recipe["window_px"] = windows.get("size_px")
+    if task == "rail_segment" and windows.get("strip_width_px"):
+        # strips were cut on the railhead: inference looks at the same band (inference/inspection.py)
+        recipe["rail_band_px"] = int(windows["strip_width_px"])
     return recipe
 
 
