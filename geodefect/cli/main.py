@@ -55,6 +55,9 @@ def cli() -> None:
     tiling and sliding-window engine. Run `geodefect demo` for the whole road pipeline
     on a built-in synthetic scene.
     """
+    from geodefect.alloc import tune_malloc
+
+    tune_malloc()  # glibc: keep big tensors' memory in the heap (CPU forward ~25 % faster; see geodefect/alloc.py)
 
 
 def main() -> None:
