@@ -21,12 +21,17 @@ Two figures, each measured in this one run:
    Target growth <= 1.2x for the raster inference. A subprocess that only imports and loads the
    model gives the floor.
 
-The model is a randomly initialised ``road_linknet`` (ResNet-18 encoder) so that the benchmark
-needs no training; its speed is what matters here.
+The model is a randomly initialised ``road_linknet`` so that the benchmark needs no training; its
+speed is what matters here. By default it has ``geodefect train``'s default encoder (ResNet-34) and
+its road head's bias is shifted so that it marks the scene's road share (7.8 %) as road, as a
+trained model would: untouched, random weights call about every pixel road, which is the worst
+case for the orientation argmax (taken on road pixels) — ``--road-share 1`` measures that case.
+Each child process first calls ``geodefect.alloc.tune_malloc()``, as the CLI does at start-up.
 
 Usage:
     .venv/bin/python benchmarks/bench_infer.py                 # sizes 1024 and 2048
     .venv/bin/python benchmarks/bench_infer.py --sizes 2048 4096 --window 512 --stride 384
+    .venv/bin/python benchmarks/bench_infer.py --encoder resnet18 --road-share 1   # the old setting
 """
 
 from __future__ import annotations
@@ -43,9 +48,26 @@ from pathlib import Path
 
 import numpy as np
 
+#: the synthetic scene: dark roads 12 px wide every 300 px, both directions
+ROAD_SPACING_PX, ROAD_WIDTH_PX = 300, 12
+#: share of the scene's pixels on a road (what a trained model would mark)
+SCENE_ROAD_SHARE = 1 - (1 - ROAD_WIDTH_PX / ROAD_SPACING_PX) ** 2
+
+
+def scene_rows(rng, r0: int, h: int, size_px: int) -> np.ndarray:
+    """Rows ``r0:r0+h`` of the scene: (3, h, size_px) uint8 noise with the dark road grid."""
+    block = rng.integers(110, 190, (3, h, size_px), dtype=np.uint8)
+    half = ROAD_WIDTH_PX // 2
+    for c in range(ROAD_SPACING_PX // 2, size_px, ROAD_SPACING_PX):
+        block[:, :, c - half:c + half] = 40
+    for r in range(ROAD_SPACING_PX // 2, r0 + h, ROAD_SPACING_PX):
+        if r + half > r0 and r - half < r0 + h:
+            block[:, max(r - half - r0, 0):max(r + half - r0, 0)] = 40
+    return block
+
 
 def make_raster(path: Path, size_px: int, seed: int = 0) -> None:
-    """Noise with dark straight roads every 300 px; uncompressed, tiled (like a prepared scene)."""
+    """The scene as an uncompressed, tiled GeoTIFF (like a prepared scene)."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -55,16 +77,17 @@ def make_raster(path: Path, size_px: int, seed: int = 0) -> None:
                        tiled=True, blockxsize=256, blockysize=256) as dst:
         for r0 in range(0, size_px, 1024):
             h = min(1024, size_px - r0)
-            block = rng.integers(110, 190, (3, h, size_px), dtype=np.uint8)
-            for c in range(150, size_px, 300):
-                block[:, :, c - 6:c + 6] = 40
-            for r in range(150, size_px, 300):
-                if r0 <= r < r0 + h:
-                    block[:, r - r0 - 6:r - r0 + 6] = 40
-            dst.write(block, window=rasterio.windows.Window(0, r0, size_px, h))
+            dst.write(scene_rows(rng, r0, h, size_px), window=rasterio.windows.Window(0, r0, size_px, h))
 
 
-def make_model(path: Path, *, encoder: str, window: int, stride: int) -> None:
+def make_model(path: Path, *, encoder: str, window: int, stride: int, road_share: float = SCENE_ROAD_SHARE) -> None:
+    """A randomly initialised road_linknet whose road head marks ``road_share`` of the scene's pixels.
+
+    Untouched, random weights put the road probability near 0.5 everywhere, so about every pixel
+    is "road" — unlike any trained model, and the worst case for the orientation argmax (taken on
+    road pixels) and for compressing the mask. The road head's bias is shifted so that the share
+    of a 512² scene sample at p >= 0.5 is ``road_share`` (1.0: every pixel, the worst case).
+    """
     import torch
 
     from geodefect.models.checkpoint import save_package
@@ -72,18 +95,28 @@ def make_model(path: Path, *, encoder: str, window: int, stride: int) -> None:
 
     torch.manual_seed(0)
     kwargs = {"encoder": encoder, "in_channels": 3, "n_classes": 19}
+    norm = {"mean": [128.0] * 3, "std": [40.0] * 3}
     recipe = {"task": "roads", "model": {"name": "road_linknet", "kwargs": kwargs}, "bands": [1, 2, 3],
-              "normalization": {"mean": [128.0] * 3, "std": [40.0] * 3}, "size_px": window, "stride_px": stride,
+              "normalization": norm, "size_px": window, "stride_px": stride,
               "pixel_size_m": 0.3, "orientation": {"bin_deg": 20, "n_classes": 19}}
-    save_package(path, model=build_model("road_linknet", **kwargs), recipe=recipe)
+    model = build_model("road_linknet", **kwargs).eval()
+    sample = torch.from_numpy(scene_rows(np.random.default_rng(1), 0, 512, 512).astype(np.float32))[None]
+    with torch.inference_mode():
+        logits = model((sample - 128.0) / 40.0).road.flatten()
+    shift = float(torch.quantile(logits, 1.0 - road_share)) if road_share < 1 else float(logits.min()) - 1e-3
+    with torch.no_grad():
+        model.road_head[0].bias -= shift
+    save_package(path, model=model, recipe=recipe)
 
 
 def child(mode: str, model: Path, raster: Path, out: Path, batch: int) -> dict:
     """One measurement in this (fresh) process."""
     import torch
 
+    from geodefect.alloc import tune_malloc
     from geodefect.models.checkpoint import load_package, read_recipe
 
+    tune_malloc()  # as the CLI does at start-up (geodefect/alloc.py)
     recipe = read_recipe(model)
     if mode in ("rasters", "full", "ratio"):  # per-process import cost is not inference work: pay it first
         import geodefect.graph.vectorize  # noqa: F401
@@ -185,13 +218,15 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--stride", type=int, default=192)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument("--encoder", default="resnet34", help="road_linknet encoder (geodefect train's default: resnet34)")
+    ap.add_argument("--road-share", type=float, default=SCENE_ROAD_SHARE,
+                    help="share of pixels the model marks road (default: the scene's, %(default).3f; 1 = all, worst case)")
     ap.add_argument("--repeats", type=int, default=REPEATS, help="infer runs interleaved with bare loops")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-infer-") as d:
         d = Path(d)
         model = d / "model.pt"
-        make_model(model, encoder=args.encoder, window=args.window, stride=args.stride)
+        make_model(model, encoder=args.encoder, window=args.window, stride=args.stride, road_share=args.road_share)
         rows = []
         for size in args.sizes:
             raster = d / f"scene{size}.tif"
@@ -207,7 +242,8 @@ def main() -> None:
 def report(rows: list[dict], args) -> None:
     by = {(r["mode"], r["size"]): r for r in rows}
     small, large = args.sizes
-    print(f"# bench_infer: road_linknet-{args.encoder}, window {args.window}, stride {args.stride}, batch {args.batch}, "
+    print(f"# bench_infer: road_linknet-{args.encoder} marking {args.road_share:.1%} of pixels road, "
+          f"window {args.window}, stride {args.stride}, batch {args.batch}, "
           f"{by[('ratio', large)]['threads']} torch threads, {args.repeats} infer runs interleaved with "
           f"{args.repeats + 1} bare loops in one process (min of each)")
     print("| size px | windows | bare predictor s (min; all) | infer (rasters) s (min; all) | ratio min/min | "
