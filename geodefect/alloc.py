@@ -4,24 +4,24 @@ On CPU, torch allocates every activation with ``malloc``. glibc serves a request
 mmap threshold (128 KiB, raised dynamically to at most 32 MiB) with fresh ``mmap`` pages and
 gives them back with ``munmap`` on free; the kernel zeroes each page again on first touch. A
 forward pass whose activations are tens of MiB (a batch of four 256² windows through a
-ResNet LinkNet) therefore page-faults through every one of them, batch after batch, and
-the numpy stitching between batches makes it worse (it keeps resetting the dynamic
-threshold). PyTorch's CPU tuning guide recommends swapping in jemalloc or tcmalloc for the
-same reason; glibc's own ``mallopt`` gets most of the way without a new dependency:
+ResNet LinkNet) therefore page-faults through every one of them, batch after batch (and
+the numpy stitching between batches allocates and frees large blocks of its own). PyTorch's
+CPU tuning guide recommends swapping in jemalloc or tcmalloc for the same reason; glibc's own
+``mallopt`` gets most of the way without a new dependency:
 
 * ``M_MMAP_THRESHOLD`` 256 MiB — blocks up to that size come from the heap and are reused;
 * ``M_TRIM_THRESHOLD`` 512 MiB — free memory at the top of the heap is only given back to the
   system above that, so the next batch does not fault it in again.
 
-Measured on the 2-core CI machine (BENCHMARKS.md): the bare forward of a ResNet-18 LinkNet over
-4×256² batches is ~25 % faster (1.55 s → 1.15 s for 40 windows), and the model no longer runs
-slower inside ``geodefect infer`` than on its own. Peak memory is what it was plus at most the
-retained free heap (the trim threshold).
+Measured on this project's 2-core machine (BENCHMARKS.md, "Inference"): the bare forward over
+4×256² batches is 15–25 % faster (ResNet-18 LinkNet, 40 windows: 1.55–1.81 s → 1.15–1.18 s;
+ResNet-34: 2.1–2.2 s → 1.81 s), and the model no longer runs slower inside ``geodefect infer``
+than on its own. The cost is the retained heap: ~100 MB more peak RSS in ``bench_infer``.
 
 The CLI calls :func:`tune_malloc` once at start-up. ``GEODEFECT_MALLOC_TUNE=0`` turns it off; a
-``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` set in the environment (glibc's own
-tunables) is left alone. With another allocator preloaded (jemalloc, tcmalloc) the settings
-reach glibc's malloc, which then serves nothing: harmless.
+``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` set in the
+environment (glibc's own settings) is left alone. With another allocator preloaded (jemalloc,
+tcmalloc) the settings reach glibc's malloc, which then serves nothing: harmless.
 """
 
 from __future__ import annotations
