@@ -26,6 +26,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geodefect.inference.geo import OutputSpec, TiledOutputs, aoi_mask
+from geodefect.io.raster import ThreadReaders
 from geodefect.sliding import Block
 
 PROB_SCALE = 254.0
@@ -77,6 +78,9 @@ class RoadBlockWriter:
             reader,
         )
         self._prob = self._orient = None
+        # write() may run on a helper thread (road_infer's write-behind queue): GDAL handles
+        # are not thread-safe, so the input's nodata mask is read through a handle per thread
+        self._readers = ThreadReaders(reader) if hasattr(reader, "reopen") else None
         if vectorize:
             self._open_memmaps()
 
@@ -92,7 +96,7 @@ class RoadBlockWriter:
         win = Window(block.col_off, block.row_off, block.width, block.height)
         inside = aoi_mask(self.aoi, win, self.reader.transform) & block.covered
         if hasattr(self.reader, "read_valid_mask"):  # the input's own nodata stays nodata
-            inside &= self.reader.read_valid_mask(win)
+            inside &= (self._readers.get() if self._readers is not None else self.reader).read_valid_mask(win)
         self.inside_px += int(inside.sum())
         prob = block.outputs["road"][0]
         road = prob >= self.threshold
@@ -143,6 +147,8 @@ class RoadBlockWriter:
             if f is not None:
                 f.close()
         self._prob = self._orient = None
+        if self._readers is not None:
+            self._readers.close()
         self.outputs.close()
         shutil.rmtree(self.work, ignore_errors=True)
 

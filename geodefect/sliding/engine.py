@@ -86,6 +86,9 @@ class SlidingParams:
         max_memory_mb: budget of the stitching buffers; wider rasters are cut into column
             strips (~3 000 px wide for 512-px windows and the road model's 20 channels at the
             default 256 MB), so memory does not grow with the raster's width either.
+        held_blocks: finished blocks the caller may hold at once (1: it handles each block
+            before asking for the next; more with a write-behind queue such as
+            :class:`~geodefect.sliding.threads.OrderedWorker`); counted in the budget.
     """
 
     size_px: int
@@ -95,6 +98,7 @@ class SlidingParams:
     tta: bool = False
     tta_merge: str = "mean"
     max_memory_mb: float = 256.0
+    held_blocks: int = 1
 
     def __post_init__(self) -> None:
         validate_grid(size_px=self.size_px, stride_px=self.stride_px)
@@ -105,6 +109,8 @@ class SlidingParams:
             raise InputError(f"`tta_merge` must be one of {', '.join(TTA_MERGES)}, got {self.tta_merge!r}")
         if not self.max_memory_mb > 0:
             raise InputError(f"`max_memory_mb` must be > 0, got {self.max_memory_mb!r}")
+        if int(self.held_blocks) != self.held_blocks or self.held_blocks < 1:
+            raise InputError(f"`held_blocks` must be a positive integer, got {self.held_blocks!r}")
 
 
 @dataclass(frozen=True)
@@ -157,10 +163,10 @@ def plan_strips(
     """
     h, w = shape_hw
     band_rows = min(max((int(win.height) for win in windows), default=1), h)
-    # sums + weight of the open blocks (those one window spans, +1), one finished block the
+    # sums + weight of the open blocks (those one window spans, +1), the finished blocks the
     # caller holds, and the caller's temporaries (~1 block)
     open_rows = (math.ceil(band_rows / BLOCK_ROWS) + 1) * BLOCK_ROWS
-    bytes_per_col = (open_rows + 2 * BLOCK_ROWS) * (n_channels + 1) * 4
+    bytes_per_col = (open_rows + (params.held_blocks + 1) * BLOCK_ROWS) * (n_channels + 1) * 4
     strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col) - params.size_px  # minus the halo
     strip_w = max(strip_w, 2 * params.size_px)  # never thinner than two windows
     n_strips = max(1, math.ceil(w / strip_w))

@@ -1,9 +1,12 @@
-"""Split a numpy kernel's rows between the calling thread and one helper thread.
+"""Helper threads: split a numpy kernel's rows between two threads; process items behind the caller.
 
 Stitching runs between model forwards, when the cores the model used are idle; numpy
 releases the GIL inside its loops, so two threads on the large element-wise adds and the
 argmax of a block take about half the time on a 2-core machine. Results are identical:
 each pixel is computed by exactly one thread, with the same operations.
+
+:class:`OrderedWorker` processes items (stitched blocks to encode and write) on one helper
+thread, in order, while the caller goes on with the next model forward.
 """
 
 from __future__ import annotations
@@ -43,3 +46,81 @@ def split_rows(fn: Callable[[slice, int], None], n_rows: int, n_elements: int) -
         fn(slice(0, mid), 0)
     finally:
         future.result()
+
+
+class OrderedWorker:
+    """Call ``fn(item)`` for each submitted item on one helper thread, in submission order.
+
+    The caller goes on (e.g. with the next model forward) while earlier items are processed:
+    road inference writes each stitched block this way, so that the GDAL writes and the
+    encoding overlap the model. At most ``max_pending`` items are queued or running at once —
+    :meth:`submit` waits for the oldest beyond that — so memory stays bounded.
+
+    Errors: the first exception ``fn`` raises is re-raised in the caller at the next
+    :meth:`submit` or at :meth:`close`; items queued after a failure are skipped. Used as a
+    context manager, :meth:`close` runs on success; on an exception in the caller (including
+    KeyboardInterrupt) queued items are cancelled and the running one is waited for, so nothing
+    is written after the caller has cleaned up.
+
+    With one CPU, ``max_pending=0`` or ``enabled=False``, ``fn`` runs on the calling thread.
+    """
+
+    def __init__(self, fn: Callable[[object], None], *, max_pending: int = 2, enabled: bool = True,
+                 name: str = "geodefect-worker") -> None:
+        from collections import deque
+
+        self._fn = fn
+        self.max_pending = max(0, int(max_pending))
+        self.threaded = bool(enabled) and self.max_pending > 0 and (os.cpu_count() or 1) >= 2
+        self._pending: deque = deque()
+        self._failed = threading.Event()
+        self._pool = None
+        if self.threaded:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, item) -> None:
+        """Queue ``item`` (or process it now when not threaded); re-raises an earlier item's error."""
+        if self._pool is None:
+            self._fn(item)
+            return
+        while self._pending and (len(self._pending) >= self.max_pending or self._pending[0].done()):
+            self._pending.popleft().result()  # raises the worker's exception here
+        self._pending.append(self._pool.submit(self._run, item))
+
+    def _run(self, item) -> None:
+        if self._failed.is_set():  # an earlier item failed: its error is what the caller sees
+            return
+        try:
+            self._fn(item)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def close(self) -> None:
+        """Wait for every queued item; re-raise the first error."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Cancel queued items and wait for the running one (no error is raised)."""
+        self._failed.set()
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> OrderedWorker:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: GDAL block cache during inference, MB (GDAL reads values below 100000 as megabytes)
 GDAL_CACHE_MB = 128
+#: stitched blocks queued for the writer thread while the model goes on (0: write inline)
+WRITE_BEHIND_BLOCKS = 2
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def sliding_params(cfg: RoadInferConfig, recipe: dict):
     return SlidingParams(
         size_px=int(size), stride_px=int(stride), batch_size=cfg.batch_size, blend=cfg.blend,
         tta=cfg.tta, tta_merge=cfg.tta_merge, max_memory_mb=cfg.max_memory_mb,
+        held_blocks=WRITE_BEHIND_BLOCKS + 1,  # the queue + the block being handed over
     )
 
 
@@ -304,6 +307,7 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
 def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> int:
     from geodefect.progress import progress
     from geodefect.sliding import iter_blocks
+    from geodefect.sliding.threads import OrderedWorker
 
     orient = recipe.get("orientation") or {}
     remap = None
@@ -315,9 +319,12 @@ def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> i
             bar.total = plan.n_predictions
             bar.refresh()
 
-        for block in iter_blocks(job.reader, predictor, params, windows=wins, remap=remap,
-                                 on_progress=bar.update, on_plan=size_bar, spill_dir=writer.work):
-            writer.write(block)
+        # blocks are encoded and written on a helper thread while the model predicts the next
+        # windows (OrderedWorker: in order, at most WRITE_BEHIND_BLOCKS queued, errors re-raised)
+        with OrderedWorker(writer.write, max_pending=WRITE_BEHIND_BLOCKS, name="geodefect-write") as sink:
+            for block in iter_blocks(job.reader, predictor, params, windows=wins, remap=remap,
+                                     on_progress=bar.update, on_plan=size_bar, spill_dir=writer.work):
+                sink.submit(block)
     return len(wins)
 
 

@@ -202,6 +202,22 @@ def test_stitching_buffers_stop_growing_with_raster_width():
     assert widths[1] <= widths[0] * 1.5  # 40 000 px wide: strips no wider than for 4 000 px
 
 
+def test_blocks_the_caller_holds_count_in_the_budget():
+    """A write-behind queue holds finished blocks: the strips narrow so the total stays in budget."""
+    base = SlidingParams(size_px=512, stride_px=384, max_memory_mb=256)
+    queued = SlidingParams(size_px=512, stride_px=384, max_memory_mb=256, held_blocks=3)
+    shape = (512, 40_000)
+    widths = {}
+    for params in (base, queued):
+        plan = plan_strips(shape, grid_windows(shape, params), n_channels=20, params=params)
+        strip_px = max(c1 - c0 for c0, c1 in plan.strips)
+        assert (512 + 128 + (params.held_blocks + 1) * 128) * (strip_px + 512) * 21 * 4 <= 256 * 2**20
+        widths[params.held_blocks] = strip_px
+    assert widths[3] < widths[1]
+    with pytest.raises(InputError, match="held_blocks"):
+        SlidingParams(size_px=64, stride_px=48, held_blocks=0)
+
+
 def test_strips_with_a_window_filter_and_gaps_stay_exact():
     """Windows dropped on one side of a strip boundary: the overhangs still arrive."""
     img = np.random.default_rng(4).random((1, 150, 300), dtype=np.float32)

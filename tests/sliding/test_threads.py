@@ -51,3 +51,76 @@ def test_threaded_accumulation_and_argmax_equal_the_plain_numpy_result():
     np.testing.assert_array_equal(got, want)
     assert isinstance(block, Block)
     np.testing.assert_array_equal(block.argmax("o"), np.argmax(block.outputs["o"], axis=0))
+
+
+def _slow_record(seen, delay_s=0.002):
+    import time
+
+    def fn(item):
+        time.sleep(delay_s)
+        seen.append((item, threading.current_thread().name))
+
+    return fn
+
+
+def test_ordered_worker_runs_items_in_order_on_its_thread_with_a_bounded_queue(monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    seen, most_pending = [], 0
+    with threads.OrderedWorker(_slow_record(seen), max_pending=2, name="w-test") as worker:
+        assert worker.threaded
+        for i in range(20):
+            worker.submit(i)
+            most_pending = max(most_pending, len(worker._pending))
+    assert [i for i, _ in seen] == list(range(20))
+    assert all(name.startswith("w-test") for _, name in seen)
+    assert most_pending <= 2
+
+
+@pytest.mark.parametrize("cpus, max_pending", [(1, 2), (2, 0)])
+def test_ordered_worker_runs_inline_with_one_cpu_or_no_queue(monkeypatch, cpus, max_pending):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: cpus)
+    seen = []
+    with threads.OrderedWorker(_slow_record(seen, 0), max_pending=max_pending) as worker:
+        assert not worker.threaded
+        worker.submit("a")
+        assert seen == [("a", threading.current_thread().name)]  # done before submit returned
+
+
+def test_ordered_worker_reraises_the_first_error_and_skips_what_follows(monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    done = []
+
+    def fn(item):
+        if item == 3:
+            raise OSError("disk full")
+        done.append(item)
+
+    with pytest.raises(OSError, match="disk full"):  # noqa: PT012 (the error surfaces at a later submit or at close)
+        with threads.OrderedWorker(fn, max_pending=2) as worker:
+            for i in range(50):
+                worker.submit(i)
+    assert done == [0, 1, 2]  # items queued after the failure were skipped
+
+
+def test_ordered_worker_abort_waits_for_the_running_item_and_cancels_the_queue(monkeypatch):
+    """An error in the caller (e.g. Ctrl-C): nothing runs after the with-block has left."""
+    import time
+
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    started, finished = threading.Event(), []
+
+    def fn(item):
+        started.set()
+        time.sleep(0.05)
+        finished.append(item)
+
+    with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+        with threads.OrderedWorker(fn, max_pending=3) as worker:
+            worker.submit(0)
+            worker.submit(1)
+            worker.submit(2)
+            started.wait(1)
+            raise KeyboardInterrupt
+    after = list(finished)
+    time.sleep(0.15)
+    assert finished == after == [0]  # the running item completed; the queued two never ran

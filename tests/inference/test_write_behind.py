@@ -1,0 +1,80 @@
+"""Road inference writes stitched blocks on a helper thread (write-behind): same files, same errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+
+from geodefect.inference.road_outputs import RoadBlockWriter
+from geodefect.models.checkpoint import read_recipe
+from geodefect.sliding import threads
+from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
+from geodefect.workflows import road_infer
+
+OUTPUTS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
+
+
+@pytest.fixture(scope="module")
+def holey_scene(tmp_path_factory):
+    """Several 128-row blocks, roads both ways, and a nodata band the writer must read per thread."""
+    scene = make_tiny_scene(tmp_path_factory.mktemp("wb"), height_px=300, width_px=220,
+                            road_rows=(60, 200), road_cols=(110,))
+    with rasterio.open(scene.image) as ds:
+        data = ds.read()
+    data[:, 140:150, :] = 0
+    path = scene.image.with_name("holes.tif")
+    write_tiny_geotiff(path, data, nodata=0)
+    return path
+
+
+def _run(model, image, out, monkeypatch, *, queue: int, record=None):
+    monkeypatch.setattr(road_infer, "WRITE_BEHIND_BLOCKS", queue)
+    if record is not None:
+        write = RoadBlockWriter.write
+
+        def recording(self, block):
+            record.append(threading.current_thread().name)
+            return write(self, block)
+
+        monkeypatch.setattr(RoadBlockWriter, "write", recording)
+    return road_infer.infer(model, [image], out, recipe=read_recipe(model), overrides={"batch_size": 2})
+
+
+def test_write_behind_gives_the_same_files_as_writing_inline(road_model, holey_scene, tmp_path, monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    names: list[str] = []
+    _run(road_model, holey_scene, tmp_path / "inline", monkeypatch, queue=0)
+    _run(road_model, holey_scene, tmp_path / "behind", monkeypatch, queue=2, record=names)
+    assert len(names) >= 3 and all(n.startswith("geodefect-write") for n in names)  # really on the helper
+    for name in OUTPUTS:
+        with rasterio.open(tmp_path / "inline" / name) as a, rasterio.open(tmp_path / "behind" / name) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+    with rasterio.open(tmp_path / "behind" / "road_mask.tif") as ds:
+        mask = ds.read(1)
+    assert (mask[140:150] == 255).all() and (mask[200, 10:100] == 1).all()  # nodata kept, roads found
+    roads = [pyogrio.read_dataframe(tmp_path / d / "roads.gpkg", layer="roads") for d in ("inline", "behind")]
+    assert len(roads[0]) > 0
+    assert list(roads[0].geometry.to_wkb()) == list(roads[1].geometry.to_wkb())
+
+
+def test_a_failed_block_write_fails_the_run_and_leaves_nothing(road_model, holey_scene, tmp_path, monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    calls = []
+    write = RoadBlockWriter.write
+
+    def failing(self, block):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return write(self, block)
+
+    monkeypatch.setattr(RoadBlockWriter, "write", failing)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        _run(road_model, holey_scene, out, monkeypatch, queue=2)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert len(calls) == 2  # blocks after the failure were not written
