@@ -1,4 +1,5 @@
-"""Road inference writes stitched blocks on a helper thread (write-behind): same files, same errors."""
+"""Road inference writes stitched blocks on a helper thread (write-behind) where a core is free:
+same files, same errors."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def holey_scene(tmp_path_factory):
 
 def _run(model, image, out, monkeypatch, *, queue: int, record=None):
     monkeypatch.setattr(road_infer, "WRITE_BEHIND_BLOCKS", queue)
+    monkeypatch.setattr(road_infer, "usable_cpus", lambda: 64)  # a core to spare for the writer
     if record is not None:
         write = RoadBlockWriter.write
 
@@ -78,3 +80,21 @@ def test_a_failed_block_write_fails_the_run_and_leaves_nothing(road_model, holey
         _run(road_model, holey_scene, out, monkeypatch, queue=2)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
     assert len(calls) == 2  # blocks after the failure were not written
+
+
+def test_write_behind_only_where_the_writer_has_a_core_of_its_own(monkeypatch):
+    import torch
+
+    threads_now = torch.get_num_threads()
+    monkeypatch.setattr(road_infer, "WRITE_BEHIND_BLOCKS", 2)
+    monkeypatch.setattr(road_infer, "usable_cpus", lambda: threads_now)
+    assert road_infer.write_behind_blocks("cpu") == 0  # the model's threads use every core: inline
+    monkeypatch.setattr(road_infer, "usable_cpus", lambda: threads_now + 1)
+    assert road_infer.write_behind_blocks("cpu") == 2
+    monkeypatch.setattr(road_infer, "usable_cpus", lambda: threads_now)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert road_infer.write_behind_blocks("cuda") == 2  # the forward runs on the GPU
+    monkeypatch.setattr(road_infer, "WRITE_BEHIND_BLOCKS", 0)
+    assert road_infer.write_behind_blocks("cuda") == 0
+    cfg, _ = road_infer.resolve_infer_config(None, {"device": "cpu"}, recipe={"size_px": 64})
+    assert road_infer.sliding_params(cfg, {"size_px": 64}).held_blocks == 1
