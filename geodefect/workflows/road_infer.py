@@ -128,7 +128,8 @@ def write_behind_blocks(device: str | None) -> int:
     """How many stitched blocks to queue for a writer thread: :data:`WRITE_BEHIND_BLOCKS` when the
     writer has a core the model does not use (a CUDA model, or more CPUs than torch threads),
     else 0 (write inline). On a 2-core CPU, where torch's 2 threads use both cores, a writer
-    thread slowed the forward by more than it saved: ratio to the bare model 1.13 -> 1.17.
+    thread slowed the forward as much as it saved (ratio to the bare model, mean of 6 pairs of
+    runs: 1.143 inline, 1.155 with the thread; BENCHMARKS.md).
     """
     import torch
 
