@@ -62,16 +62,15 @@ class OrderedWorker:
     KeyboardInterrupt) queued items are cancelled and the running one is waited for, so nothing
     is written after the caller has cleaned up.
 
-    With one CPU, ``max_pending=0`` or ``enabled=False``, ``fn`` runs on the calling thread.
+    With one CPU or ``max_pending=0``, ``fn`` runs on the calling thread.
     """
 
-    def __init__(self, fn: Callable[[object], None], *, max_pending: int = 2, enabled: bool = True,
-                 name: str = "geodefect-worker") -> None:
+    def __init__(self, fn: Callable[[object], None], *, max_pending: int = 2, name: str = "geodefect-worker") -> None:
         from collections import deque
 
         self._fn = fn
         self.max_pending = max(0, int(max_pending))
-        self.threaded = bool(enabled) and self.max_pending > 0 and (os.cpu_count() or 1) >= 2
+        self.threaded = self.max_pending > 0 and (os.cpu_count() or 1) >= 2
         self._pending: deque = deque()
         self._failed = threading.Event()
         self._pool = None
