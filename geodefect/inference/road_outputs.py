@@ -11,7 +11,8 @@
 block by block (:class:`geodefect.inference.geo.TiledOutputs`); pixels outside the AOI or
 where the input has no data (its nodata / mask / alpha) are nodata,, and copies the AOI's
 bounding box of probability (float32, NaN outside the AOI) and orientation bin probabilities
-(float16) into ``.npy`` files for the vectoriser. Those are written with plain file writes
+(float16; on road pixels only when the engine gates them, 0 elsewhere) into ``.npy`` files for
+the vectoriser. Those are written with plain file writes
 (:class:`NpyRowFile`) — not through a memory map, whose dirty pages would count in the
 process's resident memory — and read back memory-mapped, so only what the vectoriser touches
 is loaded.
@@ -102,7 +103,7 @@ class RoadBlockWriter:
         road = prob >= self.threshold
         self.outputs.write("prob", np.where(inside, np.rint(prob * PROB_SCALE), NODATA), win)
         self.outputs.write("mask", np.where(inside, road, NODATA), win)
-        has_orient = bool(self.n_orientation) and "orientation" in block.sums
+        has_orient = bool(self.n_orientation) and "orientation" in block.outputs
         if has_orient:  # argmax of the bins 1.., on road pixels only (from the sums: no division)
             bins = block.argmax("orientation", first=1, where=road, dtype=np.uint8)
             self.outputs.write("orientation", np.where(inside, bins, NODATA), win)

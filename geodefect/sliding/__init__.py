@@ -19,7 +19,9 @@ Quick use::
 returning probabilities; ``geodefect.inference.predictor.TorchPredictor`` wraps a torch model.
 Stitching is ``Σ w·p / Σ w`` per named output (weights: :mod:`geodefect.sliding.blend`).
 For test-time augmentation (``params.tta``), pass ``remap={name: fn(probs, flip)}`` for outputs
-whose channels change meaning under a flip (orientation bins).
+whose channels change meaning under a flip (orientation bins). An output needed only where
+another one reaches a threshold can be gated (``gates={"orientation": Gate("road", 0.5)}``):
+it is then summed on those pixels only.
 """
 
 from geodefect.sliding.blend import BLEND_MODES, WEIGHT_FLOOR, window_weights
@@ -36,7 +38,7 @@ from geodefect.sliding.engine import (
     predict_array,
     predict_tta,
 )
-from geodefect.sliding.stitch import BandAccumulator, Block
+from geodefect.sliding.stitch import BandAccumulator, Block, Gate, GatedSums
 
 __all__ = [
     "BLEND_MODES",
@@ -46,6 +48,8 @@ __all__ = [
     "ArrayReader",
     "BandAccumulator",
     "Block",
+    "Gate",
+    "GatedSums",
     "SlidingParams",
     "SlidingPlan",
     "flip_array",

@@ -33,7 +33,7 @@ from rasterio.windows import Window
 
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
-from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block, HaloStore
+from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block, Gate, HaloStore
 from geodefect.windows import iter_windows, validate_grid
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -152,14 +152,17 @@ def grid_windows(
 
 
 def plan_strips(
-    shape_hw: tuple[int, int], windows: Sequence[Window], *, n_channels: int, params: SlidingParams
+    shape_hw: tuple[int, int], windows: Sequence[Window], *, n_channels: int, params: SlidingParams,
+    n_gated_channels: int = 0,
 ) -> SlidingPlan:
     """Cut the raster into column strips whose stitching buffers fit ``params.max_memory_mb``.
 
     Args:
         shape_hw: raster ``(H, W)``.
         windows: windows to predict (any order; sorted here).
-        n_channels: total output channels over all named outputs (sizes the buffers).
+        n_channels: output channels summed densely, over all named outputs (sizes the buffers).
+        n_gated_channels: channels of gated outputs (see :class:`~geodefect.sliding.stitch.Gate`),
+            whose window predictions are held instead.
     """
     h, w = shape_hw
     band_rows = min(max((int(win.height) for win in windows), default=1), h)
@@ -167,7 +170,10 @@ def plan_strips(
     # caller holds, and the caller's temporaries (~1 block)
     open_rows = (math.ceil(band_rows / BLOCK_ROWS) + 1) * BLOCK_ROWS
     bytes_per_col = (open_rows + (params.held_blocks + 1) * BLOCK_ROWS) * (n_channels + 1) * 4
-    strip_w = int(params.max_memory_mb * 2**20 // bytes_per_col) - params.size_px  # minus the halo
+    held_per_col, held_fixed = held_window_bytes(band_rows, params)
+    bytes_per_col += held_per_col * n_gated_channels
+    budget = max(params.max_memory_mb * 2**20 - held_fixed * n_gated_channels, 0)
+    strip_w = int(budget // bytes_per_col) - params.size_px  # minus the halo
     strip_w = max(strip_w, 2 * params.size_px)  # never thinner than two windows
     n_strips = max(1, math.ceil(w / strip_w))
     edges = [round(i * w / n_strips) for i in range(n_strips + 1)]
@@ -179,6 +185,20 @@ def plan_strips(
         # each window belongs to the strip holding its origin (windows left of 0 to the first)
         per_strip.append([win for win in ordered if (first or win.col_off >= c0) and (last or win.col_off < c1)])
     return SlidingPlan(shape=(h, w), strips=strips, windows=per_strip, n_windows=len(ordered))
+
+
+def held_window_bytes(band_rows: int, params: SlidingParams) -> tuple[float, float]:
+    """``(bytes per strip column, fixed bytes)``, per gated channel, of the window predictions
+    a strip holds (see :class:`~geodefect.sliding.stitch.Gate`).
+
+    A window is held until a window starts at or below the end of the block holding its last
+    row, i.e. for at most ``ceil((band_rows + BLOCK_ROWS) / stride) + 1`` rows of windows;
+    each row of windows covers a column ``size / stride`` times over ``band_rows`` rows. A
+    batch's arrays go when its last window does: up to one batch more, whatever the width.
+    """
+    n_rows = math.ceil((band_rows + BLOCK_ROWS) / params.stride_px) + 1
+    per_col = n_rows * band_rows * params.size_px / params.stride_px * 4
+    return per_col, params.batch_size * band_rows * params.size_px * 4
 
 
 def predict_tta(
@@ -267,6 +287,7 @@ def iter_blocks(
     on_progress: Callable[[int], None] | None = None,
     on_plan: Callable[[SlidingPlan], None] | None = None,
     spill_dir=None,
+    gates: Mapping[str, Gate] | None = None,
 ) -> Iterator[Block]:
     """Predict a raster window by window and yield finished, stitched blocks.
 
@@ -284,13 +305,18 @@ def iter_blocks(
         spill_dir: folder for the temporary files that carry window overhangs from one strip
             to the next (default: the system's temp folder); only used for rasters wider than
             one strip.
+        gates: name -> :class:`~geodefect.sliding.stitch.Gate` for outputs needed only where
+            another output reaches a threshold (orientation bins on road pixels): summed at
+            those pixels only, in ``Block.gated`` (exact there, 0 elsewhere in ``outputs``).
+            The predictor's arrays for them are kept until their rows are final, so a
+            predictor must return fresh arrays on each call.
 
     Yields:
         :class:`Block` objects; over one call every pixel that a window covers is yielded in
         exactly one block (rows of a column strip, top to bottom; strips left to right).
         Pixels no window covers are either absent or have ``weight == 0``.
     """
-    plan = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter)
+    plan = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter, gates=gates)
     if on_plan is not None:
         on_plan(plan)
     halo_in = None
@@ -300,6 +326,7 @@ def iter_blocks(
         acc = BandAccumulator(
             col_start=c0, col_end=c1, height_px=plan.shape[0], band_rows=band_rows,
             halo_px=min(params.size_px, plan.shape[1] - c1), on_halo=halo_out.append if halo_out else None,
+            gates=gates,
         )
         chunks = iter(halo_in) if halo_in is not None else iter(())
         pending = next(chunks, None)
@@ -322,15 +349,20 @@ def iter_blocks(
         halo_in = halo_out
 
 
-def _plan_with_probe(reader, predictor, params, *, windows, window_filter):
+def _plan_with_probe(reader, predictor, params, *, windows, window_filter, gates=None):
     """Plan strips; the buffer size needs the outputs' channel count, so predict one window first."""
     c, h, w = reader.shape
     wins = list(windows) if windows is not None else grid_windows((h, w), params, window_filter=window_filter)
     if not wins:
         return SlidingPlan(shape=(h, w), strips=[], windows=[], n_windows=0)
     probe = predictor(np.asarray(reader.read(wins[0]), dtype=np.float32)[None])
-    n_channels = sum(int(np.shape(v)[1]) for v in probe.values())
-    return plan_strips((h, w), wins, n_channels=n_channels, params=params)
+    gates = gates or {}
+    for name, gate in gates.items():
+        if gate.by not in probe:
+            raise ValueError(f"gate of {name!r}: the predictor has no output {gate.by!r} (it gives {sorted(probe)})")
+    n_dense = sum(int(np.shape(v)[1]) for k, v in probe.items() if k not in gates)
+    n_gated = sum(int(np.shape(v)[1]) for k, v in probe.items() if k in gates)
+    return plan_strips((h, w), wins, n_channels=n_dense, params=params, n_gated_channels=n_gated)
 
 
 def _predict(batch, predictor, params, remap) -> dict[str, np.ndarray]:

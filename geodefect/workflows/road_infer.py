@@ -336,13 +336,16 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
 
 def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> int:
     from geodefect.progress import progress
-    from geodefect.sliding import iter_blocks
+    from geodefect.sliding import Gate, iter_blocks
     from geodefect.sliding.threads import OrderedWorker
 
     orient = recipe.get("orientation") or {}
     remap = None
     if params.tta and orient.get("n_classes") and orient.get("bin_deg"):
         remap = {"orientation": orientation_flip_remap(int(orient["n_classes"]), float(orient["bin_deg"]))}
+    # the orientation bins are only used on road pixels (orientation.tif, the vectoriser's end
+    # directions): summed there only, not over every pixel (19 of the 20 channels stitched)
+    gates = {"orientation": Gate("road", writer.threshold)} if writer.n_orientation else None
     wins = job.windows.windows
     with progress(total=len(wins), desc=f"infer {job.path.name}", unit="win") as bar:
         def size_bar(plan) -> None:
@@ -354,7 +357,8 @@ def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> i
         # in order, at most held_blocks - 1 queued, errors re-raised); otherwise inline
         with OrderedWorker(writer.write, max_pending=params.held_blocks - 1, name="geodefect-write") as sink:
             for block in iter_blocks(job.reader, predictor, params, windows=wins, remap=remap,
-                                     on_progress=bar.update, on_plan=size_bar, spill_dir=writer.work):
+                                     on_progress=bar.update, on_plan=size_bar, spill_dir=writer.work,
+                                     gates=gates):
                 sink.submit(block)
     return len(wins)
 

@@ -1,0 +1,147 @@
+"""Gated outputs: summed only where another output's stitched value reaches a threshold.
+
+The road model's orientation bins are used on road pixels only; gating them must give the
+same sums there as summing everywhere, and nothing elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geodefect.sliding import (
+    ArrayReader,
+    Gate,
+    SlidingParams,
+    grid_windows,
+    iter_blocks,
+    plan_strips,
+)
+from geodefect.sliding.stitch import BandAccumulator
+
+THRESHOLD = 0.5
+
+
+def road_and_bins(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """A road probability from band 0 and 7 bin 'probabilities' from all bands, both depending on
+    the window's position (the window's mean shifts them), so overlapping windows disagree."""
+    shift = batch.mean(axis=(1, 2, 3), keepdims=True) * 0.2
+    road = np.clip(batch[:, :1] + shift - 0.1, 0, 1)
+    k = np.arange(7, dtype=np.float32)[None, :, None, None]
+    bins = np.sin(batch[:, 1:2] * 9 + k) + batch[:, 2:3] * k * 0.1 + shift
+    return {"road": road.astype(np.float32), "bins": np.ascontiguousarray(bins, np.float32)}
+
+
+def channels_last_predictor(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """The same outputs as views of NHWC memory, as a torch model on CPU gives them."""
+    return {k: np.moveaxis(np.ascontiguousarray(np.moveaxis(v, 1, -1)), -1, 1) for k, v in road_and_bins(batch).items()}
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.random((3, h, w), dtype=np.float32)
+    img[0] = 0.05 + 0.05 * img[0]
+    img[0, h // 3 : h // 3 + 6] = 0.9  # "roads": bands of high road probability
+    img[0, :, w // 2 : w // 2 + 5] = 0.8
+    return img
+
+
+def _maps(img, predictor, params, *, gates=None, window_filter=None):
+    """Full-size road probability, bins outputs, bins argmax (where road) and the gate of every block."""
+    _, h, w = img.shape
+    road = np.zeros((h, w), np.float32)
+    bins = np.zeros((7, h, w), np.float32)
+    arg = np.zeros((h, w), np.uint8)
+    gate = np.zeros((h, w), bool)
+    for b in iter_blocks(ArrayReader(img), predictor, params, gates=gates, window_filter=window_filter):
+        rows, cols = b.slices
+        road[rows, cols] = b.outputs["road"][0]
+        is_road = b.outputs["road"][0] >= THRESHOLD
+        bins[:, rows, cols] = b.outputs["bins"]
+        arg[rows, cols] = b.argmax("bins", first=1, where=is_road, dtype=np.uint8)
+        if "bins" in b.gated:
+            gate[rows, cols] = b.gated["bins"].mask
+            np.testing.assert_array_equal(b.gated["bins"].mask, is_road)
+            assert "bins" not in b.sums and "bins" in b.outputs
+    return road, bins, arg, gate
+
+
+GATES = {"bins": Gate("road", THRESHOLD)}
+
+
+@pytest.mark.parametrize("predictor", [road_and_bins, channels_last_predictor])
+@pytest.mark.parametrize("blend", ["hann", "mean"])
+def test_gated_sums_equal_the_dense_ones_on_the_gate_in_one_strip(predictor, blend):
+    img = _image(300, 260)
+    params = SlidingParams(size_px=64, stride_px=48, batch_size=3, blend=blend)
+    road_d, bins_d, arg_d, _ = _maps(img, predictor, params)
+    road_g, bins_g, arg_g, gate = _maps(img, predictor, params, gates=GATES)
+    np.testing.assert_array_equal(road_g, road_d)
+    assert 0.03 < gate.mean() < 0.5  # some roads, mostly background
+    np.testing.assert_array_equal(bins_g[:, gate], bins_d[:, gate])  # same operations, same order: bit-equal
+    assert not bins_g[:, ~gate].any()  # nothing off the gate
+    np.testing.assert_array_equal(arg_g, arg_d)
+    assert len(np.unique(arg_g[gate])) > 3
+
+
+def test_gated_sums_across_strips_and_windows_left_out():
+    """Several strips (the gated output's overhang passed on densely) and gaps in the windows."""
+    img = _image(200, 420, seed=1)
+    params = SlidingParams(size_px=48, stride_px=32, batch_size=4, max_memory_mb=0.5)
+    shape = img.shape[1:]
+    keep = lambda win: (win.row_off // 32 * 3 + win.col_off // 32) % 7 != 3  # noqa: E731
+    plan = plan_strips(shape, grid_windows(shape, params, window_filter=keep), n_channels=1, params=params,
+                       n_gated_channels=7)
+    assert len(plan.strips) >= 3
+    road_d, bins_d, arg_d, _ = _maps(img, road_and_bins, params, window_filter=keep)
+    road_g, bins_g, arg_g, gate = _maps(img, road_and_bins, params, gates=GATES, window_filter=keep)
+    np.testing.assert_array_equal(road_g, road_d)
+    # the strip boundaries change the order of a few float32 additions: equal to rounding
+    np.testing.assert_allclose(bins_g[:, gate], bins_d[:, gate], rtol=1e-6, atol=1e-6)
+    assert not bins_g[:, ~gate].any()
+    np.testing.assert_array_equal(arg_g, arg_d)
+
+
+def test_gated_tta_outputs_stay_equal():
+    img = _image(150, 170, seed=2)
+    params = SlidingParams(size_px=64, stride_px=48, tta=True)
+    _, bins_d, arg_d, _ = _maps(img, road_and_bins, params)
+    _, bins_g, arg_g, gate = _maps(img, road_and_bins, params, gates=GATES)
+    np.testing.assert_array_equal(bins_g[:, gate], bins_d[:, gate])
+    np.testing.assert_array_equal(arg_g, arg_d)
+
+
+def test_held_windows_stay_within_the_budget_and_do_not_grow_with_height():
+    params = SlidingParams(size_px=64, stride_px=48, batch_size=2, max_memory_mb=1.0)
+    peaks = []
+    for h in (400, 2000):
+        img = _image(h, 600, seed=3)
+        gen = iter_blocks(ArrayReader(img), road_and_bins, params, gates=GATES)
+        peak, held = 0, 0
+        for _ in gen:
+            acc = gen.gi_frame.f_locals["acc"]
+            peak, held = max(peak, acc.nbytes), max(held, len(acc.held))
+        peaks.append(peak)
+        # three rows of windows at most: the accumulator lets go of a window once its rows are final
+        assert 0 < held <= 3 * (600 // 48 + 2)
+    assert peaks[0] == peaks[1] <= params.max_memory_mb * 2**20
+
+
+def test_gated_strips_are_narrower_than_dense_ones_for_the_same_budget():
+    params = SlidingParams(size_px=512, stride_px=384, batch_size=8, max_memory_mb=256)
+    shape = (512, 40_000)
+    wins = grid_windows(shape, params)
+    dense = plan_strips(shape, wins, n_channels=20, params=params)
+    gated = plan_strips(shape, wins, n_channels=1, n_gated_channels=19, params=params)
+    assert len(gated.strips) > len(dense.strips)
+    assert gated.n_repeated == 0 and gated.n_windows == dense.n_windows
+
+
+def test_a_gate_must_name_a_dense_output():
+    img = _image(64, 64)
+    params = SlidingParams(size_px=32, stride_px=24)
+    with pytest.raises(ValueError, match="no output 'prob'"):
+        list(iter_blocks(ArrayReader(img), road_and_bins, params, gates={"bins": Gate("prob", 0.5)}))
+    with pytest.raises(ValueError, match="cannot itself be gated"):
+        BandAccumulator(col_start=0, col_end=8, height_px=8, band_rows=8,
+                        gates={"a": Gate("b", 0.5), "b": Gate("road", 0.5)})
