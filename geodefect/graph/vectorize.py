@@ -124,8 +124,10 @@ def vectorize_road_probability(
         transform: ``affine.Affine`` of the raster (pixel -> CRS).
         orientation: (K, H, W) float orientation-bin probabilities or None. K is
             ``360 / bin_deg + 1`` (channel 0 = background, the model's layout) or ``360 / bin_deg``.
-            Only read at the pixels near road ends, so a memory map (or a strided view of one)
-            costs no memory.
+            Only read at the pixels near road ends (``orientation[:, rows, cols]``), so a memory
+            map, a strided view of one, or an object with ``shape``, ``ndim`` and that indexing
+            (``geodefect.inference.road_outputs.SparseBins``: bins on road pixels only) costs no
+            memory. Pixels whose bins are all 0 do not change an end's direction.
         bin_deg: orientation bin width in degrees; required with ``orientation``.
         params: :class:`VectorizeParams`.
         crs: CRS of the raster (anything pyproj accepts) or None (units taken as metres).
@@ -280,7 +282,8 @@ def _check_orientation(orientation, bin_deg, shape) -> np.ndarray | None:
     """The (n_bins, H, W) orientation probabilities without the background channel, or None."""
     if orientation is None:
         return None
-    orientation = np.asarray(orientation)
+    if not (hasattr(orientation, "shape") and hasattr(orientation, "ndim")):  # keep memmaps / SparseBins as they are
+        orientation = np.asarray(orientation)
     if bin_deg is None:
         raise InputError("`bin_deg` is required with `orientation` (the model recipe has it)")
     n_bins = int(round(360 / float(bin_deg)))

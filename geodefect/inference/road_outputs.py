@@ -9,10 +9,13 @@
   0 elsewhere; nodata 255 — the argmax is taken after stitching, never averaged;
 
 block by block (:class:`geodefect.inference.geo.TiledOutputs`); pixels outside the AOI or
-where the input has no data (its nodata / mask / alpha) are nodata,, and copies the AOI's
-bounding box of probability (float32, NaN outside the AOI) and orientation bin probabilities
-(float16; on road pixels only when the engine gates them, 0 elsewhere) into ``.npy`` files for
-the vectoriser. Those are written with plain file writes
+where the input has no data (its nodata / mask / alpha) are nodata.
+
+For the vectoriser it also keeps the AOI's bounding box of probability (float32, NaN outside
+the AOI) in an ``.npy`` file, and the orientation-bin probabilities of the road pixels only
+(:class:`SparseBinsFile`: an index raster plus the bins of each road pixel, float16) — the
+vectoriser reads bins on the skeleton alone, and a dense ``(H, W, 18)`` float16 file would take
+36 bytes per pixel of disk (60 GB for a 40 000² AOI). Both are written with plain file writes
 (:class:`NpyRowFile`) — not through a memory map, whose dirty pages would count in the
 process's resident memory — and read back memory-mapped, so only what the vectoriser touches
 is loaded.
@@ -89,8 +92,8 @@ class RoadBlockWriter:
         """Pixels of the box that no block writes (outside every window) stay 0 = background."""
         h, w = int(self.bbox.height), int(self.bbox.width)
         self._prob = NpyRowFile(self.work / "prob.npy", (h, w), dtype=np.float32)
-        if self.n_orientation:
-            self._orient = NpyRowFile(self.work / "orientation.npy", (h, w), tail=(self.n_orientation,), dtype=np.float16)
+        if self.n_orientation:  # bins 1.. (the background channel 0 is not used by the vectoriser)
+            self._orient = SparseBinsFile(self.work / "orientation", (h, w), n_bins=self.n_orientation - 1)
 
     def write(self, block: Block) -> None:
         """Mask one block to the AOI, encode and write it."""
@@ -108,10 +111,9 @@ class RoadBlockWriter:
             bins = block.argmax("orientation", first=1, where=road, dtype=np.uint8)
             self.outputs.write("orientation", np.where(inside, bins, NODATA), win)
         if self._prob is not None:
-            orient = block.outputs["orientation"] if has_orient else None
-            self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), orient)
+            self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), road & inside if has_orient else None)
 
-    def _copy_to_memmaps(self, block: Block, win: Window, prob: np.ndarray, orient) -> None:
+    def _copy_to_memmaps(self, block: Block, win: Window, prob: np.ndarray, road: np.ndarray | None) -> None:
         b = self.bbox
         r0, r1 = max(win.row_off, b.row_off), min(win.row_off + win.height, b.row_off + b.height)
         c0, c1 = max(win.col_off, b.col_off), min(win.col_off + win.width, b.col_off + b.width)
@@ -119,18 +121,23 @@ class RoadBlockWriter:
             return
         src = (slice(r0 - win.row_off, r1 - win.row_off), slice(c0 - win.col_off, c1 - win.col_off))
         self._prob.write(r0 - b.row_off, c0 - b.col_off, prob[src])
-        if self._orient is not None and orient is not None:
-            self._orient.write(r0 - b.row_off, c0 - b.col_off, np.moveaxis(orient[(slice(None), *src)], 0, -1))
+        if self._orient is not None and road is not None:
+            where = np.zeros_like(road)
+            where[src] = road[src]
+            rows, cols, values = block.values_at("orientation", where)
+            self._orient.write(r0 - b.row_off, c0 - b.col_off, where[src].shape,
+                               rows - src[0].start, cols - src[1].start, values[:, 1:])
 
     def vector_inputs(self):
-        """``(prob (h, w) float32, orientation (K, h, w) float16 or None, transform)`` of the AOI box.
+        """``(prob (h, w) float32, orientation bins or None, transform)`` of the AOI box.
 
-        Both are read-only memory maps; orientation is a ``(K, h, w)`` view of an ``(h, w, K)`` file.
+        The probability is a read-only memory map; the orientation a :class:`SparseBins`
+        (``(n_bins, h, w)``, bins 1.. on road pixels, 0 elsewhere).
         """
         from rasterio.windows import transform as win_transform
 
         prob = self._prob.open_read()
-        orient = None if self._orient is None else np.moveaxis(self._orient.open_read(), -1, 0)
+        orient = None if self._orient is None else self._orient.open_read()
         return prob, orient, win_transform(self.bbox, self.reader.transform)
 
     def publish(self, *, source=None) -> dict[str, Path]:
@@ -192,3 +199,65 @@ class NpyRowFile:
 
     def close(self) -> None:
         self._file.close()
+
+
+class SparseBinsFile:
+    """Orientation-bin probabilities of some pixels of an ``(H, W)`` box, written block by block.
+
+    ``<stem>-index.npy``: ``(H, W)`` int32 (int64 for boxes of 2³¹ pixels or more), 0 where no
+    bins were written, else 1 + the pixel's row in ``<stem>-values.bin``: ``(n, n_bins)``
+    float16 rows appended in the order written. Disk: 4 bytes per pixel of the box plus
+    ``2 × n_bins`` per pixel written (road pixels), instead of ``2 × n_bins`` per pixel.
+    """
+
+    def __init__(self, stem: Path, shape_hw: tuple[int, int], *, n_bins: int) -> None:
+        self.shape, self.n_bins, self.n = tuple(shape_hw), int(n_bins), 0
+        dtype = np.int32 if shape_hw[0] * shape_hw[1] < 2**31 - 1 else np.int64
+        self.index = NpyRowFile(Path(f"{stem}-index.npy"), shape_hw, dtype=dtype)
+        self.values_path = Path(f"{stem}-values.bin")
+        self._values = open(self.values_path, "wb")  # noqa: SIM115 (closed in close())
+
+    def write(self, row: int, col: int, shape_hw: tuple[int, int], rows: np.ndarray, cols: np.ndarray,
+              values: np.ndarray) -> None:
+        """Bins ``values`` ``(n, n_bins)`` of pixels ``(rows, cols)`` of the ``shape_hw`` patch at ``(row, col)``."""
+        idx = np.zeros(shape_hw, self.index.dtype)
+        idx[rows, cols] = np.arange(self.n + 1, self.n + 1 + len(rows), dtype=self.index.dtype)
+        self.index.write(row, col, idx)
+        self._values.write(np.ascontiguousarray(values, np.float16).tobytes())
+        self.n += len(rows)
+
+    def open_read(self) -> SparseBins:
+        self._values.flush()
+        values = (np.memmap(self.values_path, dtype=np.float16, mode="r", shape=(self.n, self.n_bins))
+                  if self.n else np.zeros((0, self.n_bins), np.float16))
+        return SparseBins(self.index.open_read(), values)
+
+    def close(self) -> None:
+        self.index.close()
+        self._values.close()
+
+
+class SparseBins:
+    """Read-only ``(n_bins, H, W)`` orientation bins stored for some pixels (0 elsewhere).
+
+    Supports what the vectoriser does with bins: ``.shape``, ``.ndim`` and ``bins[:, rows, cols]``
+    (integer arrays) -> ``(n_bins, n)``.
+    """
+
+    ndim = 3
+
+    def __init__(self, index: np.ndarray, values: np.ndarray) -> None:
+        self.index, self.values = index, values
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.values.shape[1], *self.index.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not (isinstance(key, tuple) and len(key) == 3 and key[0] == slice(None)):
+            raise TypeError("SparseBins supports bins[:, rows, cols] only")
+        at = np.asarray(self.index[key[1], key[2]])
+        out = np.zeros((self.values.shape[1], *at.shape), self.values.dtype)
+        has = at > 0
+        out[:, has] = np.asarray(self.values[at[has] - 1]).T
+        return out

@@ -158,6 +158,19 @@ class Block:
             cached = self.__dict__["_outputs"] = _StitchedOutputs(self.sums, self.weight, self.gated)
         return cached
 
+    def values_at(self, name: str, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, values (n, K) float32)``: stitched values ``Σ w·p / Σ w`` at the pixels of
+        ``where`` ((h, w) bool), row-major — without dividing the whole block. For a gated
+        output, pixels of ``where`` off its gate are left out."""
+        inv = self.outputs.inverse_weight()
+        if name in self.gated:
+            g = self.gated[name]
+            sel = where[g.rows, g.cols]
+            rows, cols = g.rows[sel], g.cols[sel]
+            return rows, cols, g.sums[sel] * inv[rows, cols]
+        rows, cols = np.nonzero(where)
+        return rows, cols, np.moveaxis(self.sums[name], 0, -1)[rows, cols] * inv[rows, cols]
+
     def argmax(self, name: str, *, first: int = 0, where: np.ndarray | None = None, dtype=np.intp) -> np.ndarray:
         """``(height, width)`` index (from ``first``, as ``dtype``) of the largest of channels ``first..``.
 
@@ -196,18 +209,23 @@ class _StitchedOutputs(Mapping):
         self._done: dict[str, np.ndarray] = {}
         self._inv: np.ndarray | None = None
 
+    def inverse_weight(self) -> np.ndarray:
+        """``(h, w, 1)`` float32 ``1 / Σ w`` (1 where nothing covered the pixel), computed once."""
+        if self._inv is None:
+            w = self._weight
+            self._inv = (1.0 / np.where(w > 0, w, 1.0)).astype(np.float32)[..., None]
+        return self._inv
+
     def __getitem__(self, name: str) -> np.ndarray:
         out = self._done.get(name)
         if out is None:
-            if self._inv is None:
-                w = self._weight
-                self._inv = (1.0 / np.where(w > 0, w, 1.0)).astype(np.float32)[..., None]
+            inv = self.inverse_weight()
             if name in self._gated:  # 0 off the gate
                 g = self._gated[name]
                 hwk = np.zeros((*self._weight.shape, g.sums.shape[1]), np.float32)
-                hwk[g.rows, g.cols] = g.sums * self._inv[g.rows, g.cols]
+                hwk[g.rows, g.cols] = g.sums * inv[g.rows, g.cols]
             else:
-                hwk = np.moveaxis(self._sums[name], 0, -1) * self._inv
+                hwk = np.moveaxis(self._sums[name], 0, -1) * inv
             out = self._done[name] = np.moveaxis(hwk, -1, 0)
         return out
 

@@ -16,7 +16,8 @@ complete; an existing OUT_DIR needs ``overwrite=True``.
 
 Memory: the engine yields finished blocks that are written and dropped. The vectoriser needs
 the AOI's probability (and orientation) as arrays: they are kept in memory-mapped files in the
-temporary folder (float32 probability, float16 orientation bins), not in RAM.
+temporary folder (float32 probability; float16 orientation bins of the road pixels only), not
+in RAM. The orientation bins are summed on road pixels only, too (a ``Gate`` on the road output).
 """
 
 from __future__ import annotations
