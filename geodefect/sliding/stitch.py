@@ -49,20 +49,46 @@ class Gate:
     channel: int = 0
 
 
-@dataclass(frozen=True)
 class GatedSums:
-    """Weighted sums of a gated output at its gate's pixels only (see :class:`Gate`).
+    """Weighted sums of a gated output on its gate's pixels (see :class:`Gate`).
+
+    Either gathered at the gate's pixels (``sums`` given), or — when the gate holds on much of
+    the block — a dense ``(height, width, K)`` block of sums (``dense``; its values off the gate
+    are not meant to be used). ``rows``, ``cols`` and ``sums`` are available either way
+    (computed on first use).
 
     Attributes:
         mask: ``(height, width)`` bool, the gate.
-        rows, cols: ``(n,)`` block pixel indices of ``mask``'s True pixels, row-major.
-        sums: ``(n, K)`` float32 ``Σ w·p`` at those pixels.
+        dense: ``(height, width, K)`` float32 or None.
     """
 
-    mask: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
-    sums: np.ndarray
+    def __init__(self, mask: np.ndarray, *, rows: np.ndarray | None = None, cols: np.ndarray | None = None,
+                 sums: np.ndarray | None = None, dense: np.ndarray | None = None) -> None:
+        if (sums is None) == (dense is None):
+            raise ValueError("GatedSums needs exactly one of `sums` and `dense`")
+        self.mask, self.dense = mask, dense
+        self._rows, self._cols, self._sums = rows, cols, sums
+
+    @property
+    def rows(self) -> np.ndarray:
+        """``(n,)`` block rows of the gate's pixels, row-major."""
+        if self._rows is None:
+            self._rows, self._cols = np.nonzero(self.mask)
+        return self._rows
+
+    @property
+    def cols(self) -> np.ndarray:
+        """``(n,)`` block columns of the gate's pixels."""
+        if self._cols is None:
+            self._rows, self._cols = np.nonzero(self.mask)
+        return self._cols
+
+    @property
+    def sums(self) -> np.ndarray:
+        """``(n, K)`` float32 ``Σ w·p`` at the gate's pixels."""
+        if self._sums is None:
+            self._sums = _take_pixels(self.dense, self.rows, self.cols)
+        return self._sums
 
 
 @dataclass(frozen=True)
@@ -163,13 +189,14 @@ class Block:
         ``where`` ((h, w) bool), row-major — without dividing the whole block. For a gated
         output, pixels of ``where`` off its gate are left out."""
         inv = self.outputs.inverse_weight()
-        if name in self.gated:
-            g = self.gated[name]
+        g = self.gated.get(name)
+        if g is not None and g.dense is None:
             sel = where[g.rows, g.cols]
             rows, cols = g.rows[sel], g.cols[sel]
             return rows, cols, g.sums[sel] * inv[rows, cols]
-        rows, cols = np.nonzero(where)
-        return rows, cols, np.moveaxis(self.sums[name], 0, -1)[rows, cols] * inv[rows, cols]
+        hwk = g.dense if g is not None else np.moveaxis(self.sums[name], 0, -1)
+        rows, cols = np.nonzero(where if g is None else (where & g.mask))
+        return rows, cols, _take_pixels(hwk, rows, cols) * inv[rows, cols]
 
     def argmax(self, name: str, *, first: int = 0, where: np.ndarray | None = None, dtype=np.intp) -> np.ndarray:
         """``(height, width)`` index (from ``first``, as ``dtype``) of the largest of channels ``first..``.
@@ -180,14 +207,17 @@ class Block:
         """
         if name in self.gated:
             g = self.gated[name]
-            out = np.zeros(self.weight.shape, dtype)
-            rows, cols, sums = g.rows, g.cols, g.sums
-            if where is not None:
-                sel = where[rows, cols]
-                rows, cols, sums = rows[sel], cols[sel], sums[sel]
-            out[rows, cols] = np.argmax(sums[:, first:], axis=-1) + first
-            return out
-        hwk = np.moveaxis(self.sums[name], 0, -1)[..., first:]
+            if g.dense is None:
+                out = np.zeros(self.weight.shape, dtype)
+                rows, cols, sums = g.rows, g.cols, g.sums
+                if where is not None:
+                    sel = where[rows, cols]
+                    rows, cols, sums = rows[sel], cols[sel], sums[sel]
+                out[rows, cols] = np.argmax(sums[:, first:], axis=-1) + first
+                return out
+            hwk, where = g.dense[..., first:], g.mask if where is None else (g.mask & where)
+        else:
+            hwk = np.moveaxis(self.sums[name], 0, -1)[..., first:]
         out = np.zeros(hwk.shape[:2], dtype)
 
         def argmax_rows(rows: slice, part: int) -> None:
@@ -220,8 +250,10 @@ class _StitchedOutputs(Mapping):
         out = self._done.get(name)
         if out is None:
             inv = self.inverse_weight()
-            if name in self._gated:  # 0 off the gate
-                g = self._gated[name]
+            g = self._gated.get(name)
+            if g is not None and g.dense is not None:  # 0 off the gate
+                hwk = np.where(g.mask[..., None], g.dense * inv, np.float32(0))
+            elif g is not None:
                 hwk = np.zeros((*self._weight.shape, g.sums.shape[1]), np.float32)
                 hwk[g.rows, g.cols] = g.sums * inv[g.rows, g.cols]
             else:
@@ -286,6 +318,10 @@ class _HeldWindow:
 
 #: rows per multiply-add pass in :meth:`BandAccumulator.add` (keeps its temporary in cache)
 _ADD_ROWS = 16
+
+#: gated outputs are summed through a dense block when their gate holds on more than this share
+#: of a block's pixels (a gather costs ~4x a streaming multiply-add per value)
+DENSE_GATE_SHARE = 0.25
 
 
 class BandAccumulator:
@@ -476,26 +512,55 @@ class BandAccumulator:
                 mask = block.outputs[gate.by][gate.channel] >= gate.threshold
             else:
                 mask = np.zeros(block.weight.shape, bool)
-            rows, cols = np.nonzero(mask)
-            sums = np.zeros((rows.size, n_ch), np.float32)
-            dense_in = blk.gated_in.get(name)
-            if dense_in is not None:  # the strip to the left's overhang, first
-                sel = cols < dense_in.shape[1]
-                sums[sel] = dense_in[rows[sel], cols[sel]]
-            if self.halo_px:
-                halo[name] = np.zeros((blk.n_rows, self.halo_px, n_ch), np.float32)
-            index = None
-            for h in mine:
-                r0, r1 = max(h.row_off, blk.top), min(h.end, blk.end)
-                if rows.size:
-                    if index is None:  # block pixel -> its position in rows/cols (row-major)
-                        index = np.empty(mask.shape, np.int32)
-                        index[rows, cols] = np.arange(rows.size, dtype=np.int32)
-                    self._gather_window(h, name, mask, index, sums, r0, r1, blk.top)
-                if self.halo_px:
-                    self._add_window_halo(h, name, halo[name], r0, r1, blk.top)
-            block.gated[name] = GatedSums(mask=mask, rows=rows, cols=cols, sums=sums)
+            if np.count_nonzero(mask) > DENSE_GATE_SHARE * mask.size:
+                dense, halo_sums = self._sum_gated_densely(blk, name, n_ch, mine)
+                block.gated[name] = GatedSums(mask, dense=dense)
+            else:
+                rows, cols = np.nonzero(mask)
+                sums, halo_sums = self._sum_gated_sparsely(blk, name, n_ch, mine, mask, rows, cols)
+                block.gated[name] = GatedSums(mask, rows=rows, cols=cols, sums=sums)
+            if halo_sums is not None:
+                halo[name] = halo_sums
         return halo
+
+    def _sum_gated_sparsely(self, blk, name, n_ch, windows, mask, rows, cols):
+        """``(sums (n, K) at the gate pixels, dense halo sums or None)``: gathered window by window."""
+        sums = np.zeros((rows.size, n_ch), np.float32)
+        dense_in = blk.gated_in.get(name)
+        if dense_in is not None:  # the strip to the left's overhang, first
+            sel = cols < dense_in.shape[1]
+            sums[sel] = dense_in[rows[sel], cols[sel]]
+        halo = np.zeros((blk.n_rows, self.halo_px, n_ch), np.float32) if self.halo_px else None
+        index = None
+        for h in windows:
+            r0, r1 = max(h.row_off, blk.top), min(h.end, blk.end)
+            if rows.size:
+                if index is None:  # block pixel -> its position in rows/cols (row-major)
+                    index = np.empty(mask.shape, np.int32)
+                    index[rows, cols] = np.arange(rows.size, dtype=np.int32)
+                self._gather_window(h, name, mask, index, sums, r0, r1, blk.top)
+            if halo is not None:
+                self._add_window_halo(h, name, halo, r0, r1, blk.top)
+        return sums, halo
+
+    def _sum_gated_densely(self, blk, name, n_ch, windows):
+        """``(dense (rows, strip, K) sums, dense halo sums or None)``: the same sums as
+        :meth:`_sum_gated_sparsely` at the gate (same operations, same order), summed densely —
+        cheaper when the gate holds on much of the block (e.g. an untrained model)."""
+        dense = np.zeros((blk.n_rows, self.width_px, n_ch), np.float32)
+        dense_in = blk.gated_in.get(name)
+        if dense_in is not None:
+            dense[:, : dense_in.shape[1]] = dense_in
+        for h in windows:
+            cols_h = self._col_overlap(h.col_off, h.weights.shape[1])
+            if cols_h is None:
+                continue
+            wc, ac = cols_h
+            r0, r1 = max(h.row_off, blk.top), min(h.end, blk.end)
+            src = slice(r0 - h.row_off, r1 - h.row_off)
+            self._add_weighted(dense[r0 - blk.top:r1 - blk.top, ac], h.preds[name][src, wc], h.weights[src, wc])
+        halo = dense[:, self.strip_px:] if self.halo_px else None
+        return dense[:, : self.strip_px], halo
 
     def _gather_window(self, h: _HeldWindow, name: str, mask, index, sums, r0: int, r1: int, top: int) -> None:
         """``sums += p·w`` of window ``h`` at the gate pixels of raster rows ``r0:r1`` it covers.
@@ -567,6 +632,13 @@ def _take_rows(arr: np.ndarray, at: np.ndarray) -> np.ndarray:
     than float fancy indexing for K = 19)."""
     k = arr.shape[-1]
     return _rows_view(arr).take(at).view(arr.dtype).reshape(-1, k)
+
+
+def _take_pixels(hwk: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``hwk[rows, cols]`` -> ``(n, K)`` of an ``(h, w, K)`` array (record copies when contiguous)."""
+    if hwk.flags.c_contiguous:
+        return _take_rows(hwk, rows * hwk.shape[1] + cols)
+    return hwk[rows, cols]
 
 
 def _put_rows(arr: np.ndarray, at: np.ndarray, rows: np.ndarray) -> None:

@@ -59,6 +59,9 @@ def _maps(img, predictor, params, *, gates=None, window_filter=None):
         is_road = b.outputs["road"][0] >= THRESHOLD
         bins[:, rows, cols] = b.outputs["bins"]
         arg[rows, cols] = b.argmax("bins", first=1, where=is_road, dtype=np.uint8)
+        r, c, vals = b.values_at("bins", is_road)  # the vectoriser's path: values at road pixels
+        np.testing.assert_array_equal(vals, np.moveaxis(b.outputs["bins"], 0, -1)[r, c])
+        assert is_road[r, c].all() and len(r) == is_road.sum()
         if "bins" in b.gated:
             gate[rows, cols] = b.gated["bins"].mask
             np.testing.assert_array_equal(b.gated["bins"].mask, is_road)
@@ -69,9 +72,20 @@ def _maps(img, predictor, params, *, gates=None, window_filter=None):
 GATES = {"bins": Gate("road", THRESHOLD)}
 
 
+@pytest.fixture(params=["gather", "dense block", "by share"])
+def gated_path(request, monkeypatch):
+    """Force how gated sums are taken (they must not differ): gathers at the gate's pixels, a
+    dense block (chosen when the gate holds on much of a block), or the default choice."""
+    from geodefect.sliding import stitch
+
+    share = {"gather": 1.0, "dense block": -1.0, "by share": stitch.DENSE_GATE_SHARE}[request.param]
+    monkeypatch.setattr(stitch, "DENSE_GATE_SHARE", share)
+    return request.param
+
+
 @pytest.mark.parametrize("predictor", [road_and_bins, channels_last_predictor])
 @pytest.mark.parametrize("blend", ["hann", "mean"])
-def test_gated_sums_equal_the_dense_ones_on_the_gate_in_one_strip(predictor, blend):
+def test_gated_sums_equal_the_dense_ones_on_the_gate_in_one_strip(predictor, blend, gated_path):
     img = _image(300, 260)
     params = SlidingParams(size_px=64, stride_px=48, batch_size=3, blend=blend)
     road_d, bins_d, arg_d, _ = _maps(img, predictor, params)
@@ -84,7 +98,7 @@ def test_gated_sums_equal_the_dense_ones_on_the_gate_in_one_strip(predictor, ble
     assert len(np.unique(arg_g[gate])) > 3
 
 
-def test_gated_sums_across_strips_and_windows_left_out():
+def test_gated_sums_across_strips_and_windows_left_out(gated_path):
     """Several strips (the gated output's overhang passed on densely) and gaps in the windows."""
     img = _image(200, 420, seed=1)
     params = SlidingParams(size_px=48, stride_px=32, batch_size=4, max_memory_mb=0.5)
@@ -102,7 +116,7 @@ def test_gated_sums_across_strips_and_windows_left_out():
     np.testing.assert_array_equal(arg_g, arg_d)
 
 
-def test_gated_tta_outputs_stay_equal():
+def test_gated_tta_outputs_stay_equal(gated_path):
     img = _image(150, 170, seed=2)
     params = SlidingParams(size_px=64, stride_px=48, tta=True)
     _, bins_d, arg_d, _ = _maps(img, road_and_bins, params)
@@ -145,3 +159,15 @@ def test_a_gate_must_name_a_dense_output():
     with pytest.raises(ValueError, match="cannot itself be gated"):
         BandAccumulator(col_start=0, col_end=8, height_px=8, band_rows=8,
                         gates={"a": Gate("b", 0.5), "b": Gate("road", 0.5)})
+
+
+def test_gathers_and_a_dense_block_give_bit_identical_gated_sums(monkeypatch):
+    from geodefect.sliding import stitch
+
+    img = _image(200, 420, seed=5)
+    params = SlidingParams(size_px=48, stride_px=32, batch_size=4, max_memory_mb=0.5)
+    got = []
+    for share in (1.0, -1.0):
+        monkeypatch.setattr(stitch, "DENSE_GATE_SHARE", share)
+        got.append(_maps(img, road_and_bins, params, gates=GATES)[1])
+    np.testing.assert_array_equal(got[0], got[1])
