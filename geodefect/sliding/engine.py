@@ -191,13 +191,15 @@ def held_window_bytes(band_rows: int, params: SlidingParams) -> tuple[float, flo
     """``(bytes per strip column, fixed bytes)``, per gated channel, of the window predictions
     a strip holds (see :class:`~geodefect.sliding.stitch.Gate`).
 
-    A window is held until a window starts at or below the end of the block holding its last
-    row, i.e. for at most ``ceil((band_rows + BLOCK_ROWS) / stride) + 1`` rows of windows;
-    each row of windows covers a column ``size / stride`` times over ``band_rows`` rows. A
-    batch's arrays go when its last window does: up to one batch more, whatever the width.
+    Whole windows of the current row of windows (``band_rows`` rows, ``size / stride`` deep
+    per column), plus, for each earlier row of windows still open, the copy of their rows that
+    are not final yet (at most ``size - stride + BLOCK_ROWS`` rows each). A batch's arrays go
+    when its last window is trimmed: up to one batch more, whatever the width.
     """
-    n_rows = math.ceil((band_rows + BLOCK_ROWS) / params.stride_px) + 1
-    per_col = n_rows * band_rows * params.size_px / params.stride_px * 4
+    depth = params.size_px / params.stride_px
+    n_earlier = max(math.ceil((band_rows + BLOCK_ROWS) / params.stride_px) - 1, 1)
+    remainder = min(band_rows, max(band_rows - params.stride_px, 0) + BLOCK_ROWS)
+    per_col = (band_rows + n_earlier * remainder) * depth * 4
     return per_col, params.batch_size * band_rows * params.size_px * 4
 
 
@@ -331,6 +333,12 @@ def iter_blocks(
         chunks = iter(halo_in) if halo_in is not None else iter(())
         pending = next(chunks, None)
         for chunk, batch in iter_batches(reader, strip_windows, params.batch_size):
+            # hand out the rows this batch's first window makes final before predicting it: held
+            # gated predictions go before the forward allocates the next ones (same blocks, same order)
+            while pending is not None and pending.row_off <= chunk[0].row_off:
+                yield from acc.add_halo(pending)
+                pending = next(chunks, None)
+            yield from acc.flush_until(int(chunk[0].row_off))
             preds = _predict(batch, predictor, params, remap)
             for i, win in enumerate(chunk):
                 while pending is not None and pending.row_off <= win.row_off:  # merge by row

@@ -14,8 +14,8 @@ by the caller, after stitching (:meth:`Block.argmax` takes it from the sums, no 
 Gated outputs (:class:`Gate`): an output that is only needed where another one ends up above
 a threshold — the road model's 19 orientation-bin probabilities, used only on road pixels — is
 not summed densely. Each window's prediction of it is held (a reference to the predictor's
-array, no copy) until the block holding the window's last rows is final; when a block is
-final, its gate is evaluated on the stitched gating output and only the gate's pixels are
+array; once a newer row of windows starts, a copy of its rows that are not final yet) until
+the block holding the window's last rows is final; when a block is final, its gate is evaluated on the stitched gating output and only the gate's pixels are
 summed, window by window in arrival order — the same float32 operations, in the same order,
 as the dense sum at those pixels. Columns that overhang the strip (the halo) are still summed
 densely, since the next strip decides their gate.
@@ -300,12 +300,23 @@ class _RowBlock:
 
 @dataclass
 class _HeldWindow:
-    """A window's gated predictions, kept (not copied) until its last rows are final."""
+    """A window's gated predictions, kept until its last rows are final: first as views of the
+    predictor's arrays, then (:meth:`BandAccumulator._trim_held`) as a copy of its rows that
+    are not final yet, once a newer row of windows has started."""
 
     row_off: int
     col_off: int
-    preds: dict[str, np.ndarray]  # name -> (h, w, K) channels-last view
+    preds: dict[str, np.ndarray]  # name -> (h, w, K) channels-last, contiguous
     weights: np.ndarray  # (h, w)
+    trimmed: bool = False
+
+    def trim(self, first_row: int) -> None:
+        """Keep (a copy of) raster rows ``first_row..`` only, letting go of the predictor's array."""
+        k = min(max(first_row - self.row_off, 0), self.weights.shape[0])
+        self.preds = {name: p[k:].copy() for name, p in self.preds.items()}
+        self.weights = self.weights[k:]
+        self.row_off += k
+        self.trimmed = True
 
     @property
     def end(self) -> int:
@@ -373,6 +384,8 @@ class BandAccumulator:
         self.top = 0  # rows above this raster row are final (the last window's row)
         self.blocks: dict[int, _RowBlock] = {}  # block index -> rows, in row order
         self.held: list[_HeldWindow] = []  # windows with gated outputs, in arrival order
+        self._final_to = 0  # rows above this are final (the end of the last block handed out)
+        self._trimmed_before = 0
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
@@ -393,6 +406,8 @@ class BandAccumulator:
             weights: ``(h, w)`` float32 weight mask of the window.
         """
         yield from self._open_rows(row_off)
+        if self.held and row_off > self._trimmed_before:
+            self._trim_held(row_off)
         cols = self._col_overlap(col_off, weights.shape[1])
         if cols is None:
             return
@@ -407,6 +422,17 @@ class BandAccumulator:
                 if name not in self.gates:
                     acc = blk.sums_for(name, pred.shape[0])[dst, ac]
                     self._add_weighted(acc, np.moveaxis(pred[:, src, wc], 0, -1), wgt)
+
+    def _trim_held(self, row_off: int) -> None:
+        """A new row of windows starts at ``row_off``: the windows of earlier rows with at least
+        half of their rows final keep a copy of the others (a quarter to a half of the window for
+        256-px windows at stride 192), so the predictor's arrays go — the strip then holds about
+        one row of whole windows plus those remainders, instead of up to three rows of whole
+        windows. (Copying more than half a window would cost more than it frees.)"""
+        for h in self.held:
+            if h.row_off < row_off and not h.trimmed and 2 * (self._final_to - h.row_off) >= h.weights.shape[0]:
+                h.trim(self._final_to)
+        self._trimmed_before = row_off
 
     def _add_weighted(self, acc: np.ndarray, pred_hwk: np.ndarray, wgt: np.ndarray) -> None:
         """``acc += pred · wgt`` in row slices through reused buffers: the same float32 operations
@@ -454,6 +480,11 @@ class BandAccumulator:
                 else:
                     blk.sums_for(name, sums.shape[-1])[dst, ac] += sums[src, wc]
 
+    def flush_until(self, row_off: int) -> Iterator[Block]:
+        """Yield the blocks a window starting at ``row_off`` would make final (windows arriving
+        later must not start above ``row_off``)."""
+        yield from self._open_rows(row_off)
+
     def _open_rows(self, row_off: int) -> Iterator[Block]:
         if row_off < self.top:
             raise ValueError(f"windows must come sorted by row: got row {row_off} after row {self.top}")
@@ -493,6 +524,7 @@ class BandAccumulator:
             halo_gated = self._sum_gated(blk, block)
             self._pass_halo(blk, halo_gated)
             self.held = [h for h in self.held if h.end > blk.end]  # every row of the rest is final
+            self._final_to = blk.end
             yield block
 
     def _sum_gated(self, blk: _RowBlock, block: Block) -> dict[str, np.ndarray]:

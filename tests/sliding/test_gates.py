@@ -171,3 +171,27 @@ def test_gathers_and_a_dense_block_give_bit_identical_gated_sums(monkeypatch):
         monkeypatch.setattr(stitch, "DENSE_GATE_SHARE", share)
         got.append(_maps(img, road_and_bins, params, gates=GATES)[1])
     np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_windows_of_earlier_rows_keep_only_their_rows_not_final_yet():
+    """Once a newer row of windows starts, older windows hold a copy of their open rows only, so
+    the predictor's (batch) arrays are let go; the results are unchanged (the tests above)."""
+    img = _image(400, 300, seed=6)
+    params = SlidingParams(size_px=64, stride_px=48, batch_size=3)
+    seen = {"trimmed": 0, "whole": 0}
+
+    def check(_n):  # after each batch is added
+        acc = gen.gi_frame.f_locals["acc"]
+        for h in acc.held:
+            if h.trimmed:  # a copy of its open rows, at most half the window
+                assert h.preds["bins"].flags.owndata and h.row_off >= acc._final_to and h.weights.shape[0] <= 32
+                seen["trimmed"] += 1
+            else:  # whole: the current row of windows, or less than half of its rows final
+                assert h.weights.shape[0] == 64
+                assert h.row_off == acc.top or 2 * (acc._final_to - h.row_off) < 64
+                seen["whole"] += 1
+
+    gen = iter_blocks(ArrayReader(img), road_and_bins, params, gates=GATES, on_progress=check)
+    for _ in gen:
+        pass
+    assert seen["trimmed"] > 20 and seen["whole"] > 20
