@@ -193,14 +193,15 @@ def held_window_bytes(band_rows: int, params: SlidingParams) -> tuple[float, flo
 
     Whole windows of the current row of windows (``band_rows`` rows, ``size / stride`` deep
     per column), plus, for each earlier row of windows still open, the copy of their rows that
-    are not final yet (at most ``size - stride + BLOCK_ROWS`` rows each). A batch's arrays go
-    when its last window is trimmed: up to one batch more, whatever the width.
+    are not final yet (at most ``size - stride + BLOCK_ROWS`` rows each). A batch that
+    straddles two rows of windows stays whole while its newest windows are held: up to
+    ``batch_size - 1`` windows more, whatever the width.
     """
     depth = params.size_px / params.stride_px
     n_earlier = max(math.ceil((band_rows + BLOCK_ROWS) / params.stride_px) - 1, 1)
     remainder = min(band_rows, max(band_rows - params.stride_px, 0) + BLOCK_ROWS)
     per_col = (band_rows + n_earlier * remainder) * depth * 4
-    return per_col, params.batch_size * band_rows * params.size_px * 4
+    return per_col, (params.batch_size - 1) * band_rows * params.size_px * 4
 
 
 def predict_tta(
@@ -318,7 +319,7 @@ def iter_blocks(
         exactly one block (rows of a column strip, top to bottom; strips left to right).
         Pixels no window covers are either absent or have ``weight == 0``.
     """
-    plan = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter, gates=gates)
+    plan, gates = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter, gates=gates)
     if on_plan is not None:
         on_plan(plan)
     halo_in = None
@@ -358,19 +359,27 @@ def iter_blocks(
 
 
 def _plan_with_probe(reader, predictor, params, *, windows, window_filter, gates=None):
-    """Plan strips; the buffer size needs the outputs' channel count, so predict one window first."""
+    """``(plan, gates to use)``. The buffer size needs the outputs' channel count, so one window
+    is predicted first. Gates are dropped (None) when holding the gated predictions would need
+    more strips than summing them densely (large windows with large batches on wide rasters:
+    every extra strip boundary spills its overhang to disk)."""
     c, h, w = reader.shape
     wins = list(windows) if windows is not None else grid_windows((h, w), params, window_filter=window_filter)
     if not wins:
-        return SlidingPlan(shape=(h, w), strips=[], windows=[], n_windows=0)
+        return SlidingPlan(shape=(h, w), strips=[], windows=[], n_windows=0), None
     probe = predictor(np.asarray(reader.read(wins[0]), dtype=np.float32)[None])
-    gates = gates or {}
+    n_all = sum(int(np.shape(v)[1]) for v in probe.values())
+    if not gates:
+        return plan_strips((h, w), wins, n_channels=n_all, params=params), None
     for name, gate in gates.items():
         if gate.by not in probe:
             raise ValueError(f"gate of {name!r}: the predictor has no output {gate.by!r} (it gives {sorted(probe)})")
-    n_dense = sum(int(np.shape(v)[1]) for k, v in probe.items() if k not in gates)
     n_gated = sum(int(np.shape(v)[1]) for k, v in probe.items() if k in gates)
-    return plan_strips((h, w), wins, n_channels=n_dense, params=params, n_gated_channels=n_gated)
+    gated = plan_strips((h, w), wins, n_channels=n_all - n_gated, params=params, n_gated_channels=n_gated)
+    dense = plan_strips((h, w), wins, n_channels=n_all, params=params)
+    if len(gated.strips) > len(dense.strips):
+        return dense, None
+    return gated, gates
 
 
 def _predict(batch, predictor, params, remap) -> dict[str, np.ndarray]:

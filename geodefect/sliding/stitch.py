@@ -15,10 +15,11 @@ Gated outputs (:class:`Gate`): an output that is only needed where another one e
 a threshold — the road model's 19 orientation-bin probabilities, used only on road pixels — is
 not summed densely. Each window's prediction of it is held (a reference to the predictor's
 array; once a newer row of windows starts, a copy of its rows that are not final yet) until
-the block holding the window's last rows is final; when a block is final, its gate is evaluated on the stitched gating output and only the gate's pixels are
-summed, window by window in arrival order — the same float32 operations, in the same order,
-as the dense sum at those pixels. Columns that overhang the strip (the halo) are still summed
-densely, since the next strip decides their gate.
+the block holding the window's last rows is final. When a block is final, its gate is
+evaluated on the stitched gating output and only the gate's pixels are summed, window by
+window in arrival order — the same float32 operations, in the same order, as the dense sum at
+those pixels (through a dense block when the gate covers much of it). Columns that overhang
+the strip (the halo) are still summed densely, since the next strip decides their gate.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def _maps(img, predictor, params, *, gates=None, window_filter=None):
     bins = np.zeros((7, h, w), np.float32)
     arg = np.zeros((h, w), np.uint8)
     gate = np.zeros((h, w), bool)
+    n_gated = 0
     for b in iter_blocks(ArrayReader(img), predictor, params, gates=gates, window_filter=window_filter):
         rows, cols = b.slices
         road[rows, cols] = b.outputs["road"][0]
@@ -63,9 +64,11 @@ def _maps(img, predictor, params, *, gates=None, window_filter=None):
         np.testing.assert_array_equal(vals, np.moveaxis(b.outputs["bins"], 0, -1)[r, c])
         assert is_road[r, c].all() and len(r) == is_road.sum()
         if "bins" in b.gated:
+            n_gated += 1
             gate[rows, cols] = b.gated["bins"].mask
             np.testing.assert_array_equal(b.gated["bins"].mask, is_road)
             assert "bins" not in b.sums and "bins" in b.outputs
+    assert (n_gated > 0) == bool(gates)  # (the tests below use budgets where holding fits)
     return road, bins, arg, gate
 
 
@@ -195,3 +198,26 @@ def test_windows_of_earlier_rows_keep_only_their_rows_not_final_yet():
     for _ in gen:
         pass
     assert seen["trimmed"] > 20 and seen["whole"] > 20
+
+
+def test_gates_are_dropped_when_holding_would_need_more_strips():
+    """Large batches of windows on a wide raster: a batch straddling two rows of windows stays
+    whole, which would narrow the strips (more overhangs spilled to disk), so the output is
+    summed densely there — same values. Small batches keep the gate (and need fewer strips)."""
+    from geodefect.sliding.engine import _plan_with_probe
+
+    img = _image(100, 900, seed=7)
+    shape = img.shape[1:]
+    for batch, gated in ((32, False), (2, True)):
+        params = SlidingParams(size_px=64, stride_px=48, batch_size=batch, max_memory_mb=5.0)
+        plan, used = _plan_with_probe(ArrayReader(img), road_and_bins, params, windows=None, window_filter=None,
+                                      gates=GATES)
+        dense = plan_strips(shape, grid_windows(shape, params), n_channels=8, params=params)
+        assert (used == GATES) is gated
+        assert len(plan.strips) < len(dense.strips) if gated else len(plan.strips) == len(dense.strips)
+        blocks = list(iter_blocks(ArrayReader(img), road_and_bins, params, gates=GATES))
+        assert all(bool(b.gated) is gated for b in blocks)
+    road_d, bins_d, arg_d, _ = _maps(img, road_and_bins, params)
+    road_g, bins_g, arg_g, gate = _maps(img, road_and_bins, params, gates=GATES)
+    np.testing.assert_allclose(bins_g[:, gate], bins_d[:, gate], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(arg_g, arg_d)
