@@ -29,67 +29,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from geodefect.sliding.gated import (
+    Gate,
+    GatedSums,
+    HeldWindow,
+    channels_last,
+    gather_window,
+    take_pixels,
+)
 from geodefect.sliding.threads import split_rows
 
 #: rows per yielded block (keeps the block copies and the callers' temporaries small)
 BLOCK_ROWS = 128
-
-
-@dataclass(frozen=True)
-class Gate:
-    """An output needed only where another output's stitched channel reaches a threshold.
-
-    Attributes:
-        by: the gating output's name (summed densely).
-        threshold: the gate holds where ``stitched[by][channel] >= threshold``.
-        channel: channel of ``by``.
-    """
-
-    by: str
-    threshold: float
-    channel: int = 0
-
-
-class GatedSums:
-    """Weighted sums of a gated output on its gate's pixels (see :class:`Gate`).
-
-    Either gathered at the gate's pixels (``sums`` given), or — when the gate holds on much of
-    the block — a dense ``(height, width, K)`` block of sums (``dense``; its values off the gate
-    are not meant to be used). ``rows``, ``cols`` and ``sums`` are available either way
-    (computed on first use).
-
-    Attributes:
-        mask: ``(height, width)`` bool, the gate.
-        dense: ``(height, width, K)`` float32 or None.
-    """
-
-    def __init__(self, mask: np.ndarray, *, rows: np.ndarray | None = None, cols: np.ndarray | None = None,
-                 sums: np.ndarray | None = None, dense: np.ndarray | None = None) -> None:
-        if (sums is None) == (dense is None):
-            raise ValueError("GatedSums needs exactly one of `sums` and `dense`")
-        self.mask, self.dense = mask, dense
-        self._rows, self._cols, self._sums = rows, cols, sums
-
-    @property
-    def rows(self) -> np.ndarray:
-        """``(n,)`` block rows of the gate's pixels, row-major."""
-        if self._rows is None:
-            self._rows, self._cols = np.nonzero(self.mask)
-        return self._rows
-
-    @property
-    def cols(self) -> np.ndarray:
-        """``(n,)`` block columns of the gate's pixels."""
-        if self._cols is None:
-            self._rows, self._cols = np.nonzero(self.mask)
-        return self._cols
-
-    @property
-    def sums(self) -> np.ndarray:
-        """``(n, K)`` float32 ``Σ w·p`` at the gate's pixels."""
-        if self._sums is None:
-            self._sums = _take_pixels(self.dense, self.rows, self.cols)
-        return self._sums
 
 
 @dataclass(frozen=True)
@@ -197,7 +148,7 @@ class Block:
             return rows, cols, g.sums[sel] * inv[rows, cols]
         hwk = g.dense if g is not None else np.moveaxis(self.sums[name], 0, -1)
         rows, cols = np.nonzero(where if g is None else (where & g.mask))
-        return rows, cols, _take_pixels(hwk, rows, cols) * inv[rows, cols]
+        return rows, cols, take_pixels(hwk, rows, cols) * inv[rows, cols]
 
     def argmax(self, name: str, *, first: int = 0, where: np.ndarray | None = None, dtype=np.intp) -> np.ndarray:
         """``(height, width)`` index (from ``first``, as ``dtype``) of the largest of channels ``first..``.
@@ -299,35 +250,6 @@ class _RowBlock:
         return int(sum(a.nbytes for a in arrays))
 
 
-@dataclass
-class _HeldWindow:
-    """A window's gated predictions, kept until its last rows are final: first as views of the
-    predictor's arrays, then (:meth:`BandAccumulator._trim_held`) as a copy of its rows that
-    are not final yet, once a newer row of windows has started."""
-
-    row_off: int
-    col_off: int
-    preds: dict[str, np.ndarray]  # name -> (h, w, K) channels-last, contiguous
-    weights: np.ndarray  # (h, w)
-    trimmed: bool = False
-
-    def trim(self, first_row: int) -> None:
-        """Keep (a copy of) raster rows ``first_row..`` only, letting go of the predictor's array."""
-        k = min(max(first_row - self.row_off, 0), self.weights.shape[0])
-        self.preds = {name: p[k:].copy() for name, p in self.preds.items()}
-        self.weights = self.weights[k:]
-        self.row_off += k
-        self.trimmed = True
-
-    @property
-    def end(self) -> int:
-        return self.row_off + self.weights.shape[0]
-
-    @property
-    def nbytes(self) -> int:
-        return int(sum(p.size * p.itemsize for p in self.preds.values()))
-
-
 #: rows per multiply-add pass in :meth:`BandAccumulator.add` (keeps its temporary in cache)
 _ADD_ROWS = 16
 
@@ -384,7 +306,7 @@ class BandAccumulator:
                 raise ValueError(f"gate of {name!r}: the gating output {gate.by!r} cannot itself be gated")
         self.top = 0  # rows above this raster row are final (the last window's row)
         self.blocks: dict[int, _RowBlock] = {}  # block index -> rows, in row order
-        self.held: list[_HeldWindow] = []  # windows with gated outputs, in arrival order
+        self.held: list[HeldWindow] = []  # windows with gated outputs, in arrival order
         self._final_to = 0  # rows above this are final (the end of the last block handed out)
         self._trimmed_before = 0
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
@@ -412,9 +334,9 @@ class BandAccumulator:
         cols = self._col_overlap(col_off, weights.shape[1])
         if cols is None:
             return
-        gated = {name: _channels_last(pred) for name, pred in outputs.items() if name in self.gates}
+        gated = {name: channels_last(pred) for name, pred in outputs.items() if name in self.gates}
         if gated and row_off < self.height_px:
-            self.held.append(_HeldWindow(int(row_off), int(col_off), gated, np.ascontiguousarray(weights)))
+            self.held.append(HeldWindow(int(row_off), int(col_off), gated, np.ascontiguousarray(weights)))
         wc, ac = cols
         for blk, src, dst in self._spans(row_off, weights.shape[0]):
             wgt = weights[src, wc]
@@ -571,7 +493,9 @@ class BandAccumulator:
                 if index is None:  # block pixel -> its position in rows/cols (row-major)
                     index = np.empty(mask.shape, np.int32)
                     index[rows, cols] = np.arange(rows.size, dtype=np.int32)
-                self._gather_window(h, name, mask, index, sums, r0, r1, blk.top)
+                cols_h = self._strip_overlap(h)
+                if cols_h is not None:
+                    gather_window(h, name, mask, index, sums, r0, r1, blk.top, *cols_h)
             if halo is not None:
                 self._add_window_halo(h, name, halo, r0, r1, blk.top)
         return sums, halo
@@ -595,33 +519,18 @@ class BandAccumulator:
         halo = dense[:, self.strip_px:] if self.halo_px else None
         return dense[:, : self.strip_px], halo
 
-    def _gather_window(self, h: _HeldWindow, name: str, mask, index, sums, r0: int, r1: int, top: int) -> None:
-        """``sums += p·w`` of window ``h`` at the gate pixels of raster rows ``r0:r1`` it covers.
-
-        ``index`` maps a block pixel to its row in ``sums``. Pixels are gathered and scattered
-        as whole ``K``-channel rows (flat indices into contiguous channels-last arrays)."""
+    def _strip_overlap(self, h: HeldWindow) -> tuple[slice, slice] | None:
+        """``(window cols, block cols)`` of a held window inside the strip (not its halo)."""
         cols = self._col_overlap(h.col_off, h.weights.shape[1])
         if cols is None:
-            return
+            return None
         wc, ac = cols
-        ac = slice(ac.start, min(ac.stop, self.strip_px))
-        if ac.stop <= ac.start:
-            return
-        flat = np.flatnonzero(mask[r0 - top:r1 - top, ac])  # row-major in the rectangle
-        if not flat.size:
-            return
-        rect_w = ac.stop - ac.start
-        r = flat // rect_w
-        c = flat - r * rect_w
-        at = (r + (r0 - h.row_off)) * h.weights.shape[1] + (c + wc.start)  # in the window
-        vals = _take_rows(h.preds[name], at)
-        vals *= h.weights.reshape(-1).take(at)[:, None]
-        pos = index.reshape(-1).take((r + (r0 - top)) * mask.shape[1] + (c + ac.start))  # in sums
-        cur = _take_rows(sums, pos)
-        cur += vals
-        _put_rows(sums, pos, cur)
+        stop = min(ac.stop, self.strip_px)
+        if stop <= ac.start:
+            return None
+        return slice(wc.start, wc.start + stop - ac.start), slice(ac.start, stop)
 
-    def _add_window_halo(self, h: _HeldWindow, name: str, halo: np.ndarray, r0: int, r1: int, top: int) -> None:
+    def _add_window_halo(self, h: HeldWindow, name: str, halo: np.ndarray, r0: int, r1: int, top: int) -> None:
         """Dense ``halo += p·w`` of window ``h`` over the strip's overhang columns, rows ``r0:r1``."""
         cols = self._col_overlap(h.col_off, h.weights.shape[1])
         if cols is None:
@@ -631,10 +540,9 @@ class BandAccumulator:
         if ac.stop <= lo:
             return
         wc = slice(wc.start + lo - ac.start, wc.stop)
-        hc = slice(lo - self.strip_px, ac.stop - self.strip_px)
         src = slice(r0 - h.row_off, r1 - h.row_off)
-        dst = slice(r0 - top, r1 - top)
-        halo[dst, hc] += h.preds[name][src, wc] * h.weights[src, wc][..., None]
+        acc = halo[r0 - top:r1 - top, lo - self.strip_px:ac.stop - self.strip_px]
+        self._add_weighted(acc, h.preds[name][src, wc], h.weights[src, wc])
 
     def _pass_halo(self, blk: _RowBlock, halo_gated: dict[str, np.ndarray]) -> None:
         """Hand the block's overhang (columns past the strip) to the next strip."""
@@ -646,34 +554,3 @@ class BandAccumulator:
             sums = {name: acc[:, cols].copy() for name, acc in blk.sums.items()}
             sums.update(halo_gated)
             self.on_halo(HaloChunk(row_off=blk.top, sums=sums, weight=wgt.copy()))
-
-
-def _channels_last(pred: np.ndarray) -> np.ndarray:
-    """``(K, h, w)`` -> contiguous ``(h, w, K)``: a view for channels-last memory (torch on CPU),
-    else a copy."""
-    return np.ascontiguousarray(np.moveaxis(pred, 0, -1), dtype=np.float32)
-
-
-def _rows_view(arr: np.ndarray) -> np.ndarray:
-    """A contiguous ``(..., K)`` float32 array as a 1-D array of ``K``-channel records."""
-    k = arr.shape[-1]
-    return arr.reshape(-1, k).view(np.dtype((np.void, k * arr.itemsize))).reshape(-1)
-
-
-def _take_rows(arr: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """``arr.reshape(-1, K)[at]`` as a new ``(n, K)`` array (one record copy per row: ~3x faster
-    than float fancy indexing for K = 19)."""
-    k = arr.shape[-1]
-    return _rows_view(arr).take(at).view(arr.dtype).reshape(-1, k)
-
-
-def _take_pixels(hwk: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``hwk[rows, cols]`` -> ``(n, K)`` of an ``(h, w, K)`` array (record copies when contiguous)."""
-    if hwk.flags.c_contiguous:
-        return _take_rows(hwk, rows * hwk.shape[1] + cols)
-    return hwk[rows, cols]
-
-
-def _put_rows(arr: np.ndarray, at: np.ndarray, rows: np.ndarray) -> None:
-    """``arr.reshape(-1, K)[at] = rows`` (``arr`` contiguous)."""
-    _rows_view(arr).put(at, _rows_view(np.ascontiguousarray(rows)))
