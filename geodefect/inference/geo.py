@@ -300,30 +300,23 @@ def _open_intermediate(path: Path, *, width: int, height: int, dtype, crs, trans
     writes was ~4x slower: about 0.9 s of a 2048² run), the temporary disk then stays far below
     the raster's size.
     """
-    import rasterio
-
     from geodefect.io.raster_write import create_tiled_geotiff
 
+    def tiled(**options):
+        return create_tiled_geotiff(path, width=width, height=height, count=1, dtype=dtype, crs=crs,
+                                    transform=transform, nodata=nodata, **options)
+
     if width * height <= UNCOMPRESSED_MAX_PX:
-        return rasterio.open(
-            path, "w", driver="GTiff", width=width, height=height, count=1, dtype=dtype, crs=crs,
-            transform=transform, nodata=nodata, tiled=True, blockxsize=512, blockysize=512,
-            SPARSE_OK=True, BIGTIFF="IF_SAFER",
-        )
+        return tiled(compress=None, SPARSE_OK=True)
     global _ZSTD_OK
     if _ZSTD_OK is not False:
         try:
-            dst = rasterio.open(
-                path, "w", driver="GTiff", width=width, height=height, count=1, dtype=dtype, crs=crs,
-                transform=transform, nodata=nodata, tiled=True, blockxsize=512, blockysize=512,
-                compress="zstd", zstd_level=1, BIGTIFF="IF_SAFER",
-            )
+            dst = tiled(compress="zstd", zstd_level=1)
             _ZSTD_OK = True
             return dst
         except Exception:  # GDAL built without ZSTD
             _ZSTD_OK = False
-    return create_tiled_geotiff(path, width=width, height=height, count=1, dtype=dtype, crs=crs,
-                                transform=transform, nodata=nodata)
+    return tiled()
 
 
 _ZSTD_OK: bool | None = None

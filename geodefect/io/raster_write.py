@@ -24,17 +24,20 @@ def write_geotiff(path, array: np.ndarray, *, transform, crs, nodata=None, **cre
 
 
 def create_tiled_geotiff(path, *, width: int, height: int, count: int, dtype, crs, transform,
-                         nodata=None, block_px: int = 512, compress: str = "deflate"):
+                         nodata=None, block_px: int = 512, compress: str | None = "deflate", **options):
     """Open a tiled GeoTIFF for block-by-block writing (``dst.write(arr, window=...)``).
 
     Use it for outputs too large to hold in memory; convert with :func:`write_cog_from_tiled`.
-    ``BIGTIFF=IF_SAFER`` lets outputs grow past 4 GB.
+    ``BIGTIFF=IF_SAFER`` lets outputs grow past 4 GB. ``compress=None``: uncompressed; other
+    GTiff creation options (``zstd_level=1``, ``SPARSE_OK=True``) pass through ``options``.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        options["compress"] = compress
     return rasterio.open(
         path, "w", driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs=crs,
         transform=transform, nodata=nodata, tiled=True, blockxsize=block_px, blockysize=block_px,
-        compress=compress, BIGTIFF="IF_SAFER",
+        BIGTIFF="IF_SAFER", **options,
     )
 
 
