@@ -73,7 +73,7 @@ def make_inputs(work: Path, size: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 def job_chip(image: str, lines: str, out: str) -> dict:
-    from geodefect.workflows.road_chip import chip
+    from geodefect.chips.geo import chip
 
     s = chip([image], out, centerlines=lines,
              overrides={"size_px": SIZE_PX, "stride_px": STRIDE_PX, "keep_empty": 1.0, "val_fraction": 0.0})
@@ -129,7 +129,7 @@ def child_main(job: str, image: str, lines: str, out: str) -> None:
     import tifffile  # noqa: F401
     import tqdm  # noqa: F401
 
-    import geodefect.chips  # noqa: F401
+    import geodefect.chips.export  # noqa: F401
     import geodefect.config  # noqa: F401
     import geodefect.io.chip_writer  # noqa: F401
     import geodefect.io.raster  # noqa: F401
@@ -137,7 +137,7 @@ def child_main(job: str, image: str, lines: str, out: str) -> None:
     import geodefect.labels  # noqa: F401
     import geodefect.progress  # noqa: F401
     import geodefect.windows  # noqa: F401
-    import geodefect.workflows.road_chip  # noqa: F401
+    import geodefect.chips.geo  # noqa: F401
 
     t0, c0 = time.perf_counter(), time.process_time()
     if job == "chip":

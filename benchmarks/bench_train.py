@@ -1,6 +1,6 @@
 """Benchmark: the real training loop against a bare forward+backward loop, same run.
 
-The real loop is :func:`geodefect.training.fit` on chips written by ``geodefect chip`` from a
+The real loop is :func:`geodefect.training.loop.fit` on chips written by ``geodefect chip`` from a
 synthetic scene: reading chip GeoTIFFs (first epoch; later epochs hit the in-memory cache),
 augmentation (flips + orientation remap + colour jitter), normalisation, collation, per-sample
 seeding, loss parts, progress bar. The limit is a bare loop over the *same* batches already
@@ -80,8 +80,8 @@ def main() -> None:
 
     import torch
 
-    from geodefect.training import fit
-    from geodefect.training_state import make_loader, move_batch, resolve_device
+    from geodefect.training.loop import fit
+    from geodefect.training.state import make_loader, move_batch, resolve_device
     from geodefect.workflows.road_train import (
         RoadTaskAdapter,
         RoadTrainConfig,
@@ -147,7 +147,7 @@ def main() -> None:
 
 def measure_data_pipeline(chips, cfg, meta, steps: int, ctx) -> dict[str, float]:
     """CPU seconds per batch of the loader alone (read + augment + normalise + collate), cold and cached."""
-    from geodefect.training_state import make_loader
+    from geodefect.training.state import make_loader
     from geodefect.workflows.road_train import loop_config
 
     ds = _fresh(chips, cfg, meta, "train")

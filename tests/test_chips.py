@@ -13,10 +13,10 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
-from geodefect import chips
+from geodefect.chips import export as chips
 from geodefect.errors import InputError
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
-from geodefect.workflows.road_chip import chip
+from geodefect.chips.geo import chip
 
 SMALL = {"size_px": 64, "stride_px": 48, "keep_empty": 1.0}
 

@@ -10,7 +10,7 @@ from rasterio.windows import from_bounds
 from rasterio.windows import transform as window_transform
 
 from geodefect.labels import angle_to_bin
-from geodefect.workflows.road_chip import chip
+from geodefect.chips.geo import chip
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from geodefect.errors import ConfigError
-from geodefect.losses import RoadLoss, bce_loss, dice_loss, orientation_loss, soft_iou_loss
+from geodefect.losses.roads import RoadLoss, bce_loss, dice_loss, orientation_loss, soft_iou_loss
 from geodefect.models.outputs import RoadOutput
 
 TARGET = torch.tensor([1.0, 0.0]).reshape(1, 1, 1, 2)

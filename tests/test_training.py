@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from geodefect.errors import TrainingError
-from geodefect.losses import RoadLoss
-from geodefect.metrics import RoadMetrics
+from geodefect.losses.roads import RoadLoss
+from geodefect.metrics.segmentation import RoadMetrics
 from geodefect.models.checkpoint import load_package
 from geodefect.models.outputs import RoadOutput
-from geodefect.training import LoopConfig, TaskAdapter, fit
-from geodefect.training_state import EpochSampler, read_checkpoint
+from geodefect.training.loop import LoopConfig, TaskAdapter, fit
+from geodefect.training.state import EpochSampler, read_checkpoint
 
 N_CLASSES = 5
 
@@ -179,7 +179,7 @@ def test_epoch_sampler_order_is_a_function_of_seed_and_epoch():
 
 
 def test_pick_lr_on_a_synthetic_sweep():
-    from geodefect.lr_finder import pick_lr
+    from geodefect.training.lr_find import pick_lr
 
     lrs = [10 ** (-6 + i * 0.25) for i in range(25)]  # 1e-6 .. 1
     # flat, then falling (fastest at index 10), minimum at index 16 (lr 1e-2), then diverging

@@ -46,7 +46,7 @@ def _road_options(fn):
 
 
 def _inspection_options(fn):
-    """Options of inspection chipping (image folder + masks or COCO boxes; geodefect.inspection_chips)."""
+    """Options of inspection chipping (image folder + masks or COCO boxes; geodefect.chips.images)."""
     opts = [
         click.option("--masks", type=click.Path(file_okay=False), default=None,
                      help="Inspection: mask folder paired with the IMAGES folder by file stem (>127 = defect)."),

@@ -1,4 +1,4 @@
-"""Torch-side datasets of inspection chips (written by :mod:`geodefect.inspection_chips`).
+"""Torch-side datasets of inspection chips (written by :mod:`geodefect.chips.images`).
 
 A sample is a dict of tensors:
 
@@ -41,7 +41,7 @@ class InspectionChipDataset:
 
     Args:
         chips_dir: the chip folder.
-        rows: its index rows to use (see :func:`geodefect.inspection_chips.read_index`).
+        rows: its index rows to use (see :func:`geodefect.chips.images.read_index`).
         meta: its ``meta.json`` (task, chip_shape_px, mean, std).
         augment: random flips (and rot90 for square crack chips).
         defect_share: probability that a sample is a defect chip (0 = the data's own share).

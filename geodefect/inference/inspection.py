@@ -11,7 +11,7 @@ windows of ``size_px`` and ``stride_px`` (default: the training chip size, 3/4 o
 images are tiled and stitched, never squashed. Defect = probability > ``mask_threshold``.
 Rail models trained on strips cut on the railhead (recipe ``rail_band_px``) predict only on
 that band of each image, found the same way as when chipping
-(:func:`geodefect.inspection_chips.find_rail_columns`); outside it the mask is background.
+(:func:`geodefect.chips.images.find_rail_columns`); outside it the mask is background.
 ``rail_band_px`` in the options overrides the width (0 = the whole image).
 
 Outputs in OUT_DIR (written under a temporary name, renamed when complete)::
@@ -106,7 +106,7 @@ class Stage1:
 
     def probability(self, image: np.ndarray) -> float:
         """Crack probability of a ``(C, H, W) uint8`` image (max over its windows)."""
-        from geodefect.inspection_chips import resize_chip
+        from geodefect.chips.images import resize_chip
         from geodefect.windows import iter_windows
 
         h, w = image.shape[1:]
@@ -154,7 +154,7 @@ class Stage2:
 
     def band_columns(self, image: np.ndarray) -> tuple[int, int]:
         """Columns ``[c0, c1)`` the model looks at: the railhead band of rail models, else all."""
-        from geodefect.inspection_chips import find_rail_columns
+        from geodefect.chips.images import find_rail_columns
 
         if not self.rail_band_px or self.rail_band_px >= image.shape[2]:
             return 0, image.shape[2]
@@ -195,9 +195,9 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
 
 
 def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfig) -> list[dict]:
-    from geodefect.inspection_chips import read_image_chw, write_png
+    from geodefect.chips.images import read_image_chw, write_png
     from geodefect.progress import progress
-    from geodefect.workflows.inspection_plots import mask_overlay
+    from geodefect.plots.inspection import mask_overlay
 
     for sub in ("masks", "prob", "overlays") if stage2 else ():
         (out / sub).mkdir()

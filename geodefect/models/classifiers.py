@@ -6,7 +6,7 @@ Registered models:
   ``classifier_inception_v3``: a torchvision backbone without its classifier, global average
   pooling to an embedding ``(B, D)``, and one ``Linear(D, n_classes)``. They return
   :class:`ClassifierOutput` (``logits`` for cross-entropy, ``embedding`` for the contrastive and
-  domain-generalisation losses of ``geodefect.losses_domain``).
+  domain-generalisation losses of ``geodefect.losses.domain``).
 - ``panorama_stack_cnn``: the stage-2 CNN of the stacked panorama pipeline: per-class heatmaps
   (and optionally a downsampled image) -> one image-level logit.
 - ``panorama_stacked``: stage 1 (a patch classifier) and stage 2 in one module, so one model

@@ -3,7 +3,7 @@
 Two tasks share this module (``TASK_WORKFLOWS``):
 
 - ``damage_classify``: patch classifier over domains (RDD countries or ``DOMAIN/CLASS`` folders)
-  with the losses of ``geodefect.losses_domain``; :mod:`geodefect.workflows.damage_lodo` runs
+  with the losses of ``geodefect.losses.domain``; :mod:`geodefect.workflows.damage_lodo` runs
   the leave-one-domain-out evaluation.
 - ``panorama_stack``: the stacked panorama pipeline (:mod:`geodefect.workflows.panorama`).
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from geodefect.errors import ConfigError, InputError
-from geodefect.training import LoopConfig, TaskAdapter
+from geodefect.training.loop import LoopConfig, TaskAdapter
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class DamageConfig:
     steps_per_epoch: int = 0
 
     def __post_init__(self) -> None:
-        from geodefect.losses_domain import parse_losses
+        from geodefect.losses.domain import parse_losses
         from geodefect.models.classifiers import backbone_model_name
 
         backbone_model_name(self.backbone)
@@ -87,18 +87,18 @@ class DamageConfig:
         return self.encoder_weights
 
     def loss_config(self):
-        from geodefect.losses_domain import DomainLossConfig, parse_losses
+        from geodefect.losses.domain import DomainLossConfig, parse_losses
 
         return DomainLossConfig(losses=parse_losses(self.losses), temperature=self.temperature,
                                 contrastive_weight=self.contrastive_weight, dg_weight=self.dg_weight)
 
 
 class DamageAdapter(TaskAdapter):
-    """Task adapter: losses of :mod:`geodefect.losses_domain`, macro F1 as the monitored metric.
+    """Task adapter: losses of :mod:`geodefect.losses.domain`, macro F1 as the monitored metric.
 
     The DG term is returned inside the total loss: the loop's single ``backward`` then gives
     the same gradients as Algorithm 1's per-domain accumulation (gradients add; tested against
-    :func:`geodefect.losses_domain.dg_training_step`), applied with the loop's step (η = lr).
+    :func:`geodefect.losses.domain.dg_training_step`), applied with the loop's step (η = lr).
     """
 
     monitor = "f1"
@@ -109,7 +109,7 @@ class DamageAdapter(TaskAdapter):
         self.loss_cfg = loss_cfg
 
     def compute_loss(self, output, batch):
-        from geodefect.losses_domain import compute_domain_losses
+        from geodefect.losses.domain import compute_domain_losses
 
         parts = compute_domain_losses(output, batch["label"], batch["domain"], self.loss_cfg)
         total = parts.pop("loss")
@@ -117,7 +117,7 @@ class DamageAdapter(TaskAdapter):
         return total, {k: v.detach() for k, v in parts.items()}
 
     def new_metrics(self):
-        from geodefect.metrics_classify import ClassificationMetric
+        from geodefect.metrics.classify import ClassificationMetric
 
         return ClassificationMetric(self.classes)
 
@@ -223,7 +223,7 @@ def fit_classifier(train_crops, val_crops, run_dir: Path, cfg: DamageConfig, *, 
     from geodefect.io.atomic import check_output_free
     from geodefect.models.classifiers import backbone_model_name
     from geodefect.models.registry import build_model
-    from geodefect.training import fit
+    from geodefect.training.loop import fit
 
     if not resume:
         check_output_free(run_dir, overwrite=overwrite)
@@ -265,7 +265,7 @@ def predict_crops(model, recipe: dict, crops, *, batch_size: int = 64) -> np.nda
 
 def score_crops(probs: np.ndarray, crops, classes: list[str]) -> dict[str, float]:
     """Precision/recall/F1 (macro and per class) of predictions against the crops' labels."""
-    from geodefect.metrics_classify import classification_scores
+    from geodefect.metrics.classify import classification_scores
 
     k = len(classes)
     pred = probs.argmax(1)

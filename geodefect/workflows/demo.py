@@ -156,7 +156,7 @@ def _make_scene(folder: Path, size_px: int, seed: int):
 
 
 def _chip(scene, out: Path, options: dict) -> Path:
-    from geodefect.workflows.road_chip import chip
+    from geodefect.chips.geo import chip
 
     chip([scene.image], out, centerlines=scene.centerlines, overrides=dict(options))
     return out

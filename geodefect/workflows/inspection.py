@@ -40,12 +40,12 @@ def chip(images, out_dir, *, masks=None, coco=None, dataset=None, config_file=No
          overwrite: bool = False, **_ignored) -> Summary:
     """Chip an image folder with a mask folder (``masks``) or COCO boxes (``coco``).
 
-    ``overrides`` keys: the fields of :class:`geodefect.inspection_chips.InspectionChipConfig`.
+    ``overrides`` keys: the fields of :class:`geodefect.chips.images.InspectionChipConfig`.
     The task defaults to the catalog entry's, else ``rail_segment`` with COCO boxes and
     ``crack_segment`` with masks.
     """
     from geodefect.config import resolve_config
-    from geodefect.inspection_chips import InspectionChipConfig, chip_images, write_meta
+    from geodefect.chips.images import InspectionChipConfig, chip_images, write_meta
     from geodefect.io.atomic import atomic_dir, check_output_free
     from geodefect.labels.defects import pair_coco, pair_masks
 
@@ -111,7 +111,7 @@ def train(data_dir, run_dir, *, config_file=None, overrides=None, resume: bool =
     import shutil
 
     from geodefect.config import config_to_dict, resolve_config, save_config
-    from geodefect.inspection_chips import INSPECTION_TASKS, read_index
+    from geodefect.chips.images import INSPECTION_TASKS, read_index
     from geodefect.io.atomic import check_output_free
     from geodefect.workflows import read_chip_meta
     from geodefect.workflows.inspection_train import InspectionTrainConfig, fit_one, split_rows

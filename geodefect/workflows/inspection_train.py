@@ -1,4 +1,4 @@
-"""Training of the inspection models on geodefect's one training loop (:func:`geodefect.training.fit`).
+"""Training of the inspection models on geodefect's one training loop (:func:`geodefect.training.loop.fit`).
 
 Task adapters:
 
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from geodefect.errors import ConfigError, InputError
-from geodefect.training import TaskAdapter
+from geodefect.training.loop import TaskAdapter
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class DefectSegmentationCounts:
     def __init__(self, *, regions: bool = False) -> None:
         import torch
 
-        from geodefect.metrics import BinarySegmentationMetric
+        from geodefect.metrics.segmentation import BinarySegmentationMetric
 
         self.metric = BinarySegmentationMetric(name="defect")
         self.regions = torch.zeros(4 if regions else 0, dtype=torch.float64)
@@ -232,7 +232,7 @@ class CrackClassifyAdapter(TaskAdapter):
         return ClassificationCounts()
 
     def plot_samples(self, batch: dict, output):
-        from geodefect.workflows.inspection_plots import plot_classified
+        from geodefect.plots.inspection import plot_classified
 
         return plot_classified(batch["image"], batch["label"], output.softmax(1)[:, 1])
 
@@ -249,7 +249,7 @@ class DefectSegmentAdapter(TaskAdapter):
         import torch
         import torch.nn.functional as F
 
-        from geodefect.losses import bce_loss, dice_loss
+        from geodefect.losses.roads import bce_loss, dice_loss
 
         mask = batch["mask"]
         two_class = output.shape[1] > 1
@@ -276,7 +276,7 @@ class DefectSegmentAdapter(TaskAdapter):
         return DefectSegmentationCounts(regions=self.regions)
 
     def plot_samples(self, batch: dict, output):
-        from geodefect.workflows.inspection_plots import plot_segmented
+        from geodefect.plots.inspection import plot_segmented
 
         return plot_segmented(batch["image"], batch["mask"], defect_logit(output).sigmoid())
 
@@ -331,7 +331,7 @@ def make_recipe(task: str, meta: dict, spec: dict) -> dict:
 
 
 def loop_config(cfg: InspectionTrainConfig):
-    from geodefect.training import LoopConfig
+    from geodefect.training.loop import LoopConfig
 
     return LoopConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -387,7 +387,7 @@ def fit_one(data_dir: Path, run_dir: Path, meta: dict, train_rows, val_rows, cfg
 
     from geodefect.datasets.inspection import InspectionChipDataset
     from geodefect.models.registry import build_model
-    from geodefect.training import fit
+    from geodefect.training.loop import fit
 
     task = meta["task"]
     spec = model_spec(task, cfg, meta)

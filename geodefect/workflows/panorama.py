@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from geodefect.errors import ConfigError, InputError, InputFileNotFoundError
-from geodefect.training import LoopConfig, TaskAdapter
+from geodefect.training.loop import LoopConfig, TaskAdapter
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class PanoramaAdapter(TaskAdapter):
         return loss, {"bce": loss.detach()}
 
     def new_metrics(self):
-        from geodefect.metrics_classify import HistogramAUC
+        from geodefect.metrics.classify import HistogramAUC
 
         return HistogramAUC()
 
@@ -276,10 +276,10 @@ def train_panorama(data_dir, run_dir, *, config_file=None, overrides=None, resum
 
     from geodefect.config import resolve_config, save_config
     from geodefect.io.atomic import check_output_free
-    from geodefect.metrics_classify import plot_roc
+    from geodefect.metrics.classify import plot_roc
     from geodefect.models.checkpoint import load_package
     from geodefect.models.registry import build_model
-    from geodefect.training import fit
+    from geodefect.training.loop import fit
 
     cfg = resolve_config(PanoramaConfig, config_file, overrides)
     if not cfg.stage1:
@@ -394,7 +394,7 @@ def _write_predictions(path: Path, paths: list[Path], scores: np.ndarray, labels
 def evaluate_panorama(model_path, data_dir, out_dir, *, overrides=None, overwrite=False) -> dict:
     """ROC curve (roc.png), AUC and accuracy (metrics.json), overlays, predictions of a labelled panorama set."""
     from geodefect.io.atomic import write_text_atomic
-    from geodefect.metrics_classify import plot_roc, roc_auc
+    from geodefect.metrics.classify import plot_roc, roc_auc
     from geodefect.models.checkpoint import read_recipe
 
     rows = read_labels(data_dir)

@@ -2,7 +2,7 @@
 
 ``train(CHIPS_DIR, RUN_DIR, overrides=...)`` resolves :class:`RoadTrainConfig` (defaults <-
 ``--config`` YAML <- flags), builds the model and the two datasets, runs
-:func:`geodefect.training.fit` with :class:`RoadTaskAdapter`, and writes ``model.pt`` (the
+:func:`geodefect.training.loop.fit` with :class:`RoadTaskAdapter`, and writes ``model.pt`` (the
 best epoch's weights plus the full recipe) next to the loop's outputs::
 
     RUN_DIR/config.yaml   resolved options            RUN_DIR/metrics.csv  one row per epoch
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from geodefect.errors import ConfigError, InputError, OutputExistsError
-from geodefect.training import TaskAdapter
+from geodefect.training.loop import TaskAdapter
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class RoadTrainConfig:
     ``orientation_weight``, ``orientation_ignore_background``. Augmentation:
     ``augment_geometry`` (dihedral | rotations | none), ``color_jitter``. Selection:
     ``monitor`` (validation metric for best.pt and early stopping). The rest are the loop's
-    (:class:`geodefect.training.LoopConfig`; ``lr_schedule`` is its ``scheduler``).
+    (:class:`geodefect.training.loop.LoopConfig`; ``lr_schedule`` is its ``scheduler``).
     """
 
     model: str = "road_linknet"
@@ -76,7 +76,7 @@ class RoadTrainConfig:
 
     def __post_init__(self) -> None:
         from geodefect.datasets.transforms import GEOMETRY_MODES
-        from geodefect.losses import ROAD_LOSSES
+        from geodefect.losses.roads import ROAD_LOSSES
 
         if self.model not in ROAD_MODELS:
             raise ConfigError(f"`model` for road chips must be one of {', '.join(ROAD_MODELS)}, got {self.model!r}")
@@ -118,7 +118,7 @@ class RoadTaskAdapter(TaskAdapter):
     """Roads on the shared loop: :class:`~geodefect.losses.RoadLoss`, :class:`~geodefect.metrics.RoadMetrics`."""
 
     def __init__(self, cfg: RoadTrainConfig, meta: dict) -> None:
-        from geodefect.losses import RoadLoss
+        from geodefect.losses.roads import RoadLoss
 
         self.monitor = cfg.monitor
         self.n_classes = int(meta["orientation"]["n_classes"])
@@ -131,12 +131,12 @@ class RoadTaskAdapter(TaskAdapter):
         return self.loss(output, batch)
 
     def new_metrics(self):
-        from geodefect.metrics import RoadMetrics
+        from geodefect.metrics.segmentation import RoadMetrics
 
         return RoadMetrics(n_classes=self.n_classes)
 
     def plot_samples(self, batch, output):
-        from geodefect.workflows.road_plots import plot_road_samples
+        from geodefect.plots.roads import plot_road_samples
 
         return plot_road_samples(batch, output, mean=self.mean, std=self.std)
 
@@ -172,7 +172,7 @@ def make_recipe(meta: dict, spec: dict, chips_dir: Path, n_train: int, n_val: in
 
 
 def loop_config(cfg: RoadTrainConfig):
-    from geodefect.training import LoopConfig
+    from geodefect.training.loop import LoopConfig
 
     return LoopConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -246,8 +246,8 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     from geodefect.datasets.roads import read_road_meta
     from geodefect.models.checkpoint import load_package, save_package
     from geodefect.models.registry import build_model
-    from geodefect.training import fit
-    from geodefect.training_state import setup_distributed
+    from geodefect.training.loop import fit
+    from geodefect.training.state import setup_distributed
 
     t0 = time.perf_counter()
     chips_dir, run_dir = Path(data_dir), Path(run_dir)

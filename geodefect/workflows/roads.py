@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def chip(*args, **kwargs):
-    from geodefect.workflows.road_chip import chip as _chip
+    from geodefect.chips.geo import chip as _chip
 
     return _chip(*args, **kwargs)
 

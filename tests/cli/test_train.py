@@ -148,7 +148,7 @@ def test_corrupt_checkpoint_and_config_keys(chips, tmp_path):
 
 
 def test_nan_loss_is_a_clear_error(chips, tmp_path, monkeypatch):
-    from geodefect.losses import RoadLoss
+    from geodefect.losses.roads import RoadLoss
 
     original = RoadLoss.__call__
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from geodefect.errors import ConfigError
-from geodefect.losses_domain import (
+from geodefect.losses.domain import (
     DomainLossConfig,
     compute_domain_losses,
     dg_loss_for_domain,
@@ -149,7 +149,7 @@ def test_dg_step_changes_weights_and_reduces_mahalanobis_term():
 
 @pytest.mark.parametrize(("m", "dim"), [(5, 40), (60, 8)])  # Woodbury path (M < D) and dense path
 def test_distribution_distance_matches_explicit_inverse(m, dim):
-    from geodefect.losses_domain import distribution_distance
+    from geodefect.losses.domain import distribution_distance
 
     g = torch.Generator().manual_seed(m)
     samples = torch.randn(m, dim, generator=g, dtype=torch.float64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from geodefect.metrics_classify import (
+from geodefect.metrics.classify import (
     HistogramAUC,
     classification_scores,
     plot_roc,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from geodefect.errors import ConfigError, InputError
-from geodefect.inspection_chips import InspectionChipConfig, find_rail_columns, split_sources
+from geodefect.chips.images import InspectionChipConfig, find_rail_columns, split_sources
 from geodefect.testing.cracks import make_crack_dataset
 from geodefect.testing.rail import make_rail_dataset
 from geodefect.workflows.inspection import chip

@@ -7,7 +7,7 @@ import pytest
 
 from geodefect.errors import InputError
 from geodefect.inference.inspection import InspectionInferConfig, Stage2
-from geodefect.inspection_chips import find_rail_columns
+from geodefect.chips.images import find_rail_columns
 from geodefect.models.checkpoint import save_package
 from geodefect.models.registry import build_model
 from geodefect.testing.rail import make_rail_image

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from geodefect.datasets.inspection import InspectionChipDataset
 from geodefect.errors import ConfigError
-from geodefect.inspection_chips import read_index
+from geodefect.chips.images import read_index
 from geodefect.testing.rail import make_rail_dataset
-from geodefect.training_state import SeededDataset, sample_seed
+from geodefect.training.state import SeededDataset, sample_seed
 from geodefect.workflows.inspection import chip
 from geodefect.workflows.inspection_train import (
     DefectSegmentAdapter,

@@ -293,7 +293,7 @@ def _diff_settings(old: dict, new: dict) -> str:
 
 
 def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: float) -> ChipSummary:
-    from geodefect import chips
+    from geodefect.chips import export as chips
     from geodefect.io.atomic import write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
@@ -345,7 +345,7 @@ def _box(bounds):
 
 
 def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, out, cfg, bands, bar):
-    from geodefect import chips
+    from geodefect.chips import export as chips
     from geodefect.io.chip_writer import ChipWriter
     from geodefect.io.raster import RasterReader, ThreadReaders
     from geodefect.labels import RoadLabeler
@@ -390,7 +390,8 @@ def _chip_name_stems(plans) -> list[str]:
 
 
 def _finish(plans, results, exporter, out, cfg, bands, block_px, t0) -> ChipSummary:
-    from geodefect import __version__, chips
+    from geodefect import __version__
+    from geodefect.chips import export as chips
     from geodefect.io.atomic import write_text_atomic
     from geodefect.labels import ORIENTATION_CONVENTION, n_orientation_classes
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 
 class StreamingMetric(Protocol):
-    """What :class:`geodefect.training.TaskAdapter.new_metrics` returns."""
+    """What :class:`geodefect.training.loop.TaskAdapter.new_metrics` returns."""
 
     def update(self, output: Any, batch: dict) -> None: ...
 

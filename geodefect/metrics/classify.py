@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from geodefect.metrics import ConfusionMatrix
+from geodefect.metrics.segmentation import ConfusionMatrix
 
 
 def classification_scores(matrix: np.ndarray, classes: list[str]) -> dict[str, float]:

@@ -66,7 +66,7 @@ def find_lr(run, loader, *, steps: int, lr_min: float = 1e-7, lr_max: float = 10
     """Run the range test with ``run``'s model/adapter on batches of ``loader`` (cycled)."""
     import torch
 
-    from geodefect.training_state import capture_rng, move_batch, restore_rng
+    from geodefect.training.state import capture_rng, move_batch, restore_rng
 
     model, adapter = run.model, run.adapter
     saved_weights = copy.deepcopy(model.state_dict())

@@ -1,6 +1,6 @@
 """Export road training chips: images, road masks and orientation bins, an index and meta.json.
 
-Data flow per source raster (see ``geodefect.workflows.road_chip`` for the composition):
+Data flow per source raster (see ``geodefect.chips.geo`` for the composition):
 
 1. ``iter_windows`` gives the grid on the reader's (possibly resampled) pixel grid; an AOI
    keeps the windows that touch it (``filter_windows_by_geometry``).

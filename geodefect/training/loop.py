@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from geodefect.errors import ConfigError, TrainingError
-from geodefect.training_report import NullBar, log_epoch, to_cpu, write_reports
-from geodefect.training_state import (
+from geodefect.training.report import NullBar, log_epoch, to_cpu, write_reports
+from geodefect.training.state import (
     Checkpointer,
     TrainState,
     make_loader,
@@ -56,7 +56,7 @@ class LoopConfig:
         epochs: passes over the training set.
         batch_size: samples per step (per process under DDP).
         lr: peak learning rate of AdamW, or ``"auto"`` for a range test
-            (:func:`geodefect.lr_finder.find_lr`) before training.
+            (:func:`geodefect.training.lr_find.find_lr`) before training.
         weight_decay: AdamW decoupled weight decay.
         scheduler: ``onecycle`` (warm-up then cosine annealing, fastai's fit_one_cycle;
             good for short budgets), ``cosine`` (cosine decay from ``lr``), ``constant`` or
@@ -281,7 +281,7 @@ class _Run:
     def _resolve_lr(self) -> float:
         if self.cfg.lr != "auto":
             return float(self.cfg.lr)
-        from geodefect.lr_finder import find_lr
+        from geodefect.training.lr_find import find_lr
 
         loader = make_loader(self.train_data, self.cfg, self.ctx, epoch=-1, skip_batches=0, train=True)
         found = find_lr(self, loader, steps=self.cfg.lr_find_steps)

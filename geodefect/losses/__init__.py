@@ -1,0 +1,1 @@
+"""Losses: road multitask (``roads``), defect segmentation (``segment``), domain generalisation (``domain``)."""

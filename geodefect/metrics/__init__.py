@@ -1,0 +1,1 @@
+"""Streaming metrics: segmentation and roads (``segmentation``), classification and ROC (``classify``)."""

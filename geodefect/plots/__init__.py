@@ -1,0 +1,1 @@
+"""Sample plots of training runs (roads, inspection)."""
