@@ -130,6 +130,7 @@ def child_main(job: str, image: str, lines: str, out: str) -> None:
     import tqdm  # noqa: F401
 
     import geodefect.chips.export  # noqa: F401
+    import geodefect.chips.geo  # noqa: F401
     import geodefect.config  # noqa: F401
     import geodefect.io.chip_writer  # noqa: F401
     import geodefect.io.raster  # noqa: F401
@@ -137,7 +138,6 @@ def child_main(job: str, image: str, lines: str, out: str) -> None:
     import geodefect.labels  # noqa: F401
     import geodefect.progress  # noqa: F401
     import geodefect.windows  # noqa: F401
-    import geodefect.chips.geo  # noqa: F401
 
     t0, c0 = time.perf_counter(), time.process_time()
     if job == "chip":

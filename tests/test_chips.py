@@ -14,9 +14,9 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import box
 
 from geodefect.chips import export as chips
+from geodefect.chips.geo import chip
 from geodefect.errors import InputError
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
-from geodefect.chips.geo import chip
 
 SMALL = {"size_px": 64, "stride_px": 48, "keep_empty": 1.0}
 

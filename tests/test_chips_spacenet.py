@@ -9,8 +9,8 @@ import rasterio
 from rasterio.windows import from_bounds
 from rasterio.windows import transform as window_transform
 
-from geodefect.labels import angle_to_bin
 from geodefect.chips.geo import chip
+from geodefect.labels import angle_to_bin
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geodefect.metrics.segmentation import BinarySegmentationMetric, ConfusionMatrix, RoadMetrics, binary_scores
+from geodefect.metrics.segmentation import (
+    BinarySegmentationMetric,
+    ConfusionMatrix,
+    RoadMetrics,
+    binary_scores,
+)
 from geodefect.models.outputs import RoadOutput
 
 

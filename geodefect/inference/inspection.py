@@ -196,8 +196,8 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
 
 def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfig) -> list[dict]:
     from geodefect.chips.images import read_image_chw, write_png
-    from geodefect.progress import progress
     from geodefect.plots.inspection import mask_overlay
+    from geodefect.progress import progress
 
     for sub in ("masks", "prob", "overlays") if stage2 else ():
         (out / sub).mkdir()

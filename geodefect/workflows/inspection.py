@@ -44,8 +44,8 @@ def chip(images, out_dir, *, masks=None, coco=None, dataset=None, config_file=No
     The task defaults to the catalog entry's, else ``rail_segment`` with COCO boxes and
     ``crack_segment`` with masks.
     """
-    from geodefect.config import resolve_config
     from geodefect.chips.images import InspectionChipConfig, chip_images, write_meta
+    from geodefect.config import resolve_config
     from geodefect.io.atomic import atomic_dir, check_output_free
     from geodefect.labels.defects import pair_coco, pair_masks
 
@@ -110,8 +110,8 @@ def train(data_dir, run_dir, *, config_file=None, overrides=None, resume: bool =
     """Train on inspection chips; with ``folds`` >= 2, k-fold cross-validation (see :func:`train_kfold`)."""
     import shutil
 
-    from geodefect.config import config_to_dict, resolve_config, save_config
     from geodefect.chips.images import INSPECTION_TASKS, read_index
+    from geodefect.config import config_to_dict, resolve_config, save_config
     from geodefect.io.atomic import check_output_free
     from geodefect.workflows import read_chip_meta
     from geodefect.workflows.inspection_train import InspectionTrainConfig, fit_one, split_rows

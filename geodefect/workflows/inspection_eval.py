@@ -77,9 +77,9 @@ def _image_labels(images, truth) -> dict[str, int]:
 
 def evaluate_classifier(model, images, truth, *, device: str = "auto") -> dict:
     """Stage-1 accuracy, precision, recall, f1 and frames per second over an image folder."""
+    from geodefect.chips.images import read_image_chw
     from geodefect.evaluation.inspection import classification_scores
     from geodefect.inference.inspection import Stage1, check_channels, list_inputs
-    from geodefect.chips.images import read_image_chw
 
     if images is None or truth is None:
         raise InputError("stage-1 evaluation needs --images DIR and --truth MASKS_DIR (or labels.csv)")
@@ -107,9 +107,9 @@ def explain_image(model_path, image_path, out_dir, *, layer: str, target: int = 
     import torch
     from PIL import Image
 
+    from geodefect.chips.images import read_image_chw, resize_chip
     from geodefect.explain.scorecam import heatmap_overlay, score_cam
     from geodefect.inference.inspection import check_channels
-    from geodefect.chips.images import read_image_chw, resize_chip
     from geodefect.io.atomic import atomic_path
     from geodefect.models.checkpoint import load_package
 

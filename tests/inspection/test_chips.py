@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geodefect.errors import ConfigError, InputError
 from geodefect.chips.images import InspectionChipConfig, find_rail_columns, split_sources
+from geodefect.errors import ConfigError, InputError
 from geodefect.testing.cracks import make_crack_dataset
 from geodefect.testing.rail import make_rail_dataset
 from geodefect.workflows.inspection import chip

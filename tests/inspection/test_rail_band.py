@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geodefect.chips.images import find_rail_columns
 from geodefect.errors import InputError
 from geodefect.inference.inspection import InspectionInferConfig, Stage2
-from geodefect.chips.images import find_rail_columns
 from geodefect.models.checkpoint import save_package
 from geodefect.models.registry import build_model
 from geodefect.testing.rail import make_rail_image

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from geodefect.chips.images import read_index
 from geodefect.datasets.inspection import InspectionChipDataset
 from geodefect.errors import ConfigError
-from geodefect.chips.images import read_index
 from geodefect.testing.rail import make_rail_dataset
 from geodefect.training.state import SeededDataset, sample_seed
 from geodefect.workflows.inspection import chip
