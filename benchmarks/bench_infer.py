@@ -124,7 +124,7 @@ def child(mode: str, model: Path, raster: Path, out: Path, batch: int) -> dict:
         import geodefect.inference.geo  # noqa: F401
         import geodefect.inference.road_outputs  # noqa: F401
         import geodefect.io.gpkg  # noqa: F401
-        import geodefect.workflows.road_infer  # noqa: F401
+        import geodefect.inference.roads  # noqa: F401
     t0 = time.perf_counter()
     result: dict = {"mode": mode}
     if mode == "floor":
@@ -132,7 +132,7 @@ def child(mode: str, model: Path, raster: Path, out: Path, batch: int) -> dict:
     elif mode == "ratio":
         result.update(same_process_ratio(model, raster, out, recipe, batch, repeats=REPEATS))
     else:
-        from geodefect.workflows.road_infer import infer
+        from geodefect.inference.roads import infer
 
         summary = infer(model, [raster], out, recipe=recipe,
                         overrides={"batch_size": batch, "vectorize": mode == "full", "device": "cpu"})
@@ -152,7 +152,7 @@ def same_process_ratio(model_path: Path, raster: Path, out: Path, recipe: dict, 
 
     from geodefect.inference.predictor import TorchPredictor
     from geodefect.sliding import SlidingParams
-    from geodefect.workflows.road_infer import (
+    from geodefect.inference.roads import (
         infer,
         prepare_jobs,
         resolve_infer_config,

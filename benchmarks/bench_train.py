@@ -23,7 +23,7 @@ from pathlib import Path
 
 def make_chips(root: Path, *, scene_px: int, size_px: int) -> Path:
     from geodefect.testing.scenes import make_road_scene
-    from geodefect.workflows.roads import chip
+    from geodefect.workflows.chip import chip
 
     scene = make_road_scene(root / "scene", size_px=scene_px, seed=0)
     chip([scene.image], root / "chips", centerlines=scene.centerlines,

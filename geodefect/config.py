@@ -16,6 +16,41 @@ from geodefect.errors import ConfigError, InputFileNotFoundError
 T = TypeVar("T")
 
 
+def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
+           choices: tuple[str, ...] | None = None, resume_free: bool = False, cli: bool = True,
+           show_default: Any = None) -> Any:
+    """A config dataclass field that also declares its command-line option (the CLI is generated from it).
+
+    Args:
+        default, default_factory: as :func:`dataclasses.field`; the default is shown in ``--help``
+            from here, never copied into a help string.
+        help: the option's help text (no default in it).
+        choices: allowed values (a ``click.Choice``).
+        resume_free: the value may change on ``train --resume`` (it does not change the result:
+            device, threads, checkpoint cadence).
+        cli: False for keys that only a ``--config`` file sets (dicts, lists).
+        show_default: the default as shown in ``--help`` when it is not the field's own
+            (e.g. "the model's" for a None that means "from the package").
+    """
+    metadata = {"help": help, "choices": choices, "resume_free": resume_free, "cli": cli,
+                "show_default": show_default}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_meta(cls: type, name: str) -> dict[str, Any]:
+    """The :func:`option` metadata of one field (empty dict for a plain field)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return dict(f.metadata)
+    raise KeyError(name)
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; a clear error if missing or not a mapping."""
     import yaml

@@ -157,7 +157,7 @@ def test_best_pt_is_a_loadable_package_with_metrics(tmp_path, monkeypatch):
 
 
 def test_early_stopping_stops_when_patience_runs_out(tmp_path):
-    _, result, _ = _run(tmp_path, "run", epochs=6, lr=1e-9, patience=1, scheduler="constant")
+    _, result, _ = _run(tmp_path, "run", epochs=6, lr=1e-9, patience=1, lr_schedule="constant")
     assert result.stopped_early
     assert len(result.history) < 6
 

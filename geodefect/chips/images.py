@@ -42,8 +42,7 @@ import numpy as np
 from geodefect.errors import ConfigError, InputError
 from geodefect.labels.defects import MASK_THRESHOLD, LabeledImage, read_label_mask
 
-INSPECTION_TASKS = ("crack_classify", "crack_segment", "rail_segment")
-DEFAULT_SEGMENT_SIZE_PX = 256
+LAYOUTS = ("classify", "segment", "strips")
 INDEX_FIELDS = ["chip_id", "image", "mask", "label", "defect_px", "source", "row_off", "col_off", "height", "width", "split"]
 
 
@@ -52,6 +51,9 @@ class InspectionChipConfig:
     """Options of ``geodefect chip --task crack_*|rail_segment`` (see module docstring)."""
 
     task: str = "crack_segment"
+    layout: str = "segment"
+    default_size_px: int | None = 256
+    defect_class: str = "crack"
     size_px: int | None = None
     stride_px: int | None = None
     input_px: int = 224
@@ -64,8 +66,8 @@ class InspectionChipConfig:
     coco_category: tuple[str, ...] | list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.task not in INSPECTION_TASKS:
-            raise ConfigError(f"`task` must be one of {', '.join(INSPECTION_TASKS)}, got {self.task!r}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"`layout` must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"`val_fraction` must be in [0, 1), got {self.val_fraction!r}")
         for name in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
@@ -126,13 +128,13 @@ def iter_chip_windows(image_shape: tuple[int, int], cfg: InspectionChipConfig, i
     from geodefect.windows import axis_offsets, iter_windows
 
     h, w = image_shape
-    if cfg.task == "rail_segment":
+    if cfg.layout == "strips":
         c0, c1 = (0, w) if cfg.strip_width_px is None else find_rail_columns(image, width_px=cfg.strip_width_px)
         size = cfg.strip_height_px
         for r in axis_offsets(h, size_px=size, stride_px=min(cfg.strip_stride_px or size, size)):
             yield ChipWindow(r, c0, min(size, h), c1 - c0)
         return
-    size = cfg.size_px or (DEFAULT_SEGMENT_SIZE_PX if cfg.task == "crack_segment" else None)
+    size = cfg.size_px or cfg.default_size_px
     if size is None:
         yield ChipWindow(0, 0, h, w)
         return
@@ -200,7 +202,7 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
     if not items:
         raise InputError("no images to chip; check the image folder")
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    segment = cfg.task != "crack_classify"
+    segment = cfg.layout != "classify"
     if segment:
         (out_dir / "masks").mkdir(exist_ok=True)
     splits = split_sources([it.stem for it in items], val_frac=cfg.val_fraction, seed=cfg.seed)
@@ -216,7 +218,7 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
             chip, chip_mask = image[:, rs, cs], mask[rs, cs]
             defect_px = int(chip_mask.sum())
             chip_id = f"{item.stem}_{k:04d}"
-            if cfg.task == "crack_classify":
+            if not segment:
                 chip = resize_chip(chip, cfg.input_px)
             write_png(out_dir / "images" / f"{chip_id}.png", chip)
             if segment:
@@ -241,7 +243,7 @@ def _write_index(path: Path, rows: list[dict]) -> None:
 
 
 def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
-    if cfg.task == "crack_classify":
+    if cfg.layout == "classify":
         shape = [cfg.input_px, cfg.input_px]
     else:
         shape = [int(max(r["height"] for r in rows)), int(max(r["width"] for r in rows))]
@@ -249,11 +251,12 @@ def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
     return {
         "task": cfg.task, "complete": True, "geodefect_version": version, "chip_shape_px": shape,
         "channels": int(channels), "mean": mean, "std": std,
-        "classes": ["background", "defect" if cfg.task == "rail_segment" else "crack"],
+        "classes": ["background", cfg.defect_class],
         "label": {"source": label_source, "threshold": MASK_THRESHOLD,
                   "coco_categories": list(cfg.coco_category) if cfg.coco_category else None,
                   "min_defect_px": cfg.min_defect_px},
-        "windows": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("coco_category",)},
+        "windows": {k: v for k, v in dataclasses.asdict(cfg).items()
+                    if k not in ("coco_category", "layout", "default_size_px", "defect_class")},
         "sources": [str(it.image) for it in items], "n_chips": len(rows),
         "n_positive": int(sum(r["label"] for r in rows)),
         "split": {"train": n_train, "val": len(rows) - n_train, "by": "source image"},
@@ -275,3 +278,63 @@ def read_index(chips_dir: str | Path) -> list[dict]:
 
 def write_meta(out_dir: Path, meta: dict) -> None:
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def chip_folder(images, out_dir, *, masks=None, coco=None, dataset=None, config_file=None, overrides=None,
+                overwrite: bool = False) -> tuple[dict, int]:
+    """Chip an image folder with a mask folder (``masks``) or COCO boxes (``coco``), atomically.
+
+    ``overrides`` keys: the fields of :class:`InspectionChipConfig` (the task sets ``task``,
+    ``layout``, ``default_size_px`` and ``defect_class``). Returns ``(meta, n_images)``.
+    """
+    from geodefect.config import resolve_config
+    from geodefect.io.atomic import atomic_dir, check_output_free
+    from geodefect.labels.defects import pair_coco, pair_masks
+
+    images_dir, masks, coco, defaults = _resolve_sources(images, masks, coco, dataset)
+    overrides = {**defaults, **dict(overrides or {})}
+    if overrides.get("coco_category"):
+        overrides["coco_category"] = list(overrides["coco_category"])
+    cfg = resolve_config(InspectionChipConfig, config_file, overrides)
+    check_output_free(out_dir, overwrite=overwrite)
+    if masks:
+        items, source = pair_masks(images_dir, masks), "masks"
+    else:
+        items, source = pair_coco(images_dir, coco, categories=cfg.coco_category), "coco"
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        meta = chip_images(items, tmp, cfg, label_source=source)
+        write_meta(tmp, meta)
+    return meta, len(items)
+
+
+def _resolve_sources(images, masks, coco, dataset):
+    """``(images_dir, masks, coco, config defaults)`` from CLI inputs or a catalog dataset."""
+    defaults: dict = {}
+    if dataset:
+        from geodefect.catalog import get_dataset
+
+        entry = get_dataset(dataset)
+        pattern = str(entry.raw.get("images", "images/*"))
+        images = [entry.root / Path(pattern).parent]
+        masks = masks or (entry.root / entry.raw["masks"] if entry.raw.get("masks") else None)
+        coco = coco or (entry.root / entry.raw["coco"] if entry.raw.get("coco") else None)
+        if entry.raw.get("coco_category"):
+            defaults["coco_category"] = list(_as_list(entry.raw["coco_category"]))
+        for key in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
+            if entry.raw.get(key) is not None:
+                defaults[key] = entry.raw[key]
+    images = [images] if isinstance(images, str | Path) else list(images or [])
+    if len(images) != 1 or not Path(images[0]).is_dir():
+        raise InputError(
+            f"inspection chipping takes ONE image folder, got {[str(p) for p in images]}; "
+            "e.g. geodefect chip IMAGES_DIR --masks MASKS_DIR -o CHIPS"
+        )
+    if bool(masks) == bool(coco):
+        raise InputError("give exactly one label source: --masks MASKS_DIR or --coco FILE.json")
+    return Path(images[0]), masks, coco, defaults
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else list(value)
+
+

@@ -1,8 +1,7 @@
 """``geodefect chip``: cut training chips (images + labels) from rasters or a catalog dataset.
 
-Thin: parse options, pick the workflow, ``run_command`` it, print its summary. Road chips
-(``--centerlines`` or a road dataset) go to ``geodefect.workflows.roads.chip``; other
-(inspection) chip workflows plug in through :func:`_dispatch`.
+Thin: parse options, call ``geodefect.workflows.chip`` (which picks the task from --task, the
+dataset or the labels given), print its summary.
 """
 
 from __future__ import annotations
@@ -54,8 +53,9 @@ def _inspection_options(fn):
                      help="Inspection: COCO JSON with defect boxes (filled boxes become weak masks)."),
         click.option("--coco-category", multiple=True, default=None,
                      help="COCO category names used as defects (repeatable) [default: all]."),
-        click.option("--task", type=click.Choice(["crack_classify", "crack_segment", "rail_segment"]), default=None,
-                     help="Inspection task [default: rail_segment with --coco, crack_segment with --masks]."),
+        click.option("--task", default=None,
+                     help="Task of the chips (a name from `geodefect.tasks`) [default: the dataset's; rail_segment "
+                          "with --coco, crack_segment with --masks, roads with --centerlines]."),
         click.option("--strip-height-px", type=int, default=None, help="rail_segment: strip height [default: 100]."),
         click.option("--strip-stride-px", type=int, default=None, help="rail_segment: step between strips [default: strip height]."),
         click.option("--strip-width-px", type=int, default=None,
@@ -104,44 +104,9 @@ def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **opt
     Writes images/, labels/ (road 0/1), orientation/ (bins), index.gpkg and meta.json.
     Rerunning an interrupted command resumes it.
     """
-    inspection = {k: options.pop(k) for k in ("masks", "coco")}
-    if inspection["masks"] or inspection["coco"] or options.get("task") or _is_inspection_dataset(dataset):
-        summary = run_command(_inspection_chip(), list(images), out_dir, dataset=dataset, **inspection,
-                              config_file=config_file, overrides=drop_none(**options), overwrite=overwrite,
-                              verbose=verbose, quiet=quiet)
-        click.echo(summary.text())
-        return
-    centerlines = options.pop("centerlines")
-    aoi = options.pop("aoi")
-    workflow = _dispatch(centerlines, dataset)
-    summary = run_command(
-        workflow, list(images), out_dir, centerlines=centerlines, aoi=aoi, dataset=dataset,
-        config_file=config_file, overrides=drop_none(**options), overwrite=overwrite,
-        verbose=verbose, quiet=quiet,
-    )
+    from geodefect.workflows.chip import chip as chip_workflow
+
+    sources = {k: options.pop(k) for k in ("masks", "coco", "centerlines", "aoi", "task")}
+    summary = run_command(chip_workflow, list(images), out_dir, dataset=dataset, **sources, config_file=config_file,
+                          overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet)
     click.echo(summary.text())
-
-
-def _inspection_chip():
-    from geodefect.workflows.inspection import chip as inspection_chip
-
-    return inspection_chip
-
-
-def _is_inspection_dataset(dataset) -> bool:
-    """True for a catalog dataset whose task is an inspection task (crack_*, rail_segment)."""
-    if not dataset:
-        return False
-    from geodefect.catalog import get_dataset
-
-    try:
-        return get_dataset(dataset).task in ("crack_classify", "crack_segment", "rail_segment")
-    except Exception:  # unknown names are reported by the road workflow's own lookup
-        return False
-
-
-def _dispatch(centerlines, dataset):
-    """The chip workflow for these inputs: road chips for centerlines or a road dataset."""
-    from geodefect.workflows import roads
-
-    return roads.chip

@@ -1,8 +1,7 @@
 """``geodefect evaluate``: score predictions against ground truth.
 
-Thin: the inputs given pick an evaluation mode (``_MODES``), the mode calls one workflow and
-the table goes to stdout (JSON with ``--json``). To add a mode, add its options here, a
-``_run_<mode>`` function and a rule in ``_select_mode``.
+Thin: the inputs given pick an evaluation mode (``geodefect.workflows.evaluate``); the table
+goes to stdout (JSON with ``--json``).
 
 Modes:
   roads   --pred roads.gpkg|road_mask.tif --truth CENTERLINES [--aoi FILE]
@@ -25,61 +24,6 @@ from geodefect.cli.options import (
 )
 
 
-def _select_mode(given: dict) -> str:
-    """The evaluation mode for the options the user gave (a UsageError lists the modes)."""
-    if given.get("pred") and (given.get("coco") or _is_dir(given["pred"])):
-        return "inspection_masks"
-    if given.get("model") and given.get("images"):
-        return "inspection_stage1"
-    if given.get("pred") and given.get("truth"):
-        return "roads"
-    if given.get("leave_one_domain_out"):
-        return "damage_lodo"
-    if given.get("model") and given.get("data"):
-        return "model_on_data"
-    raise click.UsageError(
-        "nothing to evaluate: give --pred PRED --truth CENTERLINES (roads: PRED is roads.gpkg or road_mask.tif)"
-    )
-
-
-def _run_roads(opts: dict) -> None:
-    from geodefect.workflows.road_evaluate import evaluate as evaluate_roads
-    from geodefect.workflows.road_evaluate import format_road_metrics
-
-    overrides = drop_none(buffer_m=opts["buffer_m"], apls_snap_m=opts["apls_snap_m"], grid_m=opts["grid_m"])
-    result = evaluate_roads(
-        opts["pred"], opts["truth"], aoi=opts["aoi"], json_out=opts["json_out"],
-        config_file=opts["config_file"], overrides=overrides, overwrite=opts["overwrite"],
-    )
-    click.echo(format_road_metrics(result))
-    if opts["json_out"]:
-        click.echo(f"metrics written to {opts['json_out']}", err=True)
-
-
-def _is_dir(path) -> bool:
-    from pathlib import Path
-
-    return Path(path).is_dir()
-
-
-def _run_inspection_masks(opts: dict) -> None:
-    """Crack / rail masks from `geodefect infer` against truth masks or COCO boxes (issue 5)."""
-    from geodefect.workflows.inspection import evaluate as evaluate_inspection
-
-    result = evaluate_inspection(opts["pred"], opts["truth"], coco=opts["coco"],
-                                 coco_category=list(opts["coco_category"] or []) or None, json_path=opts["json_out"])
-    click.echo(result.text())
-
-
-def _run_inspection_stage1(opts: dict) -> None:
-    """Stage-1 crack classifier: accuracy and frames per second on an image folder (issue 5)."""
-    from geodefect.workflows.inspection import evaluate as evaluate_inspection
-
-    result = evaluate_inspection(model=opts["model"], images=opts["images"], truth=opts["truth"],
-                                 json_path=opts["json_out"], device=opts["device"] or "auto")
-    click.echo(result.text())
-
-
 def _inspection_options(fn):
     """Options of the inspection modes (issue 5)."""
     opts = [
@@ -93,39 +37,6 @@ def _inspection_options(fn):
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
-
-
-_LODO_KEYS = ("backbone", "losses", "width_mult", "epochs", "batch_size", "lr", "seed", "device", "steps_per_epoch",
-              "domains", "classes", "dg_weight", "contrastive_weight")
-
-
-def _run_damage_lodo(opts: dict) -> None:
-    """Leave-one-domain-out training + evaluation (issue 6): Table II/III as Markdown on stdout."""
-    from geodefect.workflows.damage_lodo import leave_one_domain_out
-
-    _require_out(opts, "--leave-one-domain-out")
-    result = leave_one_domain_out(opts["leave_one_domain_out"], opts["out_dir"], config_file=opts["config_file"],
-                                  overrides=drop_none(**{k: opts[k] for k in _LODO_KEYS}), overwrite=opts["overwrite"])
-    click.echo(result["markdown"])
-
-
-def _run_model_on_data(opts: dict) -> None:
-    """A model package on a labelled folder, by the package's task (damage_classify, panorama_stack, ...)."""
-    from geodefect.models.checkpoint import read_recipe
-    from geodefect.workflows import workflow_for_task
-
-    _require_out(opts, "--model/--data")
-    task = str(read_recipe(opts["model"]).get("task"))
-    if task not in ("damage_classify", "panorama_stack"):
-        raise click.UsageError(f"--model/--data scores damage_classify and panorama_stack packages; {opts['model']!r} is {task!r}")
-    result = workflow_for_task(task).evaluate(opts["model"], opts["data"], opts["out_dir"], config_file=opts["config_file"],
-                                              overrides=drop_none(domains=opts["domains"]), overwrite=opts["overwrite"])
-    click.echo(result.get("text") or json.dumps(result.get("metrics", result), indent=2, default=str))
-
-
-def _require_out(opts: dict, mode: str) -> None:
-    if not opts.get("out_dir"):
-        raise click.UsageError(f"{mode} needs -o/--out-dir for the tables and plots")
 
 
 def _damage_options(fn):
@@ -158,10 +69,6 @@ def _damage_options(fn):
     return fn
 
 
-_MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data": _run_model_on_data,
-          "inspection_masks": _run_inspection_masks, "inspection_stage1": _run_inspection_stage1}
-
-
 @click.command()
 @click.option("--pred", type=click.Path(), default=None,
               help="Prediction: roads.gpkg (or any line file) or road_mask.tif from `geodefect infer`; "
@@ -178,6 +85,8 @@ _MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data":
               help="Pixel size of the scoring grid when --pred is a vector file, metres [default: 0.5].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics as JSON to this file.")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs.")
 @_damage_options
 @_inspection_options
 @config_option
@@ -200,5 +109,15 @@ def evaluate(verbose: bool, quiet: bool, **opts) -> None:
       geodefect evaluate --pred out_rail --coco rail/boxes.json --coco-category defect
       geodefect evaluate --model cls/best.pt --images cracks/images --truth cracks/masks
     """
-    mode = _select_mode(opts)
-    run_command(_MODES[mode], opts, verbose=verbose, quiet=quiet)
+    from geodefect.errors import InputError
+    from geodefect.workflows.evaluate import evaluate as evaluate_workflow
+    from geodefect.workflows.evaluate import select_mode
+
+    try:
+        select_mode(opts)
+    except InputError as exc:  # no mode matches the flags given: a malformed command line (exit 2)
+        raise click.UsageError(str(exc)) from None
+    summary = run_command(evaluate_workflow, opts, verbose=verbose, quiet=quiet)
+    click.echo(summary.text())
+    if opts.get("json_out"):
+        click.echo(f"metrics written to {opts['json_out']}", err=True)

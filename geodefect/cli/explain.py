@@ -17,9 +17,11 @@ from geodefect.cli.options import overwrite_option, run_command, verbosity_optio
 @click.option("--target", type=int, default=1, show_default=True, help="Class explained (1 = crack / defect).")
 @click.option("--max-maps", type=click.IntRange(min=0), default=128, show_default=True,
               help="Score only the N most active channels of the layer (0 = all, as the paper; slower).")
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs.")
 @overwrite_option
 @verbosity_options
-def explain(model, image, layer, out_dir, target, max_maps, overwrite, verbose, quiet):
+def explain(model, image, layer, out_dir, target, max_maps, threads, overwrite, verbose, quiet):
     """Score-CAM heatmaps (Wang, 2020) of MODEL's LAYER for IMAGE, written as PNGs in OUT_DIR.
 
     \b
@@ -31,8 +33,8 @@ def explain(model, image, layer, out_dir, target, max_maps, overwrite, verbose, 
     segmenters the mean defect logit over the pixels they predict as defect (the whole
     image if none).
     """
-    from geodefect.workflows.inspection import explain as explain_workflow
+    from geodefect.workflows.explain import explain as explain_workflow
 
-    summary = run_command(explain_workflow, model, image, out_dir, layer=layer, target=target,
-                          max_maps=max_maps, overwrite=overwrite, verbose=verbose, quiet=quiet)
+    summary = run_command(explain_workflow, model, image, out_dir, layer=layer, target=target, max_maps=max_maps,
+                          threads=threads, overwrite=overwrite, verbose=verbose, quiet=quiet)
     click.echo(summary.text())

@@ -1,8 +1,8 @@
 """``geodefect infer``: a trained model over GeoTIFF(s) or images, restricted to an AOI.
 
-Thin: read the model package's recipe, dispatch on its task to the task's workflow
-(``geodefect.workflows.workflow_for_task(task).infer``), print the summary. Options a task
-does not understand are reported by that task (ConfigError listing the valid ones).
+Thin: the workflow reads the model package's recipe and runs its task's inference
+(``geodefect.tasks``); options a task does not understand are reported by that task
+(ConfigError listing the valid ones).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def _sliding_options(fn):
                      help="Road probability threshold; for inspection models the stage-1 crack probability "
                           "above which stage 2 runs [default: 0.5]."),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto]."),
+        click.option("--threads", type=click.IntRange(min=0), default=None,
+                     help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs."),
         click.option("--bands", default=None, help="1-based bands to feed the model, e.g. 1,2,3 [default: all]."),
         click.option("--resample/--no-resample", default=None,
                      help="Resample on the fly when the pixel size differs from the model's [default: on]."),
@@ -127,25 +129,8 @@ def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **opti
       geodefect infer seg/best.pt photos/ --classifier cls/best.pt --threshold 0.5 -o out
     OUT_DIR is written atomically; --overwrite replaces an existing one.
     """
-    summary = run_command(
-        _dispatch, model, list(images), out_dir, config_file=config_file,
-        overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet,
-    )
-    _print_summary(summary)
+    from geodefect.workflows.infer import infer as infer_workflow
 
-
-def _dispatch(model, images, out_dir, *, config_file, overrides, overwrite):
-    """Read the recipe (clear error for a non-package), pick the task's workflow, run its infer."""
-    from geodefect.models.checkpoint import read_recipe
-    from geodefect.workflows import workflow_for_task
-
-    recipe = read_recipe(model)
-    workflow = workflow_for_task(str(recipe.get("task")))
-    return workflow.infer(model, images, out_dir, recipe=recipe, config_file=config_file,
-                          overrides=overrides, overwrite=overwrite)
-
-
-def _print_summary(summary) -> None:
-    """Workflows return a dict whose ``text`` holds the lines for stdout (area, windows, time, results)."""
-    if isinstance(summary, dict) and summary.get("text"):
-        click.echo(summary["text"])
+    summary = run_command(infer_workflow, model, list(images), out_dir, config_file=config_file,
+                          overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet)
+    click.echo(summary.text())

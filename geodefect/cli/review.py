@@ -29,7 +29,7 @@ def import_(review_csv, dataset, verbose, quiet) -> None:
     Images are copied into DATASET/images/; DATASET/labels.csv is rewritten atomically
     (a label given again replaces the old one).
     """
-    from geodefect.workflows.review import import_review
+    from geodefect.workflows.review import import_labels
 
-    counts = run_command(import_review, review_csv, dataset, verbose=verbose, quiet=quiet)
-    click.echo(f"added {counts['added']}, updated {counts['updated']}, skipped {counts['skipped']} (no label)")
+    summary = run_command(import_labels, review_csv, dataset, verbose=verbose, quiet=quiet)
+    click.echo(summary.text())

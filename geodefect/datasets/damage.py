@@ -187,7 +187,7 @@ def scan_folder_domain(domain_dir: str | Path, *, classes: list[str] | None = No
     samples = []
     for cdir in class_dirs:
         for f in sorted(cdir.iterdir()):
-            if f.suffix in IMAGE_SUFFIXES:
+            if f.suffix.lower() in IMAGE_SUFFIXES:
                 samples.append(DamageSample(f, cdir.name, d.name))
     return samples
 

@@ -46,13 +46,19 @@ class InspectionChipDataset:
         augment: random flips (and rot90 for square crack chips).
         defect_share: probability that a sample is a defect chip (0 = the data's own share).
         crop_width_px: random crops of this width (None = whole chips).
+        rotate90: also rotate square chips by multiples of 90 degrees when augmenting (not for
+            rail strips, whose rail runs vertically).
+
+    Chips with a ``mask`` column give ``{"image", "mask"}`` samples; classification chips
+    (no mask) give ``{"image", "label"}``.
     """
 
     def __init__(self, chips_dir: str | Path, rows: list[dict], meta: dict, *, augment: bool = False,
-                 defect_share: float = 0.0, crop_width_px: int | None = None) -> None:
+                 defect_share: float = 0.0, crop_width_px: int | None = None, rotate90: bool = True) -> None:
         self.dir = Path(chips_dir)
         self.rows = list(rows)
-        self.task = meta["task"]
+        self.has_masks = any(r.get("mask") for r in self.rows)
+        self.rotate90 = rotate90
         self.shape = tuple(meta["chip_shape_px"])
         self.mean = np.asarray(meta["mean"], np.float32)[:, None, None]
         self.std = np.asarray(meta["std"], np.float32)[:, None, None]
@@ -87,7 +93,7 @@ class InspectionChipDataset:
         row = self.rows[self.resample_index(i)]
         image = (_read_png(self.dir / row["image"]).astype(np.float32) - self.mean) / self.std
         mask = None
-        if self.task != "crack_classify":
+        if self.has_masks:
             mask = (_read_png(self.dir / row["mask"])[:1] > 127).astype(np.float32)
             if self.crop_width_px is not None:
                 image, mask = _crop_columns(image, mask, self.crop_width_px)
@@ -107,7 +113,7 @@ class InspectionChipDataset:
             arrays = [a[..., ::-1] for a in arrays]
         if np.random.random() < 0.5:
             arrays = [a[..., ::-1, :] for a in arrays]
-        if self.task != "rail_segment" and image.shape[-1] == image.shape[-2]:
+        if self.rotate90 and image.shape[-1] == image.shape[-2]:
             k = int(np.random.randint(4))
             arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
         return arrays[0], (arrays[1] if mask is not None else None)

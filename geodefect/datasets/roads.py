@@ -17,21 +17,17 @@ from geodefect.errors import InputError
 SPLITS = ("train", "val")
 
 
-def read_road_meta(chips_dir: str | Path) -> dict:
-    """meta.json of a *road* chip folder, validated (task, completeness, keys)."""
-    from geodefect.workflows import read_chip_meta
+ROAD_META_KEYS = ("size_px", "bands", "mean", "std", "orientation")
 
-    meta = read_chip_meta(chips_dir)
-    task = meta.get("task")
-    if task != "roads":
-        raise InputError(f"chip folder {str(chips_dir)!r} holds {task!r} chips, not road chips; "
-                         "train it with its own task or chip road data with `geodefect chip`")
+
+def read_road_meta(chips_dir: str | Path) -> dict:
+    """meta.json of a road chip folder with the keys road datasets need (the task checks whose chips they are)."""
+    from geodefect.chips.meta import read_chip_meta
+
+    meta = read_chip_meta(chips_dir, required=ROAD_META_KEYS)
     if not meta.get("complete"):
         raise InputError(f"chip folder {str(chips_dir)!r} is incomplete (chipping was interrupted); "
                          "rerun the same `geodefect chip` command to finish it")
-    missing = [k for k in ("size_px", "bands", "mean", "std", "orientation") if k not in meta]
-    if missing:
-        raise InputError(f"{str(Path(chips_dir) / 'meta.json')!r} lacks {', '.join(missing)}; rerun `geodefect chip --overwrite`")
     return meta
 
 

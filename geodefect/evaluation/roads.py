@@ -1,6 +1,6 @@
 """Road metrics on arrays and graphs: pixel IoU/F1, relaxed precision/recall/F1, APLS.
 
-No file I/O here (``geodefect.workflows.road_evaluate`` reads the files, reprojects and
+No file I/O here (``geodefect.evaluation.scene`` reads the files, reprojects and
 rasterises, then calls these).
 
 * Pixel scores compare a predicted road mask with the buffered truth on the same grid.

@@ -40,7 +40,11 @@ from geodefect.errors import InputError, InputFileNotFoundError
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ["image", "height_px", "width_px", "stage1_prob", "flagged", "defect_px", "defect_area_frac", "n_components", "seconds"]
-SEGMENT_TASKS = ("crack_segment", "rail_segment")
+
+
+def is_classifier_recipe(recipe: dict) -> bool:
+    """True for a stage-1 classifier package (its recipe gives the classifier input side)."""
+    return "input_px" in recipe
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,9 @@ class Stage1:
         from geodefect.inference.predictor import TorchPredictor
 
         self.predictor, self.recipe = TorchPredictor.from_package(path, device=device)
-        if self.recipe.get("task") != "crack_classify":
-            raise InputError(f"`classifier` {str(path)!r} is a {self.recipe.get('task')!r} package; it must be crack_classify")
+        if not is_classifier_recipe(self.recipe):
+            raise InputError(f"`classifier` {str(path)!r} is a {self.recipe.get('task')!r} package; it must be a "
+                             "stage-1 crack classifier package")
         self.input_px = int(self.recipe.get("input_px", 224))
         self.window_px = self.recipe.get("window_px")
 
@@ -128,7 +133,7 @@ class Stage2:
         from geodefect.sliding import SlidingParams
 
         self.predictor, self.recipe = TorchPredictor.from_package(path, device=cfg.device)
-        if self.recipe.get("task") not in SEGMENT_TASKS:
+        if is_classifier_recipe(self.recipe) or "chip_shape_px" not in self.recipe:
             raise InputError(f"model {str(path)!r} is a {self.recipe.get('task')!r} package, not a segmenter")
         size = cfg.size_px or _round_up(int(self.recipe.get("size_px", 256)), 32)
         stride = cfg.stride_px or max(1, size * 3 // 4)
@@ -176,10 +181,9 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
 
     check_output_free(out_dir, overwrite=overwrite)
     files = list_inputs(inputs)
-    task = read_recipe(model_path).get("task")
     stage1 = Stage1(cfg.classifier, device=cfg.device) if cfg.classifier else None
     stage2 = None
-    if task == "crack_classify":
+    if is_classifier_recipe(read_recipe(model_path)):
         if stage1 is not None:
             raise InputError("give the segmenter as MODEL and the classifier with --classifier (got two classifiers)")
         stage1 = Stage1(model_path, device=cfg.device)
@@ -243,7 +247,7 @@ def _summary(model_path, cfg, stage1, stage2, rows, elapsed) -> dict:
 
     return {
         "model": str(model_path), "classifier": cfg.classifier,
-        "tasks": [s.recipe["task"] for s in (stage1, stage2) if s is not None],
+        "tasks": [s.recipe["task"] for s in (stage1, stage2) if s is not None], "stage1": stage1 is not None,
         "options": dataclasses.asdict(cfg),
         "window": None if stage2 is None else {"size_px": stage2.params.size_px, "stride_px": stage2.params.stride_px,
                                                "blend": stage2.params.blend, "rail_band_px": stage2.rail_band_px or None},

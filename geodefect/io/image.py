@@ -182,3 +182,25 @@ def _is_georeferenced(path) -> bool:
                 return src.crs is not None
     except rasterio.errors.RasterioError:
         return False
+
+
+def list_image_files(inputs) -> list[Path]:
+    """Image files from files and folders (a folder gives its images with :data:`IMAGE_SUFFIXES`, sorted).
+
+    Raises:
+        InputError: for a path that does not exist, or when no image is found.
+    """
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise InputError(f"input {str(p)!r} does not exist; give image files or a folder of images")
+    if not paths:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}")
+    return paths
+

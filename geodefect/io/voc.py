@@ -44,7 +44,7 @@ RDD_CLASSES: tuple[str, ...] = ("D00", "D10", "D20", "D40")
 RDD_IGNORED_CLASSES: tuple[str, ...] = (
     "D01", "D0w0", "D11", "D43", "D44", "D50", "Repair", "Block crack",
 )
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+from geodefect.io.image import IMAGE_SUFFIXES  # noqa: E402  (the one list)
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def find_image(annotation: VocAnnotation, images_dir: str | Path) -> Path:
         tried.append(candidate)
         if candidate.is_file():
             return candidate
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in (*IMAGE_SUFFIXES, *(x.upper() for x in IMAGE_SUFFIXES)):
         candidate = d / f"{annotation.path.stem}{suffix}"
         if candidate.is_file():
             return candidate

@@ -25,7 +25,7 @@ import numpy as np
 from geodefect.errors import InputError, InputFileNotFoundError
 
 MASK_THRESHOLD = 127
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from geodefect.io.image import IMAGE_SUFFIXES  # noqa: E402,F401  (the one list)
 
 
 @dataclass(frozen=True)

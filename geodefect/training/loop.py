@@ -45,79 +45,7 @@ from geodefect.training.state import (
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("onecycle", "cosine", "constant", "step")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """Settings of the training loop (task-independent).
-
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: samples per step (per process under DDP).
-        lr: peak learning rate of AdamW, or ``"auto"`` for a range test
-            (:func:`geodefect.training.lr_find.find_lr`) before training.
-        weight_decay: AdamW decoupled weight decay.
-        scheduler: ``onecycle`` (warm-up then cosine annealing, fastai's fit_one_cycle;
-            good for short budgets), ``cosine`` (cosine decay from ``lr``), ``constant`` or
-            ``step``.
-        patience: stop after this many epochs without improvement of the monitored
-            validation metric; 0 disables early stopping.
-        seed: seeds model init (done by the caller), data order and augmentation.
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
-        amp: mixed precision; None = on for CUDA (bf16 where supported, else fp16 with a
-            GradScaler), always off on CPU (bf16 autocast is ~100x slower on CPUs without it).
-        num_workers: DataLoader worker processes (0 = load in the main process).
-        steps_per_epoch: cap on training steps per epoch (0 = one full pass).
-        val_steps: cap on validation batches (0 = all).
-        checkpoint_every_steps: also write ``last.pt`` every N steps mid-epoch (0 = off).
-        checkpoint_every_s: also write ``last.pt`` mid-epoch when this many seconds passed.
-        grad_clip: clip the gradient norm to this value (0 = off).
-        n_samples: validation chips drawn in ``samples.png``.
-        lr_find_steps: steps of the range test for ``lr="auto"``.
-        threads: torch CPU threads (0 = torch's default, one per core). On a CPU shared
-            with other jobs use 1: OpenMP threads that wait for busy cores slow training ~10x.
-        step_epochs, step_gamma: the ``step`` scheduler multiplies the lr by ``step_gamma``
-            every ``step_epochs`` epochs (the crack classifier's step schedule).
-    """
-
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float | str = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "onecycle"
-    patience: int = 0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = None
-    num_workers: int = 0
-    steps_per_epoch: int = 0
-    val_steps: int = 0
-    checkpoint_every_steps: int = 0
-    checkpoint_every_s: float = 300.0
-    grad_clip: float = 0.0
-    n_samples: int = 4
-    lr_find_steps: int = 60
-    threads: int = 0
-    step_epochs: int = 10
-    step_gamma: float = 0.1
-
-    def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        _check(self.lr == "auto" or (isinstance(self.lr, int | float) and 0 < self.lr < 10), "lr", self.lr,
-               "'auto' or a number in (0, 10), e.g. 1e-3")
-        _check(self.scheduler in SCHEDULERS, "scheduler", self.scheduler, f"one of {', '.join(SCHEDULERS)}")
-        _check(self.patience >= 0, "patience", self.patience, "an integer >= 0 (0 = no early stopping)")
-        _check(self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
-        _check(self.step_epochs >= 1, "step_epochs", self.step_epochs, "an integer >= 1")
-        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _check(self.lr_find_steps >= 5, "lr_find_steps", self.lr_find_steps, "an integer >= 5")
-
-
-def _check(ok: bool, name: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"`{name}` must be {expected}, got {value!r}")
+from geodefect.training.config import SCHEDULERS, LoopConfig  # noqa: E402,F401  (declared once there)
 
 
 class TaskAdapter(abc.ABC):
@@ -265,13 +193,13 @@ class _Run:
 
         opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
         total = self.cfg.epochs * self.steps_per_epoch
-        if self.cfg.scheduler == "onecycle" and total >= 4:
+        if self.cfg.lr_schedule == "onecycle" and total >= 4:
             # warm-up 25% of the steps (fastai's default), at least 2.5 steps so tiny runs work
             pct = min(0.5, max(0.25, 2.5 / total))
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct)
-        elif self.cfg.scheduler == "cosine":
+        elif self.cfg.lr_schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=lr * 1e-2)
-        elif self.cfg.scheduler == "step":  # lr x step_gamma every step_epochs epochs (crack stage 1)
+        elif self.cfg.lr_schedule == "step":  # lr x step_gamma every step_epochs epochs (crack stage 1)
             sched = torch.optim.lr_scheduler.StepLR(
                 opt, step_size=max(1, self.cfg.step_epochs) * self.steps_per_epoch, gamma=self.cfg.step_gamma)
         else:

@@ -156,36 +156,34 @@ def _make_scene(folder: Path, size_px: int, seed: int):
 
 
 def _chip(scene, out: Path, options: dict) -> Path:
-    from geodefect.chips.geo import chip
+    from geodefect.workflows.chip import chip
 
     chip([scene.image], out, centerlines=scene.centerlines, overrides=dict(options))
     return out
 
 
 def _train(chips: Path, run: Path, options: dict) -> Path:
-    from geodefect.workflows.road_train import train
+    from geodefect.workflows.train import train
 
     model = run / "model.pt"
     if model.exists():
         return model
     resume = (run / "last.pt").exists()
     summary = train(chips, run, overrides=dict(options), resume=resume, overwrite=not resume)
-    return Path(summary.model_path)
+    return Path(summary["model"])
 
 
 def _infer(model: Path, scene, out: Path, options: dict) -> Path:
-    from geodefect.models.checkpoint import read_recipe
-    from geodefect.workflows.road_infer import infer
+    from geodefect.workflows.infer import infer
 
     if (out / "run.json").exists():
         return out
-    infer(model, [scene.image], out, recipe=read_recipe(model), overrides={"aoi": str(scene.aoi), **options},
-          overwrite=True)
+    infer(model, [scene.image], out, overrides={"aoi": str(scene.aoi), **options}, overwrite=True)
     return out
 
 
 def _evaluate(infer_dir: Path, scene, json_out: Path, options: dict) -> dict:
-    from geodefect.workflows.road_evaluate import evaluate
+    from geodefect.evaluation.scene import evaluate
 
     return evaluate(infer_dir / "roads.gpkg", scene.centerlines, aoi=scene.aoi, json_out=json_out,
                     overrides=dict(options), overwrite=True)

@@ -28,7 +28,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
     from geodefect.testing.scenes import make_road_scene
-    from geodefect.workflows.roads import chip
+    from geodefect.workflows.chip import chip
 
     root = tmp_path_factory.mktemp("trainchips")
     scene = make_road_scene(root / "scene", size_px=256, seed=1)
@@ -52,6 +52,7 @@ def test_train_writes_a_complete_run(chips, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(0.0 <= float(r["road_iou"]) <= 1.0 and float(r["train_loss"]) > 0 for r in rows)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = {**cfg["loop"], **cfg["task"]}  # config.yaml has the sections loop and task
     assert cfg["model"] == "road_hourglass" and cfg["width"] == 8 and cfg["epochs"] == 2
     meta = json.loads((chips / "meta.json").read_text())
     recipe = read_recipe(run / "model.pt")
@@ -68,7 +69,7 @@ def test_train_writes_a_complete_run(chips, tmp_path):
 
 
 def test_resume_after_a_kill_ends_with_the_same_model(chips, tmp_path):
-    from geodefect.workflows.road_train import train
+    from geodefect.workflows.train import train
 
     overrides = {"model": "road_hourglass", "width": 8, "batch_size": 4, "steps_per_epoch": 2, "epochs": 2,
                  "checkpoint_every_steps": 1}
@@ -168,4 +169,5 @@ def test_config_file_values_and_flags(chips, tmp_path):
     res = invoke("train", chips, "-o", run, "--config", cfg, "--road-loss", "bce", *TINY)
     assert res.exit_code == 0, res.output
     saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved = {**saved["loop"], **saved["task"]}  # config.yaml has the sections loop and task
     assert saved["road_loss"] == "bce" and saved["lr"] == 0.002 and saved["epochs"] == 1

@@ -11,10 +11,25 @@ from click.testing import CliRunner
 from geodefect.cli.main import cli
 from geodefect.errors import ConfigError
 from geodefect.testing.damage import make_damage_dataset
-from geodefect.workflows.damage import chip, evaluate, infer, train
-from geodefect.workflows.damage_lodo import leave_one_domain_out
+from geodefect.tasks import get_task
+from geodefect.workflows.chip import chip as chip_workflow
+from geodefect.workflows.infer import infer as infer_workflow
+from geodefect.workflows.train import train
+from geodefect.tasks.damage_lodo import leave_one_domain_out
 
 TINY = {"backbone": "vgg16", "width_mult": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2, "device": "cpu"}
+
+
+def evaluate(model, data, out):
+    return get_task("damage_classify").evaluate_model(model, data, out)
+
+
+def infer(model, images, out, recipe=None, overrides=None):
+    return infer_workflow(model, images, out, overrides=overrides)
+
+
+def chip(data, out, overrides=None):
+    return chip_workflow([data], out, task="damage_classify", overrides=overrides)
 
 
 @pytest.fixture(scope="module")

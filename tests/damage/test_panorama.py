@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from geodefect.cli.main import cli
 from geodefect.models.checkpoint import read_recipe
 from geodefect.testing.damage import make_damage_dataset, make_panoramas
-from geodefect.workflows.damage import train
-from geodefect.workflows.panorama import PatchPredictor, stage2_input
-from geodefect.workflows.review import import_review, least_certain
+from geodefect.workflows.train import train
+from geodefect.inference.panorama import PatchPredictor, stage2_input
+from geodefect.io.review import import_review, least_certain
 
 TINY_STAGE1 = {"backbone": "vgg16", "width_mult": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2,
                "background_per_image": 1, "device": "cpu"}
@@ -107,10 +107,10 @@ def test_review_import_rejects_bad_labels(tmp_path):
 
 
 def test_evaluate_panoramas_writes_roc_and_auc(stacked, tmp_path):
-    from geodefect.workflows.damage import evaluate
+    from geodefect.tasks import get_task
 
     _, panos, result = stacked
-    summary = evaluate(result["best"], panos.root, tmp_path / "ev")
+    summary = get_task("panorama_stack").evaluate_model(result["best"], panos.root, tmp_path / "ev")
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["n_images"] == 6 and 0 <= metrics["auc"] <= 1
     assert (tmp_path / "ev" / "roc.png").is_file()
@@ -122,7 +122,7 @@ def test_roi_model_package_masks_the_heat(tmp_path):
 
     from geodefect.models.checkpoint import save_package
     from geodefect.models.registry import _REGISTRY, register_model
-    from geodefect.workflows.panorama import RoiModel, roi_mask
+    from geodefect.inference.panorama import RoiModel, roi_mask
 
     class BottomHalfRoad(torch.nn.Module):  # "segments" the lower half of any window as road
         def __init__(self):

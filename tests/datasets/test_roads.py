@@ -16,7 +16,7 @@ from geodefect.errors import InputError, InputFileNotFoundError
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
     from geodefect.testing.scenes import make_road_scene
-    from geodefect.workflows.roads import chip
+    from geodefect.workflows.chip import chip
 
     root = tmp_path_factory.mktemp("roadchips")
     scene = make_road_scene(root / "scene", size_px=256, seed=1)

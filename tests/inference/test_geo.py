@@ -19,7 +19,7 @@ from geodefect.inference.geo import (
     select_bands,
 )
 from geodefect.sliding import SlidingParams
-from geodefect.workflows.road_infer import orientation_flip_remap
+from geodefect.inference.roads import orientation_flip_remap
 
 
 def test_select_bands_matches_count_or_asks_for_bands():
@@ -93,7 +93,7 @@ def test_orientation_remap_is_an_involution_and_maps_angles():
 
 
 def test_default_stride_always_leaves_an_overlap_to_blend():
-    from geodefect.workflows.road_infer import RoadInferConfig, sliding_params
+    from geodefect.inference.roads import RoadInferConfig, sliding_params
 
     assert sliding_params(RoadInferConfig(), road_recipe()).stride_px == 48  # the package's
     assert sliding_params(RoadInferConfig(), road_recipe(stride_px=64)).stride_px == 48  # no overlap -> 3/4
@@ -102,7 +102,7 @@ def test_default_stride_always_leaves_an_overlap_to_blend():
 
 
 def test_threshold_defaults_to_the_package_road_threshold():
-    from geodefect.workflows.road_infer import resolve_infer_config
+    from geodefect.inference.roads import resolve_infer_config
 
     assert resolve_infer_config(recipe=road_recipe(road_threshold=0.35))[1].threshold == 0.35
     assert resolve_infer_config({}, {"threshold": 0.6}, recipe=road_recipe(road_threshold=0.35))[1].threshold == 0.6

@@ -11,7 +11,7 @@ from road_infer_helpers import write_aoi
 from geodefect.inference import geo
 from geodefect.models.checkpoint import read_recipe
 from geodefect.testing.tiny import make_tiny_scene
-from geodefect.workflows import road_infer
+from geodefect.inference import roads as road_infer
 
 OUTPUTS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
 PUBLISH = geo.TiledOutputs.publish

@@ -14,7 +14,7 @@ from geodefect.inference.road_outputs import RoadBlockWriter
 from geodefect.models.checkpoint import read_recipe
 from geodefect.sliding import threads
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
-from geodefect.workflows import road_infer
+from geodefect.inference import roads as road_infer
 
 OUTPUTS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
 

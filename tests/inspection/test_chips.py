@@ -13,7 +13,7 @@ from geodefect.chips.images import InspectionChipConfig, find_rail_columns, spli
 from geodefect.errors import ConfigError, InputError
 from geodefect.testing.cracks import make_crack_dataset
 from geodefect.testing.rail import make_rail_dataset
-from geodefect.workflows.inspection import chip
+from geodefect.workflows.chip import chip
 
 
 def _index(folder):
@@ -87,7 +87,7 @@ def test_crack_windows_and_classify_chips(tmp_path):
 def test_chip_errors(tmp_path):
     d = make_crack_dataset(tmp_path / "c", n_images=2, height_px=32, width_px=32, seed=1)
     with pytest.raises(InputError, match="exactly one label source"):
-        chip(d.images, tmp_path / "x", overrides={})
+        chip(d.images, tmp_path / "x", task="crack_segment", overrides={})
     with pytest.raises(ConfigError, match="valid keys"):
         chip(d.images, tmp_path / "x", masks=d.masks, overrides={"buffer_m": 2})
     chip(d.images, tmp_path / "ok", masks=d.masks, overrides={"size_px": 32})
@@ -101,4 +101,4 @@ def test_split_sources_keeps_one_of_each():
     s = split_sources(["a", "b"], val_frac=0.1, seed=0)
     assert sorted(s.values()) == ["train", "val"]
     with pytest.raises(ConfigError):
-        InspectionChipConfig(task="rail")
+        InspectionChipConfig(layout="rail")

@@ -11,7 +11,12 @@ from geodefect.inference.inspection import InspectionInferConfig, Stage2
 from geodefect.models.checkpoint import save_package
 from geodefect.models.registry import build_model
 from geodefect.testing.rail import make_rail_image
-from geodefect.workflows.inspection_train import make_recipe
+from geodefect.tasks import get_task
+from geodefect.tasks.base import TaskData
+
+
+def make_recipe(task, meta, spec):
+    return get_task(task).recipe(None, meta, spec, TaskData([], []), None)
 
 
 @pytest.fixture(scope="module")

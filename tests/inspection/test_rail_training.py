@@ -15,14 +15,12 @@ from geodefect.datasets.inspection import InspectionChipDataset
 from geodefect.errors import ConfigError
 from geodefect.testing.rail import make_rail_dataset
 from geodefect.training.state import SeededDataset, sample_seed
-from geodefect.workflows.inspection import chip
-from geodefect.workflows.inspection_train import (
-    DefectSegmentAdapter,
-    DefectSegmentationCounts,
-    InspectionTrainConfig,
-    pooled_dice_loss,
-    region_counts,
-)
+from geodefect.workflows.chip import chip
+from geodefect.losses.defects import defect_logit, pooled_dice_loss
+from geodefect.metrics.defects import ClassificationCounts, DefectSegmentationCounts, region_counts
+from geodefect.tasks import get_task
+from geodefect.tasks.inspection import DefectSegmentAdapter, InspectionOptions, fold_groups
+
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +102,17 @@ def test_region_counts_by_hand():
 
 def test_rail_options_are_validated():
     with pytest.raises(ConfigError, match="defect_oversample"):
-        InspectionTrainConfig(defect_oversample=1.0)
+        InspectionOptions(defect_oversample=1.0)
     with pytest.raises(ConfigError, match="crop_width_px"):
-        InspectionTrainConfig(crop_width_px=8)
+        InspectionOptions(crop_width_px=8)
     with pytest.raises(ConfigError, match="loss"):
-        InspectionTrainConfig(loss="focal")
+        InspectionOptions(loss="focal")
 
 
 def test_default_rail_recipe_learns_defects_not_all_background(tmp_path):
     """A tiny FCN with the default rail recipe (only sizes and step counts set) finds the
     synthetic defects on held-out images; the paper's plain recipe at this budget would not."""
-    from geodefect.workflows.inspection import train
+    from geodefect.workflows.train import train
 
     d = make_rail_dataset(tmp_path / "rail", n_images=8, height_px=200, width_px=64, seed=4)
     chips = tmp_path / "chips"
@@ -123,7 +121,7 @@ def test_default_rail_recipe_learns_defects_not_all_background(tmp_path):
     sizes = {"width_mult": 0.125, "epochs": 8, "batch_size": 8, "device": "cpu", "threads": 1}  # 96 steps
     summary = train(chips, tmp_path / "run", overrides=sizes).data
     m = summary["metrics"]
-    assert summary["config"]["loss"] == "ce_dice" and summary["config"]["batch_norm"] is True
+    assert summary["config"]["task"]["loss"] == "ce_dice" and summary["config"]["task"]["batch_norm"] is True
     # measured on 3 dataset seeds: IoU 0.27-0.30, recall 0.52-0.81, box recall 0.64-0.70
     assert m["iou"] > 0.15 and m["recall"] > 0.3, m
     assert m["box_recall"] > 0.4, m

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_crackforest_pairs_and_chips(shared_data, tmp_path):
-    from geodefect.workflows.inspection import chip
+    from geodefect.workflows.chip import chip
 
     root = shared_data / "crackforest"
     pairs = pair_masks(root / "images", root / "masks")
@@ -25,7 +25,7 @@ def test_crackforest_pairs_and_chips(shared_data, tmp_path):
 
 
 def test_rail400_boxes_and_strips(shared_data, tmp_path):
-    from geodefect.workflows.inspection import chip
+    from geodefect.workflows.chip import chip
 
     root = shared_data / "rail400_val"
     items = pair_coco(root / "images", root / "boxes_coco.json", categories=["defect"])

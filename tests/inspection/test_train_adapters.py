@@ -7,15 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from geodefect.errors import ConfigError
-from geodefect.workflows.inspection_train import (
-    ClassificationCounts,
-    DefectSegmentAdapter,
-    DefectSegmentationCounts,
-    InspectionTrainConfig,
-    defect_logit,
-    fold_groups,
-    model_spec,
-)
+from geodefect.losses.defects import defect_logit, pooled_dice_loss
+from geodefect.metrics.defects import ClassificationCounts, DefectSegmentationCounts, region_counts
+from geodefect.tasks import get_task
+from geodefect.tasks.inspection import DefectSegmentAdapter, InspectionOptions, fold_groups
+from geodefect.training.config import resolve_train_config
+
+
+def resolved(task: str, **options):
+    """``(loop, task options)`` of ``task`` as ``geodefect train`` resolves them."""
+    t = get_task(task)
+    cfg = resolve_train_config(t.Options, t.loop_defaults, None, options)
+    return cfg.loop, t.options_for_run(cfg.task)
+
+
+def model_spec(task: str, opts, meta):
+    return get_task(task).model_spec(opts, meta)
 
 
 def test_weighted_cross_entropy_for_two_class_models():
@@ -68,19 +75,20 @@ def test_fold_groups_partition_sources():
 
 def test_model_options_are_checked_per_model():
     meta = {"channels": 1}
-    cfg = InspectionTrainConfig(width_mult=0.5).resolved("rail_segment")
-    assert model_spec("rail_segment", cfg, meta) == {
+    _, opts = resolved("rail_segment", width_mult=0.5)
+    assert model_spec("rail_segment", opts, meta) == {
         "name": "rail_vgg_fcn", "kwargs": {"in_channels": 1, "width_mult": 0.5, "batch_norm": True, "num_classes": 2}}
-    paper = InspectionTrainConfig(batch_norm=False).resolved("rail_segment")
+    _, paper = resolved("rail_segment", batch_norm=False)
     assert model_spec("rail_segment", paper, meta)["kwargs"]["batch_norm"] is False
-    bad = InspectionTrainConfig(width_mult=0.5).resolved("crack_classify")
+    _, bad = resolved("crack_classify", width_mult=0.5)
     with pytest.raises(ConfigError, match="width_mult"):
         model_spec("crack_classify", bad, {"channels": 3})
-    rail = InspectionTrainConfig().resolved("rail_segment")  # deviations from the paper, see DESIGN.md 13
-    assert (rail.lr, rail.lr_schedule, rail.loss, rail.defect_oversample) == (1e-3, "onecycle", "ce_dice", 0.5)
-    explicit = InspectionTrainConfig(lr=1e-4, lr_schedule="constant", loss="ce", defect_oversample=0).resolved("rail_segment")
-    assert (explicit.lr, explicit.lr_schedule, explicit.loss, explicit.defect_oversample) == (1e-4, "constant", "ce", 0)
-    assert InspectionTrainConfig().resolved("crack_segment").batch_norm is None
-    assert InspectionTrainConfig().resolved("crack_classify").lr_schedule == "step"
+    loop, rail = resolved("rail_segment")  # deviations from the paper, see DESIGN.md 13
+    assert (loop.lr, loop.lr_schedule, rail.loss, rail.defect_oversample) == (1e-3, "onecycle", "ce_dice", 0.5)
+    loop, explicit = resolved("rail_segment", lr=1e-4, lr_schedule="constant", loss="ce", defect_oversample=0)
+    assert (loop.lr, loop.lr_schedule, explicit.loss, explicit.defect_oversample) == (1e-4, "constant", "ce", 0)
+    assert resolved("crack_segment")[1].batch_norm is None
+    assert resolved("crack_classify")[0].lr_schedule == "step"
+    assert resolved("rail_segment")[0].weight_decay == 0.0
     with pytest.raises(ConfigError):
-        InspectionTrainConfig(folds=1)
+        InspectionOptions(folds=1)

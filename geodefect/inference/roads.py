@@ -202,8 +202,6 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
     cfg, vparams = resolve_infer_config(config_file, overrides, recipe=recipe)
     out_dir = Path(out_dir)
     check_output_free(out_dir, overwrite=overwrite)
-    if recipe.get("task") != "roads":
-        raise InputError(f"model {str(model_path)!r} is a {recipe.get('task')!r} model; road inference needs a 'roads' model")
     params = sliding_params(cfg, recipe)
     inputs = [Path(p) for p in inputs]
     jobs = prepare_jobs(inputs, recipe, cfg, params)

@@ -109,7 +109,7 @@ def explain_image(model_path, image_path, out_dir, *, layer: str, target: int = 
 
     from geodefect.chips.images import read_image_chw, resize_chip
     from geodefect.explain.scorecam import heatmap_overlay, score_cam
-    from geodefect.inference.inspection import check_channels
+    from geodefect.inference.inspection import check_channels, is_classifier_recipe
     from geodefect.io.atomic import atomic_path
     from geodefect.models.checkpoint import load_package
 
@@ -121,7 +121,7 @@ def explain_image(model_path, image_path, out_dir, *, layer: str, target: int = 
         raise OutputExistsError(f"output {str(overlay_path)!r} already exists; pass --overwrite to replace it")
     model, recipe = load_package(model_path)
     image = check_channels(read_image_chw(image_path), recipe, Path(image_path))
-    if recipe.get("task") == "crack_classify":
+    if is_classifier_recipe(recipe):
         image_in = resize_chip(image, int(recipe.get("input_px", 224)))
     else:
         image_in = image

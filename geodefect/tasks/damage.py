@@ -1,14 +1,10 @@
-"""Road-damage workflows: crop extraction, training across domains, inference, evaluation.
+"""``damage_classify``: road-damage patch classification across domains (Trinh et al.).
 
-Two tasks share this module (``TASK_WORKFLOWS``):
-
-- ``damage_classify``: patch classifier over domains (RDD countries or ``DOMAIN/CLASS`` folders)
-  with the losses of ``geodefect.losses.domain``; :mod:`geodefect.workflows.damage_lodo` runs
-  the leave-one-domain-out evaluation.
-- ``panorama_stack``: the stacked panorama pipeline (:mod:`geodefect.workflows.panorama`).
-
-``train``/``infer``/``evaluate`` dispatch on the data (a folder with ``labels.csv`` is a
-panorama set) or on the model package's task.
+A patch classifier over domains (RDD countries or ``DOMAIN/CLASS`` folders) trained with the
+losses of :mod:`geodefect.losses.domain` (cross-entropy, supervised contrastive, Mahalanobis
+domain generalisation); :mod:`geodefect.tasks.damage_lodo` runs the leave-one-domain-out
+evaluation. The task trains from the raw folder (no ``meta.json``) or a crop folder written by
+``geodefect chip`` of such a folder.
 """
 
 from __future__ import annotations
@@ -21,45 +17,38 @@ from typing import Any
 
 import numpy as np
 
+from geodefect.config import option
 from geodefect.errors import ConfigError, InputError
-from geodefect.training.loop import LoopConfig, TaskAdapter
+from geodefect.summary import Summary
+from geodefect.tasks.base import Task, TaskData
+from geodefect.training.loop import TaskAdapter
 
 log = logging.getLogger(__name__)
 
-LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device",
-               "num_workers", "steps_per_epoch")
+BACKBONES = ("resnet18", "vgg16", "mobilenet_v2", "inception_v3")
+LOOP_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4}
 
 
 @dataclasses.dataclass(frozen=True)
-class DamageConfig:
-    """Options of ``geodefect train`` for ``damage_classify`` (defaults follow the paper where it says)."""
+class DamageOptions:
+    """Options of ``damage_classify`` (defaults follow the paper where it says; loop options: LoopConfig)."""
 
-    backbone: str = "resnet18"
-    width_mult: float = 1.0
-    encoder_weights: str | None = None
-    losses: str = "ce"
-    temperature: float = 0.05
-    contrastive_weight: float = 1.0
-    dg_weight: float = 0.7
-    size_px: int = 64
-    min_area_px2: float = 400.0
-    classes: Any = None
-    domains: Any = None
-    layout: str = "auto"
-    background_per_image: int = 0
-    val_fraction: float = 0.2
-    augment: bool = True
-    dataset: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: Any = 1e-3
-    weight_decay: float = 1e-4
-    lr_schedule: str = "onecycle"
-    patience: int = 0
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    steps_per_epoch: int = 0
+    backbone: str = option("resnet18", "torchvision backbone; --width-mult scales vgg16/mobilenet_v2.", choices=BACKBONES)
+    width_mult: float = option(1.0, "Channel width multiplier of vgg16/mobilenet_v2.")
+    encoder_weights: str | None = option(None, "none | PATH to a local torchvision state dict.")
+    losses: str = option("ce", "ce | ce,ct | ce,dg | ce,ct,dg (contrastive, domain generalisation).")
+    temperature: float = option(0.05, "Contrastive temperature.")
+    contrastive_weight: float = option(1.0, "Contrastive loss weight lambda.")
+    dg_weight: float = option(0.7, "DG (Mahalanobis) gradient weight gamma.")
+    size_px: int = option(64, "Crop side in pixels.", cli=False)
+    min_area_px2: float = option(400.0, "Smallest damage box area kept, px^2.", cli=False)
+    classes: Any = option(None, "Comma-separated classes.", show_default="D00,D10,D20,D40 for RDD")
+    domains: Any = option(None, "Comma-separated domain folders.", show_default="all")
+    layout: str = option("auto", "Data layout: auto | rdd | folders.", cli=False)
+    background_per_image: int = option(0, "Random damage-free crops per RDD image as class 'background'.")
+    val_fraction: float = option(0.2, "Validation share of the crops.")
+    augment: bool = option(True, "Random flips.", cli=False)
+    dataset: str | None = option(None, "Catalog dataset instead of a folder.", cli=False)
 
     def __post_init__(self) -> None:
         from geodefect.losses.domain import parse_losses
@@ -71,9 +60,6 @@ class DamageConfig:
             raise ConfigError(f"`val_fraction` must be in (0, 1), got {self.val_fraction!r}")
         if self.size_px < 16:
             raise ConfigError(f"`size_px` must be >= 16, got {self.size_px!r}")
-
-    def loop(self) -> LoopConfig:
-        return LoopConfig(scheduler=self.lr_schedule, **{k: getattr(self, k) for k in LOOP_FIELDS})
 
     def weights_file(self) -> str | None:
         """``encoder_weights``: None/"none" -> random init; a path -> that local torchvision state dict."""
@@ -132,14 +118,14 @@ def as_list(value: Any) -> list[str] | None:
     return [str(v) for v in value]
 
 
-def resolve_data(data_dir: str | Path | None, cfg: DamageConfig) -> tuple[Path, DamageConfig]:
+def resolve_data(data_dir: str | Path | None, cfg: DamageOptions, *, task: str = "") -> tuple[Path, DamageOptions]:
     """The data root, and the config completed from a catalog entry (``--dataset NAME``)."""
     if cfg.dataset:
         from geodefect.catalog import get_dataset
 
         entry = get_dataset(cfg.dataset)
-        if entry.task != "damage_classify":
-            raise InputError(f"dataset {cfg.dataset!r} has task {entry.task!r}, expected damage_classify")
+        if task and entry.task != task:
+            raise InputError(f"dataset {cfg.dataset!r} has task {entry.task!r}, expected {task}")
         fill = {k: entry.raw[k] for k in ("domains", "classes", "layout") if k in entry.raw and getattr(cfg, k) in (None, "auto")}
         return entry.root, dataclasses.replace(cfg, **fill)
     if data_dir is None:
@@ -147,13 +133,13 @@ def resolve_data(data_dir: str | Path | None, cfg: DamageConfig) -> tuple[Path, 
     return Path(data_dir), cfg
 
 
-def load_domain_crops(data_dir: Path, cfg: DamageConfig):
+def load_domain_crops(data_dir: Path, cfg: DamageOptions, *, seed: int = 0):
     """Scan the domains and read every crop: :class:`~geodefect.datasets.damage.CropArrays`."""
     from geodefect.datasets.damage import class_names, describe_counts, load_crops, scan_domains
 
     domains = scan_domains(
         data_dir, domains=as_list(cfg.domains), layout=cfg.layout, classes=as_list(cfg.classes),
-        min_area_px2=cfg.min_area_px2, background_per_image=cfg.background_per_image, seed=cfg.seed,
+        min_area_px2=cfg.min_area_px2, background_per_image=cfg.background_per_image, seed=seed,
     )
     crops = load_crops(domains, classes=class_names(domains, classes=as_list(cfg.classes)), size_px=cfg.size_px)
     log.info("crops per domain and class:\n%s", describe_counts(crops))
@@ -168,86 +154,16 @@ def split_train_val(n: int, *, val_fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def detect_task(data_dir: str | Path) -> str | None:
-    """Task of a data folder that has no ``meta.json`` (raw RDD, ``DOMAIN/CLASS``, panoramas), else None.
-
-    ``labels.csv`` + ``images/`` -> ``panorama_stack``; an RDD country layout, or sub-folders
-    that all hold class folders of images -> ``damage_classify``.
-    """
-    from geodefect.datasets.damage import detect_layout, list_domains
-    from geodefect.io.voc import IMAGE_SUFFIXES
-
-    d = Path(data_dir)
-    if not d.is_dir() or (d / "meta.json").is_file():
-        return None
-    if (d / "labels.csv").is_file() and (d / "images").is_dir():
-        return "panorama_stack"
-    if detect_layout(d) == "rdd":
-        return "damage_classify"
-    domains = list_domains(d)
-    for name in domains:
-        classes = [c for c in (d / name).iterdir() if c.is_dir()]
-        if not classes or not any(f.suffix in IMAGE_SUFFIXES for c in classes for f in c.iterdir()):
-            return None
-    return "damage_classify" if domains else None
-
-
-# -- train -----------------------------------------------------------------------------------
-def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None, resume: bool = False, overwrite: bool = False):
-    """``geodefect train`` for both tasks: a folder with ``labels.csv`` is a panorama set."""
-    overrides = dict(overrides or {})
-    if data_dir is not None and (Path(data_dir) / "labels.csv").is_file():
-        from geodefect.workflows.panorama import train_panorama
-
-        return train_panorama(data_dir, run_dir, config_file=config_file, overrides=overrides, resume=resume, overwrite=overwrite)
-    return train_classifier(data_dir, run_dir, config_file=config_file, overrides=overrides, resume=resume, overwrite=overwrite)
-
-
-def train_classifier(data_dir, run_dir, *, config_file=None, overrides=None, resume=False, overwrite=False) -> dict:
-    """Train a ``damage_classify`` model on all domains (random validation split). Returns a summary."""
-    from geodefect.config import resolve_config
-
-    cfg = resolve_config(DamageConfig, config_file, overrides)
-    root, cfg = resolve_data(data_dir, cfg)
-    crops = load_domain_crops(root, cfg)
-    val = split_train_val(len(crops), val_fraction=cfg.val_fraction, seed=cfg.seed)
-    return fit_classifier(crops.subset(~val), crops.subset(val), Path(run_dir), cfg, resume=resume, overwrite=overwrite)
-
-
-def fit_classifier(train_crops, val_crops, run_dir: Path, cfg: DamageConfig, *, resume=False, overwrite=False) -> dict:
-    """Build the model, run the shared training loop, return ``{"best": path, "metrics": ...}``."""
-    import torch
-
-    from geodefect.config import save_config
+def prepare_crops(train_crops, val_crops, cfg) -> TaskData:
+    """Datasets of the two crop sets, normalised with the training crops' statistics."""
     from geodefect.datasets.damage import CropDataset, channel_stats
-    from geodefect.io.atomic import check_output_free
-    from geodefect.models.classifiers import backbone_model_name
-    from geodefect.models.registry import build_model
-    from geodefect.training.loop import fit
 
-    if not resume:
-        check_output_free(run_dir, overwrite=overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     mean, std = channel_stats(train_crops)
-    spec = {"name": backbone_model_name(cfg.backbone), "kwargs": {"n_classes": len(train_crops.classes), "width": cfg.width_mult}}
-    torch.manual_seed(cfg.seed)
-    model = build_model(spec["name"], **spec["kwargs"], weights_file=cfg.weights_file())
-    recipe = {
-        "task": "damage_classify", "model": spec, "classes": train_crops.classes, "bands": [1, 2, 3],
-        "normalization": {"mean": mean, "std": std}, "size_px": cfg.size_px,
-        "domains": sorted({train_crops.domain_names[i] for i in np.unique(train_crops.domains)}),
-        "losses": cfg.losses, "pretrained_from": cfg.weights_file(),
-    }
-    result = fit(
-        model, DamageAdapter(train_crops.classes, cfg.loss_config()),
-        CropDataset(train_crops, mean=mean, std=std, augment=cfg.augment),
-        CropDataset(val_crops, mean=mean, std=std), run_dir, config=cfg.loop(), recipe=recipe, resume=resume,
-    )
-    return {"best": str(run_dir / "best.pt"), "best_epoch": result.best_epoch, "metrics": result.best_metrics}
+    return TaskData(CropDataset(train_crops, mean=mean, std=std, augment=cfg.task.augment),
+                    CropDataset(val_crops, mean=mean, std=std),
+                    {"crops": train_crops, "mean": mean, "std": std})
 
 
-# -- predict / evaluate ----------------------------------------------------------------------
 def predict_crops(model, recipe: dict, crops, *, batch_size: int = 64) -> np.ndarray:
     """Class probabilities (N, K) of crops with the recipe's normalisation."""
     import torch
@@ -273,26 +189,6 @@ def score_crops(probs: np.ndarray, crops, classes: list[str]) -> dict[str, float
     return classification_scores(matrix, classes)
 
 
-def evaluate(model_path, data_dir, out_dir, *, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> dict:
-    """Evaluate a ``damage_classify`` package per domain, or a ``panorama_stack`` package (ROC/AUC).
-
-    ``overrides`` with ``leave_one_domain_out: true`` runs the LODO protocol instead (no model).
-    """
-    overrides = dict(overrides or {})
-    if overrides.pop("leave_one_domain_out", False):
-        from geodefect.workflows.damage_lodo import leave_one_domain_out
-
-        return leave_one_domain_out(data_dir, out_dir, config_file=config_file, overrides=overrides, overwrite=overwrite)
-    from geodefect.models.checkpoint import read_recipe
-
-    recipe = read_recipe(model_path)
-    if recipe["task"] == "panorama_stack":
-        from geodefect.workflows.panorama import evaluate_panorama
-
-        return evaluate_panorama(model_path, data_dir, out_dir, overrides=overrides, overwrite=overwrite)
-    return evaluate_classifier(model_path, data_dir, out_dir, overrides=overrides, overwrite=overwrite)
-
-
 def evaluate_classifier(model_path, data_dir, out_dir, *, overrides=None, overwrite=False) -> dict:
     """Scores of a classifier on every domain of ``data_dir`` (metrics.json + metrics.csv)."""
     from geodefect.io.atomic import atomic_dir
@@ -303,7 +199,7 @@ def evaluate_classifier(model_path, data_dir, out_dir, *, overrides=None, overwr
     unknown = set(overrides or {}) - known
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} for damage evaluation; valid: {', '.join(sorted(known))}")
-    cfg = DamageConfig(classes=recipe["classes"], size_px=recipe["size_px"], **(overrides or {}))
+    cfg = DamageOptions(classes=recipe["classes"], size_px=recipe["size_px"], **(overrides or {}))
     crops = load_domain_crops(Path(data_dir), cfg)
     probs = predict_crops(model, recipe, crops)
     rows = {}
@@ -328,18 +224,6 @@ def _write_rows_csv(path: Path, rows: dict[str, dict[str, float]]) -> None:
             w.writerow([name, *(f"{r.get(k, float('nan')):.4f}" for k in keys)])
 
 
-def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> dict:
-    """``geodefect infer``: patch classification (CSV of class probabilities) or panorama scoring."""
-    if recipe["task"] == "panorama_stack":
-        from geodefect.workflows.panorama import infer_panoramas
-
-        return infer_panoramas(model_path, inputs, out_dir, recipe=recipe, overrides=overrides or {}, overwrite=overwrite)
-    if overrides:
-        raise ConfigError(f"option(s) {', '.join(sorted(overrides))} do not apply to damage_classify models "
-                          "(patch classification takes no options)")
-    return infer_patches(model_path, inputs, out_dir, recipe=recipe, overwrite=overwrite)
-
-
 def infer_patches(model_path, inputs, out_dir, *, recipe: dict, overwrite: bool = False) -> dict:
     """Classify whole images (each resized to the model's ``size_px``); writes ``predictions.csv``."""
     import csv
@@ -348,7 +232,9 @@ def infer_patches(model_path, inputs, out_dir, *, recipe: dict, overwrite: bool 
     from geodefect.io.atomic import atomic_dir
     from geodefect.models.checkpoint import load_package
 
-    paths = _expand_images(inputs)
+    from geodefect.io.image import list_image_files
+
+    paths = list_image_files(inputs)
     model, recipe = load_package(model_path)
     size = recipe["size_px"]
     images = np.stack([crop_resize(read_rgb(p), None, size_px=size) for p in paths])
@@ -363,35 +249,18 @@ def infer_patches(model_path, inputs, out_dir, *, recipe: dict, overwrite: bool 
     return {"out_dir": str(out_dir), "n_images": len(paths), "text": text}
 
 
-def _expand_images(inputs) -> list[Path]:
-    from geodefect.io.voc import IMAGE_SUFFIXES
-
-    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(f for f in p.iterdir() if f.suffix in IMAGE_SUFFIXES)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise InputError(f"input {str(p)!r} does not exist; give image files or a folder of images")
-    if not paths:
-        raise InputError(f"no images (.jpg/.png) found in {', '.join(map(str, items))}")
-    return paths
-
-
 # -- crop extraction -------------------------------------------------------------------------
-def chip(data_dir, out_dir, *, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> dict:
+def chip_crops(data_dir, out_dir, *, task: str, config_file=None, overrides: dict | None = None,
+               overwrite: bool = False, seed: int = 0) -> dict:
     """Write every crop as ``OUT/DOMAIN/CLASS/<image>_<k>.png`` (the generic layout) + ``meta.json``."""
     from PIL import Image
 
     from geodefect.config import resolve_config
     from geodefect.io.atomic import atomic_dir
 
-    cfg = resolve_config(DamageConfig, config_file, overrides)
+    cfg = resolve_config(DamageOptions, config_file, overrides)
     root, cfg = resolve_data(data_dir, cfg)
-    crops = load_domain_crops(root, cfg)
+    crops = load_domain_crops(root, cfg, seed=seed)
     counts: dict[str, dict[str, int]] = {}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for i in range(len(crops)):
@@ -401,8 +270,91 @@ def chip(data_dir, out_dir, *, config_file=None, overrides: dict | None = None, 
             Image.fromarray(crops.images[i].transpose(1, 2, 0)).save(d / f"{Path(crops.sources[i]).stem}_{i:06d}.png")
             counts.setdefault(dom, {}).setdefault(cls, 0)
             counts[dom][cls] += 1
-        meta = {"task": "damage_classify", "complete": True, "layout": "folders", "size_px": cfg.size_px,
+        meta = {"task": task, "complete": True, "layout": "folders", "size_px": cfg.size_px,
                 "classes": crops.classes, "domains": crops.domain_names, "n_chips": len(crops), "counts": counts,
                 "min_area_px2": cfg.min_area_px2, "source": str(root)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+class DamageTask(Task):
+    """Patch classification across domains with contrastive and domain-generalisation losses."""
+
+    name = "damage_classify"
+    description = "road-damage patch classes across countries/domains (RDD VOC boxes or DOMAIN/CLASS folders)"
+    Options = DamageOptions
+    loop_defaults = LOOP_DEFAULTS
+    chip_kind = "raw"
+
+    def owns_data(self, data_dir: Path) -> bool:
+        """A crop folder of this task, an RDD country layout, or sub-folders that all hold class folders."""
+        from geodefect.datasets.damage import detect_layout, list_domains
+        from geodefect.io.image import IMAGE_SUFFIXES
+
+        d = Path(data_dir)
+        if not d.is_dir() or (d / "labels.csv").is_file():
+            return False
+        if (d / "meta.json").is_file():
+            return super().owns_data(d)
+        if detect_layout(d) == "rdd":
+            return True
+        domains = list_domains(d)
+        for name in domains:
+            classes = [c for c in (d / name).iterdir() if c.is_dir()]
+            if not classes or not any(f.suffix.lower() in IMAGE_SUFFIXES for c in classes for f in c.iterdir()):
+                return False
+        return bool(domains)
+
+    def read_meta(self, data_dir: Path) -> dict:
+        return {}
+
+    def prepare(self, data_dir: Path, cfg, meta: dict) -> TaskData:
+        root, opts = resolve_data(data_dir, cfg.task, task=self.name)
+        crops = load_domain_crops(root, opts, seed=cfg.loop.seed)
+        val = split_train_val(len(crops), val_fraction=opts.val_fraction, seed=cfg.loop.seed)
+        return prepare_crops(crops.subset(~val), crops.subset(val), cfg)
+
+    def model(self, cfg, meta: dict, data: TaskData, *, pretrained: bool):
+        from geodefect.models.classifiers import backbone_model_name
+        from geodefect.models.registry import build_model
+
+        spec = {"name": backbone_model_name(cfg.task.backbone),
+                "kwargs": {"n_classes": len(data.info["crops"].classes), "width": cfg.task.width_mult}}
+        weights = cfg.task.weights_file() if pretrained else None
+        return spec, build_model(spec["name"], **spec["kwargs"], weights_file=weights)
+
+    def adapter(self, cfg, meta: dict, data: TaskData):
+        return DamageAdapter(data.info["crops"].classes, cfg.task.loss_config())
+
+    def recipe(self, cfg, meta: dict, spec: dict, data: TaskData, data_dir: Path) -> dict:
+        crops = data.info["crops"]
+        return {
+            "task": self.name, "model": spec, "classes": crops.classes, "bands": [1, 2, 3],
+            "normalization": {"mean": data.info["mean"], "std": data.info["std"]}, "size_px": cfg.task.size_px,
+            "domains": sorted({crops.domain_names[i] for i in np.unique(crops.domains)}),
+            "losses": cfg.task.losses, "pretrained_from": cfg.task.weights_file(),
+        }
+
+    def chip(self, inputs, out_dir, *, config_file=None, overrides=None, overwrite=False, dataset=None, **_unused):
+        data_dir = inputs[0] if inputs else None
+        overrides = {**(overrides or {}), **({"dataset": dataset} if dataset else {})}
+        meta = chip_crops(data_dir, out_dir, task=self.name, config_file=config_file, overrides=overrides,
+                          overwrite=overwrite)
+        return Summary("chip", self.name, [f"{meta['n_chips']} crops of {len(meta['domains'])} domains -> {out_dir}"],
+                       meta)
+
+    def infer(self, model_path, inputs, out_dir, *, recipe, config_file=None, overrides=None, overwrite=False):
+        extra = {k: v for k, v in (overrides or {}).items() if k not in ("threads",)}
+        if extra:
+            raise ConfigError(f"option(s) {', '.join(sorted(extra))} do not apply to {self.name} models "
+                              "(patch classification takes no options)")
+        result = infer_patches(model_path, inputs, out_dir, recipe=recipe, overwrite=overwrite)
+        return Summary("infer", self.name, result.pop("text").splitlines(), result)
+
+    def evaluate_model(self, model_path, data_dir, out_dir, *, config_file=None, overrides=None, overwrite=False):
+        result = evaluate_classifier(model_path, data_dir, out_dir, overrides=overrides, overwrite=overwrite)
+        rows = result["metrics"]
+        lines = [f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in ("accuracy", "f1", "precision",
+                                                                                      "recall")) for name, r in rows.items()]
+        return Summary("evaluate", self.name, lines, result)
+

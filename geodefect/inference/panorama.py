@@ -1,4 +1,4 @@
-"""The stacked CNN for street panoramas (after the Amsterdam road-crack study).
+"""Inference of the stacked CNN for street panoramas (training: :mod:`geodefect.tasks.panorama`) (after the Amsterdam road-crack study).
 
 Stage 1: a ``damage_classify`` patch classifier (trained with ``geodefect train`` on damage
 crops, best with a ``background`` class: ``--background-per-image``) is slid over every
@@ -33,85 +33,8 @@ from typing import Any
 import numpy as np
 
 from geodefect.errors import ConfigError, InputError, InputFileNotFoundError
-from geodefect.training.loop import LoopConfig, TaskAdapter
 
 log = logging.getLogger(__name__)
-
-LOOP_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device",
-               "num_workers", "steps_per_epoch")
-ROI_MODES = ("masks", "model", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class PanoramaConfig:
-    """Options of ``geodefect train`` for ``panorama_stack``."""
-
-    stage1: str | None = None
-    roi: str = "masks"
-    roi_model: str | None = None
-    stride_px: int = 32
-    blend: str = "mean"
-    downsample: int = 4
-    include_image: bool = False
-    width: int = 16
-    val_fraction: float = 0.3
-    epochs: int = 30
-    batch_size: int = 8
-    lr: Any = 3e-3
-    weight_decay: float = 1e-4
-    lr_schedule: str = "onecycle"
-    patience: int = 0
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    steps_per_epoch: int = 0
-
-    def __post_init__(self) -> None:
-        if self.roi not in ROI_MODES:
-            raise ConfigError(f"`roi` must be one of {', '.join(ROI_MODES)}, got {self.roi!r}")
-        if (self.roi == "model") != bool(self.roi_model):
-            raise ConfigError("`roi` model and `roi_model` (a segmentation package of road surface) go together")
-        if self.downsample < 1:
-            raise ConfigError(f"`downsample` must be >= 1, got {self.downsample!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"`val_fraction` must be in (0, 1), got {self.val_fraction!r}")
-
-    def loop(self) -> LoopConfig:
-        return LoopConfig(scheduler=self.lr_schedule, **{k: getattr(self, k) for k in LOOP_FIELDS})
-
-
-class PanoramaAdapter(TaskAdapter):
-    """Binary cross-entropy on the image-level logit; AUC (histogram, streaming) is monitored."""
-
-    monitor = "auc"
-    monitor_mode = "max"
-
-    def compute_loss(self, output, batch):
-        import torch.nn.functional as F
-
-        loss = F.binary_cross_entropy_with_logits(output.logits[:, 0], batch["label"].float())
-        return loss, {"bce": loss.detach()}
-
-    def new_metrics(self):
-        from geodefect.metrics.classify import HistogramAUC
-
-        return HistogramAUC()
-
-
-class HeatmapDataset:
-    """Map-style dataset of stage-2 inputs: ``{"image": (C, h, w) float32, "label": int64}``."""
-
-    def __init__(self, inputs: np.ndarray, labels: np.ndarray):
-        self.inputs, self.labels = inputs, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        import torch
-
-        return {"image": torch.from_numpy(self.inputs[i]), "label": torch.tensor(int(self.labels[i]))}
-
 
 class PatchPredictor:
     """Sliding-engine predictor of a patch classifier: window probabilities (B, K) spread over the window."""
@@ -269,64 +192,6 @@ def damage_channels(recipe: dict) -> list[int]:
     return [i for i, c in enumerate(recipe["stage1"]["classes"]) if c != "background"]
 
 
-# -- train -----------------------------------------------------------------------------------
-def train_panorama(data_dir, run_dir, *, config_file=None, overrides=None, resume=False, overwrite=False) -> dict:
-    """Train stage 2 on image-level labels (stage 1 fixed); writes best.pt (the whole pipeline) and roc.png."""
-    import torch
-
-    from geodefect.config import resolve_config, save_config
-    from geodefect.io.atomic import check_output_free
-    from geodefect.metrics.classify import plot_roc
-    from geodefect.models.checkpoint import load_package
-    from geodefect.models.registry import build_model
-    from geodefect.training.loop import fit
-
-    cfg = resolve_config(PanoramaConfig, config_file, overrides)
-    if not cfg.stage1:
-        raise ConfigError("panorama training needs `stage1`: a damage_classify model package (--stage1 best.pt)")
-    stage1, recipe1 = load_package(cfg.stage1)
-    if recipe1.get("task") != "damage_classify":
-        raise InputError(f"--stage1 {cfg.stage1!r} has task {recipe1.get('task')!r}, expected damage_classify")
-    rows = read_labels(data_dir)
-    run_dir = Path(run_dir)
-    if not resume:
-        check_output_free(run_dir, overwrite=overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    n_in = len(recipe1["classes"]) + (3 if cfg.include_image else 0)
-    spec = {"name": "panorama_stacked", "kwargs": {"stage1": recipe1["model"],
-            "stage2": {"name": "panorama_stack_cnn", "kwargs": {"in_channels": n_in, "width": cfg.width}}}}
-    torch.manual_seed(cfg.seed)
-    model = build_model(spec["name"], **spec["kwargs"])
-    model.stage1.load_state_dict(stage1.state_dict())
-    recipe = {"task": "panorama_stack", "model": spec, "stage1": {k: recipe1[k] for k in ("classes", "normalization", "size_px")},
-              "stride_px": cfg.stride_px, "blend": cfg.blend, "downsample": cfg.downsample,
-              "include_image": cfg.include_image, "roi": cfg.roi, "bands": [1, 2, 3],
-              "roi_model": str(Path(cfg.roi_model).resolve()) if cfg.roi_model else None,
-              "normalization": recipe1["normalization"], "stage1_from": str(cfg.stage1)}
-    masks_dir = Path(data_dir) / "masks" if cfg.roi == "masks" else None
-    inputs, _ = compute_inputs(model, recipe, [p for p, _ in rows], masks_dir=masks_dir, device=cfg.device)
-    labels = np.array([y for _, y in rows])
-    val = stratified_val(labels, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    fit(model, PanoramaAdapter(), HeatmapDataset(inputs[~val], labels[~val]), HeatmapDataset(inputs[val], labels[val]),
-        run_dir, config=cfg.loop(), recipe=recipe, resume=resume)
-    best, _ = load_package(run_dir / "best.pt")
-    scores = stage2_scores(best, inputs[val])
-    auc = plot_roc(run_dir / "roc_val.png", scores, labels[val], title="stage 2, validation panoramas")
-    return {"best": str(run_dir / "best.pt"), "val_auc": auc, "n_train": int((~val).sum()), "n_val": int(val.sum())}
-
-
-def stratified_val(labels: np.ndarray, *, val_fraction: float, seed: int) -> np.ndarray:
-    """A validation mask with about ``val_fraction`` of each label (at least one of each when possible)."""
-    rng = np.random.default_rng(seed)
-    val = np.zeros(len(labels), bool)
-    for y in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == y))
-        k = max(1, round(len(idx) * val_fraction)) if len(idx) > 1 else 0
-        val[idx[:k]] = True
-    return val
-
-
 def stage2_scores(model, inputs: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
     """Image-level probabilities (N,) of stage-2 inputs."""
     import torch
@@ -352,8 +217,8 @@ def infer_panoramas(model_path, inputs, out_dir, *, recipe: dict, overrides: dic
     """
     from geodefect.io.atomic import atomic_dir
     from geodefect.models.checkpoint import load_package
-    from geodefect.workflows.damage import _expand_images
-    from geodefect.workflows.review import export_review, write_overlay
+    from geodefect.io.image import list_image_files as _expand_images
+    from geodefect.io.review import export_review, write_overlay
 
     unknown = set(overrides) - INFER_OPTIONS
     if unknown:

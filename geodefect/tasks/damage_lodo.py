@@ -25,44 +25,49 @@ SCORES = ("precision", "recall", "f1")
 
 def leave_one_domain_out(data_dir, out_dir, *, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> dict:
     """Run the protocol; returns ``{"rows": [...], "average": {...}, "markdown": str, "out_dir": str}``."""
-    from geodefect.config import resolve_config, save_config
     from geodefect.io.atomic import check_output_free, write_text_atomic
     from geodefect.models.checkpoint import load_package
-    from geodefect.workflows.damage import (
-        DamageConfig,
-        fit_classifier,
+    from geodefect.tasks import get_task
+    from geodefect.tasks.base import fit_once
+    from geodefect.tasks.damage import (
         load_domain_crops,
         predict_crops,
+        prepare_crops,
         resolve_data,
         score_crops,
         split_train_val,
     )
+    from geodefect.training.config import resolve_train_config, save_train_config
+    from geodefect.training.resume import prepare_run_dir
 
-    cfg = resolve_config(DamageConfig, config_file, overrides)
-    root, cfg = resolve_data(data_dir, cfg)
+    task = get_task("damage_classify")
+    cfg = resolve_train_config(task.Options, task.loop_defaults, config_file, overrides)
+    root, opts = resolve_data(data_dir, cfg.task, task=task.name)
     out = Path(out_dir)
     check_output_free(out, overwrite=overwrite)
-    crops = load_domain_crops(root, cfg)
+    crops = load_domain_crops(root, opts, seed=cfg.loop.seed)
     if len(crops.domain_names) < 2:
         raise InputError(
             f"leave-one-domain-out needs at least 2 domains, got {crops.domain_names} in {str(root)!r}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    save_train_config(cfg, out / "config.yaml")
     rows = []
     for di, name in enumerate(crops.domain_names):
         log.info("fold %d/%d: unseen domain %s", di + 1, len(crops.domain_names), name)
         pool = crops.subset(crops.domains != di)
         test = crops.subset(crops.domains == di)
-        val = split_train_val(len(pool), val_fraction=cfg.val_fraction, seed=cfg.seed + di)
-        run = fit_classifier(pool.subset(~val), pool.subset(val), out / "runs" / name, cfg, overwrite=True)
-        model, recipe = load_package(run["best"])
+        val = split_train_val(len(pool), val_fraction=opts.val_fraction, seed=cfg.loop.seed + di)
+        run_dir = out / "runs" / name
+        prepare_run_dir(run_dir, resume=False, overwrite=True)
+        fit_once(task, root, run_dir, cfg, {}, prepare_crops(pool.subset(~val), pool.subset(val), cfg), resume=False)
+        model, recipe = load_package(run_dir / "best.pt")
         scores = score_crops(predict_crops(model, recipe, test), test, crops.classes)
         rows.append({"domain": name, "n_test": len(test), "n_train": int((~val).sum()), **scores})
     average = {k: float(np.mean([r[k] for r in rows])) for k in (*SCORES, "accuracy")}
-    text = format_markdown(rows, average, backbone=cfg.backbone, losses=cfg.losses, classes=crops.classes)
+    text = format_markdown(rows, average, backbone=opts.backbone, losses=opts.losses, classes=crops.classes)
     write_text_atomic(out / "lodo.md", text)
-    write_text_atomic(out / "lodo.json", json.dumps({"backbone": cfg.backbone, "losses": cfg.losses,
+    write_text_atomic(out / "lodo.json", json.dumps({"backbone": opts.backbone, "losses": opts.losses,
                                                      "classes": crops.classes, "rows": rows, "average": average}, indent=2))
     _write_csv(out / "lodo.csv", rows, average, crops.classes)
     return {"rows": rows, "average": average, "markdown": text, "out_dir": str(out)}

@@ -1,0 +1,328 @@
+"""Inspection tasks on image folders: defect segmentation (cracks, rail) and crack classification.
+
+Two classes, configured in the registry:
+
+* :class:`SegmentTask` -- ``crack_segment`` (stage 2, DeepLabV3+, dice loss) and
+  ``rail_segment`` (the slim VGG19 FCN on strips cut on the railhead, ``ce_dice``; Kim et al.'s
+  recipe is ``--lr 1e-4 --lr-schedule constant --loss ce --defect-oversample 0`` +
+  ``batch_norm: false``; DESIGN.md section 13 has the measurements behind the defaults).
+* :class:`ClassifyTask` -- ``crack_classify`` (stage 1, DenseNet-169, cross-entropy, step schedule).
+
+Chips: :mod:`geodefect.chips.images`; inference: :mod:`geodefect.inference.inspection`;
+scores: :mod:`geodefect.evaluation.inspection_eval`. With ``folds`` >= 2 training is a k-fold
+cross-validation by source image (``RUN_DIR/fold_<k>/``, ``cv_report.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from geodefect.config import option
+from geodefect.errors import ConfigError, InputError
+from geodefect.losses.defects import SEGMENT_LOSSES
+from geodefect.summary import Summary
+from geodefect.tasks.base import Task, TaskData, fit_once, train_summary
+from geodefect.training.loop import TaskAdapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectionOptions:
+    """Options of inspection training (None = the task's default)."""
+
+    model: str | None = option(None, "Model name (road_linknet | road_hourglass for roads).")
+    variant: str | None = option(None, "crack_densenet169: densenet169 | densenet121 | tiny.")
+    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0).")
+    width_mult: float | None = option(None, "rail_vgg_fcn / vgg16 / mobilenet_v2 width multiplier.")
+    batch_norm: bool | None = option(None, "rail_vgg_fcn: BatchNorm after each conv (off = the paper's VGG19).")
+    decoder_channels: int | None = option(None, "crack_deeplabv3plus decoder width.")
+    encoder_weights: str | None = option(None, "none | imagenet | PATH to a local state dict.")
+    loss: str | None = option(None, "Inspection loss (classifier: ce).", choices=SEGMENT_LOSSES)
+    defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")
+    defect_oversample: float | None = option(None, "rail: share of defect strips per batch, 0 = the data's own share.")
+    crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
+    folds: int = option(0, "k-fold cross-validation by source image (>= 2); 0 = off.")
+    augment: bool = option(True, "Random flips (and rot90 of square chips).", cli=False)
+
+    def __post_init__(self) -> None:
+        if self.loss is not None and self.loss not in SEGMENT_LOSSES:
+            raise ConfigError(f"`loss` must be one of {', '.join(SEGMENT_LOSSES)}, got {self.loss!r}")
+        if self.defect_oversample is not None and not 0 <= self.defect_oversample < 1:
+            raise ConfigError(f"`defect_oversample` must be in [0, 1) (share of defect chips per batch; 0 = off), "
+                              f"got {self.defect_oversample!r}")
+        if self.crop_width_px is not None and (int(self.crop_width_px) != self.crop_width_px or self.crop_width_px < 16):
+            raise ConfigError(f"`crop_width_px` must be an integer >= 16 (e.g. 160 as Kim et al.), got {self.crop_width_px!r}")
+        if self.folds == 1 or self.folds < 0:
+            raise ConfigError(f"`folds` must be 0 (no cross-validation) or >= 2, got {self.folds!r}")
+
+
+#: the options a model builder accepts, by model
+MODEL_OPTIONS = {
+    "crack_densenet169": ("variant", "weights_path"),
+    "crack_deeplabv3plus": ("encoder", "decoder_channels", "encoder_weights"),
+    "rail_vgg_fcn": ("width_mult", "batch_norm"),
+}
+
+
+class InspectionTask(Task):
+    """Shared by the segmenters and the classifier: chips from image folders, two-stage inference."""
+
+    chip_kind = "images"
+    Options = InspectionOptions
+    layout = "segment"            # chip layout (chips.images.LAYOUTS)
+    default_size_px: int | None = 256
+    defect_class = "crack"
+    default_model = ""
+    option_defaults: dict[str, Any] = {}
+    fold_keys: tuple[str, ...] = ("iou", "f1", "precision", "recall", "miou")
+
+    def __init__(self, name: str, **attributes: Any) -> None:
+        self.name = name
+        for key, value in attributes.items():
+            setattr(self, key, value)
+
+    # -- chip --------------------------------------------------------------------------------
+    def chip(self, inputs, out_dir, *, config_file=None, overrides=None, overwrite=False, masks=None, coco=None,
+             dataset=None, **_unused) -> Summary:
+        from geodefect.chips.images import chip_folder
+
+        overrides = {**(overrides or {}), "task": self.name, "layout": self.layout,
+                     "default_size_px": self.default_size_px, "defect_class": self.defect_class}
+        meta, n_images = chip_folder(inputs, out_dir, masks=masks, coco=coco, dataset=dataset,
+                                     config_file=config_file, overrides=overrides, overwrite=overwrite)
+        lines = [
+            f"{meta['n_chips']} {self.name} chips of {meta['chip_shape_px'][0]}x{meta['chip_shape_px'][1]} px "
+            f"({meta['n_positive']} with defects) from {n_images} images -> {out_dir}",
+            f"split by image: {meta['split']['train']} train / {meta['split']['val']} val chips; "
+            f"mean {meta['mean']} std {meta['std']}",
+        ]
+        return Summary("chip", self.name, lines, meta)
+
+    # -- train -------------------------------------------------------------------------------
+    def complete_options(self, opts: InspectionOptions) -> InspectionOptions:
+        return self.options_for_run(opts)
+
+    def option_defaults_shown(self) -> dict[str, Any]:
+        return {**self.option_defaults, "model": self.default_model}
+
+    def options_for_run(self, opts: InspectionOptions) -> InspectionOptions:
+        """``opts`` with this task's defaults filled in where None."""
+        model = opts.model or self.default_model
+        fill = {k: v for k, v in self.option_defaults.items() if getattr(opts, k) is None}
+        if model != "rail_vgg_fcn":
+            fill.pop("batch_norm", None)  # a model option of the rail FCN only
+        return dataclasses.replace(opts, model=model, **fill)
+
+    def prepare(self, data_dir: Path, cfg, meta: dict) -> TaskData:
+        from geodefect.chips.images import read_index
+
+        rows = read_index(data_dir)
+        if cfg.task.folds:
+            fold_groups(rows, folds=cfg.task.folds, seed=cfg.loop.seed)  # validates before the run folder exists
+            return TaskData([], [], {"rows": rows})
+        train_rows, val_rows = split_rows(rows)
+        return self.datasets(data_dir, cfg, meta, train_rows, val_rows, rows)
+
+    def datasets(self, data_dir: Path, cfg, meta: dict, train_rows, val_rows, rows) -> TaskData:
+        from geodefect.datasets.inspection import InspectionChipDataset
+
+        opts = self.options_for_run(cfg.task)
+        rotate = self.layout != "strips"
+        train_ds = InspectionChipDataset(data_dir, train_rows, meta, augment=opts.augment, rotate90=rotate,
+                                         defect_share=opts.defect_oversample or 0.0, crop_width_px=opts.crop_width_px)
+        val_ds = InspectionChipDataset(data_dir, val_rows, meta, augment=False, rotate90=rotate)
+        return TaskData(train_ds, val_ds, {"rows": rows})
+
+    def model(self, cfg, meta: dict, data: TaskData, *, pretrained: bool):
+        from geodefect.models.registry import build_model
+
+        spec = self.model_spec(self.options_for_run(cfg.task), meta)
+        model = build_model(spec["name"], **spec["kwargs"])
+        # pretrained weights only initialise training: the package's recipe rebuilds without them
+        return {"name": spec["name"], "kwargs": {k: v for k, v in spec["kwargs"].items()
+                                                 if k not in ("weights_path", "encoder_weights")}}, model
+
+    def model_spec(self, opts: InspectionOptions, meta: dict) -> dict:
+        """``{"name", "kwargs"}`` of the model to build, from the options and the chips' channels."""
+        kwargs: dict = {"in_channels": int(meta["channels"])}
+        options = {"variant": opts.variant, "encoder": opts.encoder, "width_mult": opts.width_mult,
+                   "batch_norm": opts.batch_norm, "decoder_channels": opts.decoder_channels,
+                   "weights_path": opts.encoder_weights}
+        if opts.model == "crack_deeplabv3plus":
+            options["encoder_weights"] = options.pop("weights_path")
+        accepted = MODEL_OPTIONS.get(opts.model, tuple(options))
+        for key, value in options.items():
+            if value is None:
+                continue
+            if key not in accepted:
+                flag = "encoder_weights" if key in ("weights_path", "encoder_weights") else key
+                raise ConfigError(f"`{flag}` does not apply to model {opts.model!r}; it accepts: {', '.join(accepted)}")
+            kwargs[key] = value
+        kwargs.update(self.extra_model_kwargs(opts))
+        return {"name": opts.model, "kwargs": kwargs}
+
+    def extra_model_kwargs(self, opts: InspectionOptions) -> dict:
+        return {}
+
+    def recipe(self, cfg, meta: dict, spec: dict, data: TaskData, data_dir: Path) -> dict[str, Any]:
+        """The model package recipe (everything ``geodefect infer`` needs besides the weights)."""
+        shape = [int(v) for v in meta["chip_shape_px"]]
+        return {
+            "task": self.name, "model": spec, "bands": list(range(1, int(meta["channels"]) + 1)),
+            "channels": int(meta["channels"]), "normalization": {"mean": meta["mean"], "std": meta["std"]},
+            "chip_shape_px": shape, "size_px": max(shape), "classes": meta["classes"], "label": meta["label"],
+            "threshold": 0.5, **self.extra_recipe(meta),
+        }
+
+    def extra_recipe(self, meta: dict) -> dict:
+        return {}
+
+    def fit(self, data_dir: Path, run_dir: Path, cfg, meta: dict, data: TaskData, *, resume: bool,
+            callbacks=()) -> Summary:
+        if cfg.task.folds:
+            from geodefect.training.kfold import train_kfold
+
+            return train_kfold(self, data_dir, run_dir, cfg, meta, data.info["rows"], resume=resume)
+        result, timer = fit_once(self, data_dir, run_dir, cfg, meta, data, resume=resume, callbacks=callbacks)
+        return train_summary(self.name, run_dir, result, timer, cfg)
+
+    def resume_nested(self, cfg) -> bool:
+        return bool(cfg.task.folds)
+
+    # -- infer / evaluate / explain ------------------------------------------------------------
+    def infer(self, model_path, inputs, out_dir, *, recipe, config_file=None, overrides=None, overwrite=False):
+        from geodefect.config import resolve_config
+        from geodefect.inference.inspection import InspectionInferConfig, infer_images
+
+        cfg = resolve_config(InspectionInferConfig, config_file, overrides)
+        if not 0 <= cfg.threshold <= 1 or not 0 <= cfg.mask_threshold <= 1:
+            raise ConfigError(f"`threshold` and `mask_threshold` must be in [0, 1], got {cfg.threshold}, "
+                              f"{cfg.mask_threshold}")
+        data = infer_images(model_path, inputs, out_dir, cfg=cfg, overwrite=overwrite)
+        flagged = f" ({data['n_flagged']} flagged by stage 1)" if data.get("stage1") else ""
+        lines = [f"{data['n_images']} images{flagged} in {data['seconds']} s ({data['images_per_s']} images/s) "
+                 f"-> {out_dir}"]
+        return Summary("infer", self.name, lines, data)
+
+    def explain(self, model_path, image, out_dir, *, recipe, layer: str, target: int = 1, max_maps: int = 128,
+                overwrite: bool = False, **_unused) -> Summary:
+        from geodefect.evaluation.inspection_eval import explain_image
+
+        n_classes = len(recipe.get("classes", [])) or 2
+        if not 0 <= target < n_classes:
+            raise InputError(f"`--target` must be a class index in 0..{n_classes - 1} of this model "
+                             f"({', '.join(recipe.get('classes', []))}), got {target}")
+        data = explain_image(model_path, image, out_dir, layer=layer, target=target, max_maps=max_maps,
+                             overwrite=overwrite)
+        return Summary("explain", self.name, [f"Score-CAM of layer {layer!r} -> {data['overlay']}"], data)
+
+
+class SegmentTask(InspectionTask):
+    """Defect masks from photos or strips (crack_segment, rail_segment)."""
+
+    def adapter(self, cfg, meta: dict, data: TaskData):
+        opts = self.options_for_run(cfg.task)
+        return DefectSegmentAdapter(loss=opts.loss, defect_weight=opts.defect_weight, regions=self.fold_keys_have_boxes)
+
+    @property
+    def fold_keys_have_boxes(self) -> bool:
+        return "box_recall" in self.fold_keys
+
+    def extra_model_kwargs(self, opts: InspectionOptions) -> dict:
+        return {"num_classes": 2} if opts.model == "rail_vgg_fcn" and self.layout == "strips" else {}
+
+    def extra_recipe(self, meta: dict) -> dict:
+        windows = meta.get("windows", {})
+        if self.layout == "strips" and windows.get("strip_width_px"):
+            # strips were cut on the railhead: inference looks at the same band (inference/inspection.py)
+            return {"rail_band_px": int(windows["strip_width_px"])}
+        return {}
+
+
+class ClassifyTask(InspectionTask):
+    """Crack / no crack per image or window (stage 1 of the two-stage crack pipeline)."""
+
+    layout = "classify"
+    default_size_px = None
+    fold_keys = ("accuracy", "precision", "recall", "f1")
+
+    def adapter(self, cfg, meta: dict, data: TaskData):
+        return CrackClassifyAdapter()
+
+    def extra_recipe(self, meta: dict) -> dict:
+        windows = meta.get("windows", {})
+        return {"input_px": int(windows.get("input_px", meta["chip_shape_px"][0])), "window_px": windows.get("size_px")}
+
+
+class CrackClassifyAdapter(TaskAdapter):
+    monitor = "accuracy"
+
+    def compute_loss(self, output, batch):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(output.float(), batch["label"]), {}
+
+    def new_metrics(self):
+        from geodefect.metrics.defects import ClassificationCounts
+
+        return ClassificationCounts()
+
+    def plot_samples(self, batch: dict, output):
+        from geodefect.plots.inspection import plot_classified
+
+        return plot_classified(batch["image"], batch["label"], output.softmax(1)[:, 1])
+
+
+class DefectSegmentAdapter(TaskAdapter):
+    monitor = "iou"
+
+    def __init__(self, *, loss: str, defect_weight: float = 1.0, regions: bool = False) -> None:
+        self.loss = loss
+        self.defect_weight = defect_weight
+        self.regions = regions
+
+    def compute_loss(self, output, batch):
+        from geodefect.losses.defects import defect_segmentation_loss
+
+        total, parts = defect_segmentation_loss(output, batch["mask"], loss=self.loss, defect_weight=self.defect_weight)
+        return total, ({k: v.detach() for k, v in parts.items()} if len(parts) > 1 else {})
+
+    def new_metrics(self):
+        from geodefect.metrics.defects import DefectSegmentationCounts
+
+        return DefectSegmentationCounts(regions=self.regions)
+
+    def plot_samples(self, batch: dict, output):
+        from geodefect.losses.defects import defect_logit
+        from geodefect.plots.inspection import plot_segmented
+
+        return plot_segmented(batch["image"], batch["mask"], defect_logit(output).sigmoid())
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
+    if not train or not val:
+        raise InputError(
+            f"the chips have {len(train)} train and {len(val)} val chips; need both: rechip with more "
+            "images or another `val_fraction`"
+        )
+    return train, val
+
+
+def fold_groups(rows: list[dict], *, folds: int, seed: int) -> list[list[str]]:
+    """Source images split into ``folds`` groups (seeded shuffle, round robin)."""
+    import numpy as np
+
+    sources = sorted({r["source"] for r in rows})
+    if len(sources) < folds:
+        raise ConfigError(f"`folds` {folds} needs at least {folds} source images, the chips come from {len(sources)}")
+    order = np.random.default_rng(seed).permutation(len(sources))
+    return [[sources[i] for i in order[k::folds]] for k in range(folds)]
+
+

@@ -1,0 +1,20 @@
+"""``geodefect chip``: training chips for the task the inputs are for (``geodefect.tasks.chip_task_for``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geodefect.summary import Summary
+
+
+def chip(images, out_dir, *, task: str | None = None, dataset: str | None = None, centerlines=None, aoi=None,
+         masks=None, coco=None, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> Summary:
+    """Cut chips of ``images`` (GeoTIFFs with ``centerlines``, or an image folder with ``masks``/``coco``)."""
+    from geodefect.tasks import chip_task_for
+
+    overrides = dict(overrides or {})
+    task = task or overrides.pop("task", None)
+    chosen = chip_task_for(task=task, dataset=dataset, masks=bool(masks), coco=bool(coco))
+    images = [images] if isinstance(images, str | Path) else list(images or [])
+    return chosen.chip(images, out_dir, config_file=config_file, overrides=overrides,
+                       overwrite=overwrite, centerlines=centerlines, aoi=aoi, dataset=dataset, masks=masks, coco=coco)
