@@ -123,8 +123,8 @@ def child(mode: str, model: Path, raster: Path, out: Path, batch: int) -> dict:
         import geodefect.graph.vectorize  # noqa: F401
         import geodefect.inference.geo  # noqa: F401
         import geodefect.inference.road_outputs  # noqa: F401
-        import geodefect.io.gpkg  # noqa: F401
         import geodefect.inference.roads  # noqa: F401
+        import geodefect.io.gpkg  # noqa: F401
     t0 = time.perf_counter()
     result: dict = {"mode": mode}
     if mode == "floor":
@@ -151,13 +151,13 @@ def same_process_ratio(model_path: Path, raster: Path, out: Path, recipe: dict, 
     import torch
 
     from geodefect.inference.predictor import TorchPredictor
-    from geodefect.sliding import SlidingParams
     from geodefect.inference.roads import (
         infer,
         prepare_jobs,
         resolve_infer_config,
         sliding_params,
     )
+    from geodefect.sliding import SlidingParams
 
     overrides = {"batch_size": batch, "vectorize": False, "device": "cpu"}
     cfg, _ = resolve_infer_config(None, overrides, recipe=recipe)

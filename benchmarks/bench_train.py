@@ -79,9 +79,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
-    from geodefect.training.loop import fit
-    from geodefect.training.state import make_loader, move_batch, resolve_device
     from geodefect.workflows.road_train import (
         RoadTaskAdapter,
         RoadTrainConfig,
@@ -90,6 +87,9 @@ def main() -> None:
         make_recipe,
         model_spec,
     )
+
+    from geodefect.training.loop import fit
+    from geodefect.training.state import make_loader, move_batch, resolve_device
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,8 +147,9 @@ def main() -> None:
 
 def measure_data_pipeline(chips, cfg, meta, steps: int, ctx) -> dict[str, float]:
     """CPU seconds per batch of the loader alone (read + augment + normalise + collate), cold and cached."""
-    from geodefect.training.state import make_loader
     from geodefect.workflows.road_train import loop_config
+
+    from geodefect.training.state import make_loader
 
     ds = _fresh(chips, cfg, meta, "train")
     out = {}

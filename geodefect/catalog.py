@@ -92,8 +92,9 @@ def resolve_road_inputs(entry: DatasetEntry) -> RoadInputs:
         InputError: the entry is not a road dataset, or its files are missing (the message
             names the expected layout from the entry's description).
     """
-    if entry.task != "roads":
-        raise InputError(f"dataset {entry.name!r} is a {entry.task!r} dataset, not a road dataset (task: roads)")
+    if not any(entry.raw.get(k) for k in ("centerlines", "centerlines_pattern", "generator")):
+        raise InputError(f"dataset {entry.name!r} is a {entry.task!r} dataset without road centerlines; road chips "
+                         "need a dataset with `centerlines` or `centerlines_pattern`")
     bands = entry.raw.get("bands")
     if entry.raw.get("generator") == "demo_scene":
         image, centerlines, aoi = ensure_demo_scene(entry)

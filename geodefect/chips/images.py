@@ -50,7 +50,7 @@ INDEX_FIELDS = ["chip_id", "image", "mask", "label", "defect_px", "source", "row
 class InspectionChipConfig:
     """Options of ``geodefect chip --task crack_*|rail_segment`` (see module docstring)."""
 
-    task: str = "crack_segment"
+    task: str = ""
     layout: str = "segment"
     default_size_px: int | None = 256
     defect_class: str = "crack"

@@ -11,13 +11,10 @@ Modes:
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from geodefect.cli.options import (
     config_option,
-    drop_none,
     overwrite_option,
     run_command,
     verbosity_options,

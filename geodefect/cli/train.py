@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import click
 
-from geodefect.cli.options import config_option, drop_none, overwrite_option, run_command, verbosity_options
+from geodefect.cli.options import (
+    config_option,
+    drop_none,
+    overwrite_option,
+    run_command,
+    verbosity_options,
+)
 
 
 def _train_options():

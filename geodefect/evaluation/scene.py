@@ -274,10 +274,12 @@ def _read_pred_lines(pred: Path):
         layers = [name for name, _ in pyogrio.list_layers(pred)]
     except Exception:  # noqa: BLE001 - read_lines below gives the user-facing error
         layers = []
-    if "roads" in layers:
+    from geodefect.io.gpkg import ROADS_LAYER
+
+    if ROADS_LAYER in layers:
         import geopandas as gpd
 
-        gdf = gpd.read_file(pred, layer="roads", engine="pyogrio")
+        gdf = gpd.read_file(pred, layer=ROADS_LAYER, engine="pyogrio")
         if gdf.crs is None:
             raise InputError(f"prediction {str(pred)!r} has no CRS; write it with a CRS (geodefect infer does)")
         return gdf[~gdf.geometry.isna() & ~gdf.geometry.is_empty].explode(ignore_index=True)

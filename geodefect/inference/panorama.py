@@ -24,11 +24,9 @@ Panorama data folder::
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -216,9 +214,9 @@ def infer_panoramas(model_path, inputs, out_dir, *, recipe: dict, overrides: dic
     beside the images when it exists), ``device``, ``overlays`` (bool, default True).
     """
     from geodefect.io.atomic import atomic_dir
-    from geodefect.models.checkpoint import load_package
     from geodefect.io.image import list_image_files as _expand_images
     from geodefect.io.review import export_review, write_overlay
+    from geodefect.models.checkpoint import load_package
 
     unknown = set(overrides) - INFER_OPTIONS
     if unknown:

@@ -130,10 +130,10 @@ class HistogramAUC:
         neg, pos = self.hist
         n = neg.sum() + pos.sum()
         if not (neg.sum() and pos.sum()):
-            return {"auc": 0.5, "accuracy": self.correct / n if n else 0.0}
+            return {"auc": 0.5, "accuracy": float(self.correct / n) if n else 0.0}
         below = np.cumsum(neg) - neg  # negatives in lower bins
         pairs = (pos * (below + neg / 2)).sum()
-        return {"auc": float(pairs / (pos.sum() * neg.sum())), "accuracy": self.correct / n}
+        return {"auc": float(pairs / (pos.sum() * neg.sum())), "accuracy": float(self.correct / n)}
 
 
 def plot_roc(path: str | Path, scores: np.ndarray, labels: np.ndarray, *, title: str = "ROC") -> float:

@@ -230,9 +230,8 @@ def infer_patches(model_path, inputs, out_dir, *, recipe: dict, overwrite: bool 
 
     from geodefect.datasets.damage import CropArrays, crop_resize, read_rgb
     from geodefect.io.atomic import atomic_dir
-    from geodefect.models.checkpoint import load_package
-
     from geodefect.io.image import list_image_files
+    from geodefect.models.checkpoint import load_package
 
     paths = list_image_files(inputs)
     model, recipe = load_package(model_path)

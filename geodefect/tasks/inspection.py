@@ -16,7 +16,6 @@ cross-validation by source image (``RUN_DIR/fold_<k>/``, ``cv_report.md``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -185,7 +184,7 @@ class InspectionTask(Task):
     def fit(self, data_dir: Path, run_dir: Path, cfg, meta: dict, data: TaskData, *, resume: bool,
             callbacks=()) -> Summary:
         if cfg.task.folds:
-            from geodefect.training.kfold import train_kfold
+            from geodefect.tasks.kfold import train_kfold
 
             return train_kfold(self, data_dir, run_dir, cfg, meta, data.info["rows"], resume=resume)
         result, timer = fit_once(self, data_dir, run_dir, cfg, meta, data, resume=resume, callbacks=callbacks)

@@ -19,8 +19,8 @@ from typing import Any
 
 from geodefect.config import option
 from geodefect.datasets.transforms import GEOMETRY_MODES
-from geodefect.losses.roads import ROAD_LOSSES
 from geodefect.errors import ConfigError, InputError
+from geodefect.losses.roads import ROAD_LOSSES
 from geodefect.summary import Summary
 from geodefect.tasks.base import Task, TaskData
 from geodefect.training.loop import TaskAdapter

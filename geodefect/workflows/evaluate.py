@@ -1,7 +1,7 @@
 """``geodefect evaluate``: the inputs given pick what is scored; every mode returns one Summary.
 
 Modes:
-  roads              --pred roads.gpkg|road_mask.tif --truth CENTERLINES [--aoi FILE]
+  road_network       --pred roads.gpkg|road_mask.tif --truth CENTERLINES [--aoi FILE]
   inspection_masks   --pred INFER_OUT|MASKS_DIR (--truth MASKS_DIR | --coco FILE [--coco-category C])
   inspection_stage1  --model CLASSIFIER.pt --images DIR --truth MASKS_DIR|labels.csv
   model_on_data      --model PACKAGE --data DIR -o OUT   (the package's task scores it)
@@ -25,7 +25,7 @@ def select_mode(given: dict) -> str:
     if given.get("model") and given.get("images"):
         return "inspection_stage1"
     if given.get("pred") and given.get("truth"):
-        return "roads"
+        return "road_network"
     if given.get("leave_one_domain_out"):
         return "damage_lodo"
     if given.get("model") and given.get("data"):
@@ -42,7 +42,7 @@ def evaluate(opts: dict) -> Summary:
     set_threads(opts.get("threads"))
     mode = select_mode(opts)
     summary = MODES[mode](opts)
-    if opts.get("json_out") and mode != "roads":
+    if opts.get("json_out") and mode != "road_network":
         summary.write_json(opts["json_out"])
     return summary
 
@@ -113,5 +113,5 @@ def _damage_lodo(opts: dict) -> Summary:
     return Summary("evaluate", "", result.pop("markdown").splitlines(), result)
 
 
-MODES = {"roads": _roads, "inspection_masks": _inspection_masks, "inspection_stage1": _inspection_stage1,
+MODES = {"road_network": _roads, "inspection_masks": _inspection_masks, "inspection_stage1": _inspection_stage1,
          "model_on_data": _model_on_data, "damage_lodo": _damage_lodo}

@@ -124,8 +124,8 @@ def test_unknown_class_in_rdd_is_named(tmp_path):
 
 
 def test_detect_task_without_meta_json(rdd, tmp_path):
-    from geodefect.testing.damage import make_panoramas
     from geodefect.tasks import TASKS
+    from geodefect.testing.damage import make_panoramas
 
     def detect_task(d):
         found = [name for name, task in TASKS.items() if task.owns_data(d)]

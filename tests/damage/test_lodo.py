@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 from geodefect.cli.main import cli
 from geodefect.errors import ConfigError
-from geodefect.testing.damage import make_damage_dataset
 from geodefect.tasks import get_task
+from geodefect.tasks.damage_lodo import leave_one_domain_out
+from geodefect.testing.damage import make_damage_dataset
 from geodefect.workflows.chip import chip as chip_workflow
 from geodefect.workflows.infer import infer as infer_workflow
 from geodefect.workflows.train import train
-from geodefect.tasks.damage_lodo import leave_one_domain_out
 
 TINY = {"backbone": "vgg16", "width_mult": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2, "device": "cpu"}
 

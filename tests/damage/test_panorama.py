@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from geodefect.cli.main import cli
+from geodefect.inference.panorama import PatchPredictor, stage2_input
+from geodefect.io.review import import_review, least_certain
 from geodefect.models.checkpoint import read_recipe
 from geodefect.testing.damage import make_damage_dataset, make_panoramas
 from geodefect.workflows.train import train
-from geodefect.inference.panorama import PatchPredictor, stage2_input
-from geodefect.io.review import import_review, least_certain
 
 TINY_STAGE1 = {"backbone": "vgg16", "width_mult": 0.125, "epochs": 1, "batch_size": 8, "steps_per_epoch": 2,
                "background_per_image": 1, "device": "cpu"}
@@ -120,9 +120,9 @@ def test_evaluate_panoramas_writes_roc_and_auc(stacked, tmp_path):
 def test_roi_model_package_masks_the_heat(tmp_path):
     import torch
 
+    from geodefect.inference.panorama import RoiModel, roi_mask
     from geodefect.models.checkpoint import save_package
     from geodefect.models.registry import _REGISTRY, register_model
-    from geodefect.inference.panorama import RoiModel, roi_mask
 
     class BottomHalfRoad(torch.nn.Module):  # "segments" the lower half of any window as road
         def __init__(self):

@@ -9,9 +9,9 @@ import pytest
 import rasterio
 
 import geodefect.sliding as sliding
+from geodefect.inference import roads as road_infer
 from geodefect.models.checkpoint import read_recipe
 from geodefect.testing.tiny import make_tiny_scene
-from geodefect.inference import roads as road_infer
 
 OUTPUTS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
 

@@ -18,8 +18,8 @@ from geodefect.inference.geo import (
     read_aoi_in_crs,
     select_bands,
 )
-from geodefect.sliding import SlidingParams
 from geodefect.inference.roads import orientation_flip_remap
+from geodefect.sliding import SlidingParams
 
 
 def test_select_bands_matches_count_or_asks_for_bands():

@@ -9,9 +9,9 @@ import rasterio
 from road_infer_helpers import write_aoi
 
 from geodefect.inference import geo
+from geodefect.inference import roads as road_infer
 from geodefect.models.checkpoint import read_recipe
 from geodefect.testing.tiny import make_tiny_scene
-from geodefect.inference import roads as road_infer
 
 OUTPUTS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
 PUBLISH = geo.TiledOutputs.publish

@@ -10,11 +10,11 @@ import pyogrio
 import pytest
 import rasterio
 
+from geodefect.inference import roads as road_infer
 from geodefect.inference.road_outputs import RoadBlockWriter
 from geodefect.models.checkpoint import read_recipe
 from geodefect.sliding import threads
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
-from geodefect.inference import roads as road_infer
 
 OUTPUTS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
 

@@ -10,9 +10,9 @@ from geodefect.errors import InputError
 from geodefect.inference.inspection import InspectionInferConfig, Stage2
 from geodefect.models.checkpoint import save_package
 from geodefect.models.registry import build_model
-from geodefect.testing.rail import make_rail_image
 from geodefect.tasks import get_task
 from geodefect.tasks.base import TaskData
+from geodefect.testing.rail import make_rail_image
 
 
 def make_recipe(task, meta, spec):

@@ -13,14 +13,12 @@ import torch.nn.functional as F
 from geodefect.chips.images import read_index
 from geodefect.datasets.inspection import InspectionChipDataset
 from geodefect.errors import ConfigError
+from geodefect.losses.defects import pooled_dice_loss
+from geodefect.metrics.defects import DefectSegmentationCounts, region_counts
+from geodefect.tasks.inspection import DefectSegmentAdapter, InspectionOptions
 from geodefect.testing.rail import make_rail_dataset
 from geodefect.training.state import SeededDataset, sample_seed
 from geodefect.workflows.chip import chip
-from geodefect.losses.defects import defect_logit, pooled_dice_loss
-from geodefect.metrics.defects import ClassificationCounts, DefectSegmentationCounts, region_counts
-from geodefect.tasks import get_task
-from geodefect.tasks.inspection import DefectSegmentAdapter, InspectionOptions, fold_groups
-
 
 
 @pytest.fixture(scope="module")

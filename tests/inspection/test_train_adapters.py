@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from geodefect.errors import ConfigError
-from geodefect.losses.defects import defect_logit, pooled_dice_loss
-from geodefect.metrics.defects import ClassificationCounts, DefectSegmentationCounts, region_counts
+from geodefect.losses.defects import defect_logit
+from geodefect.metrics.defects import ClassificationCounts, DefectSegmentationCounts
 from geodefect.tasks import get_task
 from geodefect.tasks.inspection import DefectSegmentAdapter, InspectionOptions, fold_groups
 from geodefect.training.config import resolve_train_config
