@@ -100,3 +100,28 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` are checked.
+
+    The one device resolver of geodefect (training, inference, evaluation).
+
+    Raises:
+        ConfigError: an unknown device, or CUDA asked for where torch sees no GPU.
+    """
+    import re
+
+    import torch
+
+    from geodefect.errors import ConfigError
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"`device` {device!r} asked for CUDA but torch sees no GPU here; use --device cpu or auto")
+    return device
+

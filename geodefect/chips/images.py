@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from geodefect.errors import ConfigError, InputError
+from geodefect.io.image import read_image_uint8 as read_image_chw  # noqa: F401  (the one reader)
 from geodefect.labels.defects import MASK_THRESHOLD, LabeledImage, read_label_mask
 
 LAYOUTS = ("classify", "segment", "strips")
@@ -84,20 +85,6 @@ class ChipWindow:
     col_off: int
     height: int
     width: int
-
-
-def read_image_chw(path: str | Path) -> np.ndarray:
-    """An image file as ``(C, H, W) uint8``: 1 channel for grayscale, 3 for colour (alpha dropped)."""
-    from geodefect.io.image import read_image
-
-    arr = read_image(path)
-    if arr.dtype != np.uint8:
-        raise InputError(f"image {str(path)!r} has {arr.dtype} pixels; inspection images must be 8-bit (uint8)")
-    if arr.shape[0] == 4:
-        arr = arr[:3]
-    elif arr.shape[0] == 2:
-        arr = arr[:1]
-    return arr
 
 
 def find_rail_columns(image: np.ndarray, *, width_px: int) -> tuple[int, int]:

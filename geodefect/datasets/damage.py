@@ -228,14 +228,10 @@ def load_crops(
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image as (H, W, 3) uint8 (grey and RGBA converted); a clear error for unreadable files."""
-    from PIL import Image, UnidentifiedImageError
+    """An image as (H, W, 3) uint8 (grey and RGBA converted), by the one image reader."""
+    from geodefect.io.image import read_image_uint8, to_hwc
 
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"image {str(path)!r} cannot be read ({exc.__class__.__name__}); replace or remove it") from None
+    return to_hwc(read_image_uint8(path, rgb=True))
 
 
 def crop_resize(pixels: np.ndarray, box: tuple[float, float, float, float] | None, *, size_px: int) -> np.ndarray:

@@ -29,11 +29,9 @@ import numpy as np
 
 
 def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
+    from geodefect.io.image import read_image
 
-    with Image.open(path) as im:
-        arr = np.asarray(im)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return read_image(path)
 
 
 class InspectionChipDataset:

@@ -9,7 +9,7 @@
   overlaps) and box precision (share of predicted components (8-connected) that overlap some
   truth box), next to the pixel scores against the filled boxes.
 
-Empty denominators follow :mod:`geodefect.metrics`: IoU/F1 are 1.0 when truth and prediction
+Empty denominators follow :mod:`geodefect.metrics.scores`: IoU/F1 are 1.0 when truth and prediction
 are both empty; precision/recall are 1.0 when there is nothing to miss / nothing wrongly found.
 """
 
@@ -17,21 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from geodefect.metrics.scores import binary_classification_scores as classification_scores  # noqa: E402,F401
+from geodefect.metrics.scores import ratio
+
 
 def _ratio(num: float, den: float, empty: float) -> float:
-    return num / den if den > 0 else empty
-
-
-def classification_scores(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
-    """accuracy, precision, recall, f1 (class 1) and counts."""
-    precision = _ratio(tp, tp + fp, 1.0 if fn == 0 else 0.0)
-    recall = _ratio(tp, tp + fn, 1.0 if fp == 0 else 0.0)
-    return {
-        "accuracy": _ratio(tp + tn, tp + fp + fn + tn, 1.0),
-        "precision": precision, "recall": recall,
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, 1.0),
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-    }
+    return ratio(num, den, empty=empty)
 
 
 def pixel_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from geodefect.metrics.scores import precision_recall_f1, ratio
+
 
 def pixel_scores(pred: np.ndarray, truth: np.ndarray, *, valid: np.ndarray | None = None) -> dict[str, float]:
     """IoU, F1 (= Dice), precision and recall of two (H, W) bool masks.
@@ -36,11 +38,12 @@ def pixel_scores(pred: np.ndarray, truth: np.ndarray, *, valid: np.ndarray | Non
     tp = int(np.count_nonzero(pred & truth))
     fp = int(np.count_nonzero(pred)) - tp
     fn = int(np.count_nonzero(truth)) - tp
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
     return {
-        "iou": _ratio(tp, tp + fp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "precision": _ratio(tp, tp + fp, empty=1.0 if fn == 0 else 0.0),
-        "recall": _ratio(tp, tp + fn),
+        "iou": ratio(tp, tp + fp + fn, empty=1.0),
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
         "tp": tp,
         "fp": fp,
         "fn": fn,
@@ -73,12 +76,12 @@ def relaxed_scores(
     n_pred, n_truth = int(pred_lines.sum()), int(truth_lines.sum())
     hits_pred = _within(pred_lines, truth_lines, buffer_m, pixel_size_m)
     hits_truth = _within(truth_lines, pred_lines, buffer_m, pixel_size_m)
-    precision = _ratio(hits_pred, n_pred, empty=1.0 if n_truth == 0 else 0.0)
-    recall = _ratio(hits_truth, n_truth)
+    precision = ratio(hits_pred, n_pred, empty=1.0 if n_truth == 0 else 0.0)
+    recall = ratio(hits_truth, n_truth, empty=1.0 if n_pred == 0 else 0.0)
     return {
         "precision": precision,
         "recall": recall,
-        "f1": _ratio(2 * precision * recall, precision + recall, empty=0.0),
+        "f1": ratio(2 * precision * recall, precision + recall, empty=0.0),
         "pred_px": n_pred,
         "truth_px": n_truth,
     }
@@ -91,6 +94,3 @@ def _within(points: np.ndarray, target: np.ndarray, buffer_m: float, pixel_size_
     dist = ndimage.distance_transform_edt(~target, sampling=pixel_size_m)
     return int(np.count_nonzero(dist[points] <= buffer_m + 1e-9))
 
-
-def _ratio(num: float, den: float, *, empty: float = 1.0) -> float:
-    return float(num) / float(den) if den else float(empty)

@@ -33,18 +33,7 @@ log = logging.getLogger(__name__)
 ACTIVATIONS = ("sigmoid", "softmax", "none")
 
 
-def resolve_device(device: str | None = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA request without CUDA is an error."""
-    import torch
-
-    device = (device or "auto").lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"`device` {device!r} asked for CUDA but torch sees no GPU here; use --device cpu or auto")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise InputError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return device
+from geodefect._torch import resolve_device  # noqa: E402,F401  (the one resolver; re-exported)
 
 
 class TorchPredictor:

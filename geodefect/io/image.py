@@ -82,6 +82,23 @@ def read_image(path: str | os.PathLike, *, grayscale: bool = False) -> np.ndarra
     return to_chw(arr)
 
 
+def read_image_uint8(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray:
+    """An 8-bit photo as ``(C, H, W) uint8`` for the inspection models: 1 channel for grayscale,
+    3 for colour (alpha dropped); ``rgb=True`` always gives 3 (grayscale repeated).
+
+    Raises:
+        InputError: pixels that are not 8-bit (and the errors of :func:`read_image`).
+    """
+    arr = read_image(path)
+    if arr.dtype != np.uint8:
+        raise InputError(f"image {str(path)!r} has {arr.dtype} pixels; inspection images must be 8-bit (uint8)")
+    if arr.shape[0] in (2, 4):
+        arr = arr[: arr.shape[0] - 1]
+    if rgb and arr.shape[0] == 1:
+        arr = np.repeat(arr, 3, axis=0)
+    return arr
+
+
 def _read_tiff_rasterio(path, *, grayscale: bool) -> np.ndarray:
     import warnings
 

@@ -21,22 +21,20 @@ def classification_scores(matrix: np.ndarray, classes: list[str]) -> dict[str, f
     """Scores from a (K, K) confusion matrix (rows = truth, columns = prediction).
 
     Returns:
-        ``accuracy``; per class ``precision_<c>``, ``recall_<c>``, ``f1_<c>``, ``support_<c>``;
+        ``accuracy``; per class ``precision_<c>``, ``recall_<c>``, ``f1_<c>``, ``support_<c>``
+        (one class against the rest, empty denominators by :mod:`geodefect.metrics.scores`);
         macro averages ``precision``, ``recall``, ``f1`` over classes with support or predictions
         (a class absent from both truth and prediction is left out of the averages).
-        Empty denominators give 0.
     """
+    from geodefect.metrics.scores import precision_recall_f1, ratio
+
     m = np.asarray(matrix, np.float64)
-    tp = np.diag(m)
-    pred = m.sum(0)
-    true = m.sum(1)
-    out: dict[str, float] = {"accuracy": float(tp.sum() / m.sum()) if m.sum() else 0.0}
+    tp, pred, true = np.diag(m), m.sum(0), m.sum(1)
+    out: dict[str, float] = {"accuracy": ratio(tp.sum(), m.sum(), empty=1.0)}
     ps, rs, fs = [], [], []
     for i, c in enumerate(classes):
-        p = tp[i] / pred[i] if pred[i] else 0.0
-        r = tp[i] / true[i] if true[i] else 0.0
-        f = 2 * p * r / (p + r) if p + r else 0.0
-        out.update({f"precision_{c}": float(p), f"recall_{c}": float(r), f"f1_{c}": float(f), f"support_{c}": float(true[i])})
+        p, r, f = precision_recall_f1(tp[i], pred[i] - tp[i], true[i] - tp[i])
+        out.update({f"precision_{c}": p, f"recall_{c}": r, f"f1_{c}": f, f"support_{c}": float(true[i])})
         if true[i] or pred[i]:
             ps.append(p)
             rs.append(r)

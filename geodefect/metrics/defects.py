@@ -35,9 +35,9 @@ class ClassificationCounts:
         self.counts = state.clone().double().cpu()
 
     def compute(self) -> dict[str, float]:
-        from geodefect.evaluation.inspection import classification_scores
+        from geodefect.metrics.scores import binary_classification_scores
 
-        return classification_scores(*self.counts.tolist())
+        return binary_classification_scores(*self.counts.tolist())
 
 
 class DefectSegmentationCounts:

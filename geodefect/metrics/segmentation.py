@@ -68,7 +68,9 @@ class ConfusionMatrix:
 
 
 def _ratio(num: float, den: float, empty: float) -> float:
-    return num / den if den > 0 else empty
+    from geodefect.metrics.scores import ratio
+
+    return ratio(num, den, empty=empty)
 
 
 def binary_scores(tp: float, fp: float, fn: float, tn: float, *, name: str = "fg") -> dict[str, float]:

@@ -206,22 +206,12 @@ def setup_distributed(device: str) -> DistributedContext:
 
 
 def resolve_device(device: str):
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is a clear error."""
+    """The torch device for ``device`` (see :func:`geodefect._torch.resolve_device`)."""
     import torch
 
-    from geodefect.errors import ConfigError
+    from geodefect._torch import resolve_device as resolve
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"`device` {device!r} asked for CUDA but none is available; use --device cpu or auto")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return dev
+    return torch.device(resolve(device))
 
 
 # -- state -----------------------------------------------------------------------------------

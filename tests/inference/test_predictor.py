@@ -8,7 +8,7 @@ import torch
 from road_infer_helpers import N_ORIENT, build_dark_roads
 from torch import nn
 
-from geodefect.errors import InputError
+from geodefect.errors import ConfigError, InputError
 from geodefect.inference.predictor import TorchPredictor, resolve_device
 from geodefect.sliding import SlidingParams, predict_array
 
@@ -74,10 +74,10 @@ def test_bad_inputs_raise_input_error():
         pred(np.zeros((1, 4, 8, 8), np.float32))
     with pytest.raises(InputError, match="std"):
         TorchPredictor(Passthrough(), mean=[0.0], std=[0.0], device="cpu")
-    with pytest.raises(InputError, match="device"):
+    with pytest.raises(ConfigError, match="device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="CUDA"):
+        with pytest.raises(ConfigError, match="CUDA"):
             resolve_device("cuda")
     assert resolve_device("auto") in ("cpu", "cuda")
 
