@@ -64,7 +64,7 @@ def test_demo_scene_generated_once(tmp_path, monkeypatch):
 
 
 def test_road_dataset_required(shared_data):
-    with pytest.raises(InputError, match="not a road dataset"):
+    with pytest.raises(InputError, match="without road centerlines"):
         resolve_road_inputs(get_dataset("crackforest"))
     pairs = resolve_inspection_pairs(get_dataset("crackforest"))
     assert len(pairs) > 100 and all(m.is_file() for _, m in pairs[:5])
