@@ -41,6 +41,27 @@ class RoadChipConfig:
     the road's full width in metres; half of it is the feature's buffer (missing or
     non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
     parallel (GDAL reads, label burning and file writes release the GIL); 1 = serial.
+
+    Attributes:
+        size_px: chip side in pixels.
+        stride_px: step between chips in pixels, 1..size.
+        label: road mask: buffer of buffer_m, or thresholded Gaussian (Batra et al. 2019).
+        buffer_m: road half-width in metres around each centerline (2.0: SpaceNet's 4 m masks).
+        width_field: centerline attribute with the road width in metres: buffer = width / 2 per road.
+        sigma_px: Gaussian label sigma in pixels.
+        threshold: Gaussian label threshold.
+        orient_bin_deg: orientation bin width in degrees; 360/bin + 1 classes, 0 = background.
+        orient_width_px: width in pixels of the orientation band along centerlines.
+        cell_size_m: resample imagery to this pixel size in metres (bilinear; area average when
+            downsampling).
+        keep_empty: share of road-free chips kept, 0..1, drawn with --seed.
+        max_nodata: skip chips with a larger share of nodata.
+        bands: 1-based bands to export, e.g. 1,2,3 (default: all but alpha).
+        stretch: percentile (2-98%) stretch to 8 bit (default: only for non-uint8 rasters).
+        val_fraction: share of spatial blocks (or source images) for validation.
+        split_block_px: side of the spatial blocks drawn for train/val (default: 4 x stride).
+        seed: seed of the split and the road-free draw.
+        workers: threads exporting chips in parallel.
     """
 
     size_px: int = 512

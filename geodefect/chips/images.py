@@ -49,7 +49,21 @@ INDEX_FIELDS = ["chip_id", "image", "mask", "label", "defect_px", "source", "row
 
 @dataclass(frozen=True)
 class InspectionChipConfig:
-    """Options of ``geodefect chip --task crack_*|rail_segment`` (see module docstring)."""
+    """Options of ``geodefect chip`` for image-folder tasks (see module docstring).
+
+    ``task``, ``layout`` (classify | segment | strips), ``default_size_px`` and ``defect_class``
+    are set by the task (:mod:`geodefect.tasks`), not by the user.
+
+    Attributes:
+        size_px, stride_px: crack windows: side and step in pixels (default: 256 for
+            segmentation; the whole image for classification).
+        input_px: crack_classify: model input side.
+        min_defect_px: crack_classify: crack pixels for a chip to count as crack.
+        strip_height_px: rail strips: height.
+        strip_stride_px: rail strips: step between strips (default: the strip height).
+        strip_width_px: rail strips: band width centred on the railhead (default: the image width).
+        coco_category: COCO category names used as defects (default: all).
+    """
 
     task: str = ""
     layout: str = "segment"

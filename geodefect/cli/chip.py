@@ -17,77 +17,35 @@ from geodefect.cli.options import (
 )
 
 
-def _road_options(fn):
-    """Options of road chipping (kept together so inspection options can sit beside them)."""
-    opts = [
-        click.option("--centerlines", type=click.Path(dir_okay=False), default=None,
-                     help="Road centerlines (GeoJSON, GPKG, Shapefile; any CRS) for road chips."),
-        click.option("--buffer-m", type=float, default=None,
-                     help="Road half-width in metres around each centerline [default: 2.0, SpaceNet's mask width 4 m]."),
-        click.option("--width-field", default=None,
-                     help="Centerline attribute with the road width in metres: buffer = width / 2 per road."),
-        click.option("--label", type=click.Choice(["buffer", "gaussian"]), default=None,
-                     help="Road mask: buffer of --buffer-m, or thresholded Gaussian (Batra et al. 2019) [default: buffer]."),
-        click.option("--sigma-px", type=float, default=None, help="Gaussian label sigma in pixels [default: 15]."),
-        click.option("--threshold", type=float, default=None, help="Gaussian label threshold [default: 0.76]."),
-        click.option("--orient-bin-deg", type=int, default=None,
-                     help="Orientation bin width in degrees; 360/bin + 1 classes, 0 = background [default: 20]."),
-        click.option("--orient-width-px", type=float, default=None,
-                     help="Width in pixels of the orientation band along centerlines [default: 8]."),
-        click.option("--aoi", type=click.Path(dir_okay=False), default=None,
-                     help="Polygon file (any CRS): keep only windows that touch it."),
-        click.option("--keep-empty", type=float, default=None,
-                     help="Share of road-free chips kept, 0..1, drawn with --seed [default: 0.1]."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+def _chip_options():
+    """One option per field of the chip configs (GeoTIFF chips, image-folder chips)."""
+    from geodefect.chips.geo import RoadChipConfig
+    from geodefect.chips.images import InspectionChipConfig
+    from geodefect.cli.generate import collect, options
 
-
-def _inspection_options(fn):
-    """Options of inspection chipping (image folder + masks or COCO boxes; geodefect.chips.images)."""
-    opts = [
-        click.option("--masks", type=click.Path(file_okay=False), default=None,
-                     help="Inspection: mask folder paired with the IMAGES folder by file stem (>127 = defect)."),
-        click.option("--coco", type=click.Path(dir_okay=False), default=None,
-                     help="Inspection: COCO JSON with defect boxes (filled boxes become weak masks)."),
-        click.option("--coco-category", multiple=True, default=None,
-                     help="COCO category names used as defects (repeatable) [default: all]."),
-        click.option("--task", default=None,
-                     help="Task of the chips (a name from `geodefect.tasks`) [default: the dataset's; rail_segment "
-                          "with --coco, crack_segment with --masks, roads with --centerlines]."),
-        click.option("--strip-height-px", type=int, default=None, help="rail_segment: strip height [default: 100]."),
-        click.option("--strip-stride-px", type=int, default=None, help="rail_segment: step between strips [default: strip height]."),
-        click.option("--strip-width-px", type=int, default=None,
-                     help="rail_segment: band width centred on the railhead [default: the full image width]."),
-        click.option("--input-px", type=int, default=None, help="crack_classify: model input side [default: 224]."),
-        click.option("--min-defect-px", type=int, default=None,
-                     help="crack_classify: crack pixels for a chip to count as crack [default: 10]."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+    images = {"size_px": "256 (crack_segment) or the whole image (crack_classify)", "stride_px": "the size"}
+    return options(collect([(RoadChipConfig, {}, "roads"), (InspectionChipConfig, images, "image folders")],
+                           skip=("coco_category",)))
 
 
 @click.command("chip")
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output chip folder.")
 @click.option("--dataset", default=None, help="Named dataset from data_catalog.yaml instead of IMAGE... .")
-@click.option("--size-px", type=int, default=None, help="Chip side in pixels [default: 512].")
-@click.option("--stride-px", type=int, default=None, help="Step between chips in pixels, 1..size [default: 384].")
-@_road_options
-@_inspection_options
-@click.option("--cell-size-m", type=float, default=None,
-              help="Resample imagery to this pixel size in metres (bilinear; area average when downsampling).")
-@click.option("--max-nodata", type=float, default=None, help="Skip chips with a larger share of nodata [default: 0.25].")
-@click.option("--bands", default=None, help="1-based bands to export, e.g. 1,2,3 [default: all].")
-@click.option("--stretch/--no-stretch", default=None,
-              help="Percentile (2-98%) stretch to 8 bit [default: only for non-uint8 rasters].")
-@click.option("--val-fraction", type=float, default=None, help="Share of spatial blocks for validation [default: 0.2].")
-@click.option("--seed", type=int, default=None, help="Seed of the split and the road-free draw [default: 0].")
-@click.option("--split-block-px", type=int, default=None,
-              help="Side of the spatial blocks drawn for train/val [default: 4 x stride].")
-@click.option("--workers", type=int, default=None, help="Threads exporting chips in parallel [default: 2].")
+@click.option("--centerlines", type=click.Path(dir_okay=False), default=None,
+              help="Road centerlines (GeoJSON, GPKG, Shapefile; any CRS) for road chips.")
+@click.option("--aoi", type=click.Path(dir_okay=False), default=None,
+              help="Polygon file (any CRS): keep only windows that touch it.")
+@click.option("--masks", type=click.Path(file_okay=False), default=None,
+              help="Image folders: mask folder paired with the IMAGES folder by file stem (>127 = defect).")
+@click.option("--coco", type=click.Path(dir_okay=False), default=None,
+              help="Image folders: COCO JSON with defect boxes (filled boxes become weak masks).")
+@click.option("--coco-category", multiple=True, default=None,
+              help="COCO category names used as defects (repeatable); all when not given.")
+@click.option("--task", default=None,
+              help="Task of the chips (see `geodefect train --help`); when not given: the dataset's, else "
+                   "rail_segment with --coco, crack_segment with --masks, roads with --centerlines.")
+@_chip_options()
 @overwrite_option
 @config_option
 @verbosity_options

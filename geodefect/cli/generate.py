@@ -10,10 +10,38 @@ only the options the user gives reach the config resolver, which applies the rea
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+
+
+def docstring_help(cls: type) -> dict[str, str]:
+    """Per-field help from a Google-style ``Attributes:`` section of ``cls``'s docstring.
+
+    ``name: text`` and ``a, b: text`` (one text for several fields) lines; continuation lines
+    are joined. Dataclasses declared with :func:`geodefect.config.option` carry their help in
+    the field metadata instead.
+    """
+    doc = inspect.getdoc(cls) or ""
+    if "Attributes:" not in doc:
+        return {}
+    helps: dict[str, str] = {}
+    current: list[str] = []
+    for line in doc.split("Attributes:", 1)[1].splitlines():
+        if line and not line.startswith(" "):
+            break
+        match = re.match(r"^    ([a-z_][a-z0-9_, ]*):\s*(.*)$", line)
+        if match:
+            current = [n.strip() for n in match.group(1).split(",")]
+            for name in current:
+                helps[name] = match.group(2).strip()
+        elif line.strip() and current:
+            for name in current:
+                helps[name] += " " + line.strip()
+    return helps
 
 
 def flag_name(field: str) -> str:
@@ -64,8 +92,9 @@ def collect(sources: Iterable[tuple[type, dict[str, Any], str]], *, skip: Iterab
     specs: dict[str, OptionSpec] = {}
     per_label: dict[str, dict[str, str]] = {}
     for cls, overrides, label in sources:
+        documented = docstring_help(cls)
         for f in dataclasses.fields(cls):
-            if f.name in skip or not f.metadata.get("cli", True) or not f.metadata:
+            if f.name in skip or not f.metadata.get("cli", True) or not (f.metadata or f.name in documented):
                 continue
             shown = f.metadata.get("show_default")
             if shown is None:
@@ -76,7 +105,10 @@ def collect(sources: Iterable[tuple[type, dict[str, Any], str]], *, skip: Iterab
             if f.name in specs and specs[f.name].choices != choices:
                 specs[f.name].choices = None  # tasks disagree: each task's config validates its own values
                 continue
-            specs.setdefault(f.name, OptionSpec(f, f.metadata.get("help", ""), "", choices))
+            text = (f.metadata.get("help") or documented.get(f.name, "")).replace("``", "")
+            if not re.match(r"^\w+ \|", text):  # "auto | cpu | ..." keeps its case
+                text = text[:1].upper() + text[1:]
+            specs.setdefault(f.name, OptionSpec(f, text, "", choices))
     for name, spec in specs.items():
         spec.shown_default = _merge_defaults(per_label[name])
     return specs
@@ -97,7 +129,8 @@ def options(specs: dict[str, OptionSpec]) -> Callable:
         for name in reversed(sorted(specs)):
             spec = specs[name]
             ctype, is_bool = click_type(spec.field, spec.choices)
-            help_text = f"{spec.help} [default: {spec.shown_default}]".strip()
+            says_default = spec.shown_default == "none" and "default" in spec.help
+            help_text = spec.help if says_default else f"{spec.help} [default: {spec.shown_default}]".strip()
             if is_bool:
                 flag = spec.field.name.replace("_", "-")
                 fn = click.option(f"--{flag}/--no-{flag}", name, default=None, help=help_text)(fn)

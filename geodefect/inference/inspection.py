@@ -49,7 +49,19 @@ def is_classifier_recipe(recipe: dict) -> bool:
 
 @dataclass(frozen=True)
 class InspectionInferConfig:
-    """Options of ``geodefect infer`` for inspection packages."""
+    """Options of ``geodefect infer`` for inspection packages.
+
+    Attributes:
+        classifier: stage-1 crack_classify package; MODEL (the segmenter) runs only on images it flags.
+        threshold: stage-1 crack probability above which stage 2 runs.
+        mask_threshold: defect probability threshold of the masks.
+        size_px, stride_px: window size and stride (default: the training chip size, 3/4 of it).
+        batch_size: windows per forward pass.
+        blend: weight of overlapping windows: hann | crop | mean.
+        device: auto | cpu | cuda | cuda:N.
+        rail_band_px: rail models: predict only on a band this wide centred on the railhead, 0 = the
+            whole image (default: the strip width the model was trained on).
+    """
 
     classifier: str | None = None
     threshold: float = 0.5

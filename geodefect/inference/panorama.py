@@ -24,6 +24,7 @@ Panorama data folder::
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -203,7 +204,31 @@ def stage2_scores(model, inputs: np.ndarray, *, batch_size: int = 32) -> np.ndar
 
 
 # -- infer / evaluate ------------------------------------------------------------------------
-INFER_OPTIONS = {"review", "roi_masks", "roi_model", "device", "overlays", "stride_px", "blend"}
+@dataclasses.dataclass(frozen=True)
+class PanoramaInferConfig:
+    """Options of ``geodefect infer`` for panorama_stack packages.
+
+    Attributes:
+        review: write the N least certain images with heatmaps to OUT_DIR/review/ + review.csv.
+        roi_masks: folder of road-surface masks <stem>.png; heatmaps are zeroed off the road
+            (default: ../masks beside the images, if present).
+        roi_model: road-surface segmentation package (default: the one the model was trained with).
+        overlays: write heatmap overlays of every image.
+        device: auto | cpu | cuda | cuda:N.
+        stride_px: stage-1 window stride (default: the package's).
+        blend: stage-1 window blend (default: the package's).
+    """
+
+    review: int | None = None
+    roi_masks: str | None = None
+    roi_model: str | None = None
+    overlays: bool = True
+    device: str = "auto"
+    stride_px: int | None = None
+    blend: str | None = None
+
+
+INFER_OPTIONS = {f.name for f in dataclasses.fields(PanoramaInferConfig)}
 
 
 def infer_panoramas(model_path, inputs, out_dir, *, recipe: dict, overrides: dict, overwrite: bool = False,
