@@ -46,10 +46,12 @@ def _chip_options():
               help="Task of the chips (see `geodefect train --help`); when not given: the dataset's, else "
                    "rail_segment with --coco, crack_segment with --masks, roads with --centerlines.")
 @_chip_options()
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the full chip record (meta.json's content) as JSON to this file.")
 @overwrite_option
 @config_option
 @verbosity_options
-def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **options):
+def chip(images, out_dir, dataset, json_out, overwrite, config_file, verbose, quiet, **options):
     """Cut chips from IMAGE... (GeoTIFFs) with labels from --centerlines.
 
     \b
@@ -68,3 +70,5 @@ def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **opt
     summary = run_command(chip_workflow, list(images), out_dir, dataset=dataset, **sources, config_file=config_file,
                           overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet)
     click.echo(summary.text())
+    if json_out:
+        summary.write_json(json_out)

@@ -22,9 +22,9 @@ def demo(out_dir, epochs, config_file, overwrite, verbose, quiet):
 
     Example: geodefect demo --config examples/demo.yaml -o demo_out
     """
-    from geodefect.workflows.demo import format_demo_summary, run_demo
+    from geodefect.workflows.demo import run_demo
 
     overrides = {"train": {"epochs": epochs}} if epochs is not None else None
     summary = run_command(run_demo, out_dir, config_file=config_file, overrides=overrides,
                           overwrite=overwrite, verbose=verbose, quiet=quiet)
-    click.echo(format_demo_summary(summary))
+    click.echo(summary.text())

@@ -36,8 +36,25 @@ def _inspection_options(fn):
     return fn
 
 
+#: the training options leave-one-domain-out takes (each fold trains a damage_classify model)
+LODO_OPTIONS = ("backbone", "losses", "width_mult", "epochs", "batch_size", "lr", "seed", "device", "steps_per_epoch",
+                "domains", "classes", "dg_weight", "contrastive_weight")
+
+
+def _generated_options():
+    """Road scoring options (RoadEvalConfig) and the LODO training options, from their dataclasses."""
+    from geodefect.cli.generate import collect, options
+    from geodefect.evaluation.scene import RoadEvalConfig
+    from geodefect.tasks import get_task
+    from geodefect.training.config import LoopConfig
+
+    damage = get_task("damage_classify")
+    return options(collect([(RoadEvalConfig, {}, "roads"), (LoopConfig, damage.loop_defaults, "lodo"),
+                            (damage.Options, {}, "lodo")], only=("buffer_m", "apls_snap_m", "grid_m", *LODO_OPTIONS)))
+
+
 def _damage_options(fn):
-    """Options of the road-damage modes (issue 6)."""
+    """Options of the road-damage modes that are not training options."""
     opts = [
         click.option("--leave-one-domain-out", type=click.Path(file_okay=False), default=None,
                      help="Damage: DATA folder of domains; train on all but one, test on it, for each (Table II/III)."),
@@ -46,20 +63,6 @@ def _damage_options(fn):
         click.option("--data", type=click.Path(file_okay=False), default=None, help="Labelled data folder for --model."),
         click.option("-o", "--out-dir", type=click.Path(file_okay=False), default=None,
                      help="Output folder of the damage modes (CSV/JSON/Markdown tables, ROC PNG, runs)."),
-        click.option("--backbone", type=click.Choice(["resnet18", "vgg16", "mobilenet_v2", "inception_v3"]), default=None,
-                     help="LODO: classifier backbone [default: resnet18]."),
-        click.option("--losses", default=None, help="LODO: ce | ce,ct | ce,dg | ce,ct,dg [default: ce]."),
-        click.option("--width-mult", type=float, default=None, help="LODO: channel width of vgg16/mobilenet_v2."),
-        click.option("--epochs", type=int, default=None, help="LODO: epochs per fold [default: 10]."),
-        click.option("--batch-size", type=int, default=None, help="LODO: batch size [default: 32]."),
-        click.option("--lr", type=float, default=None, help="LODO: peak learning rate [default: 1e-3]."),
-        click.option("--seed", type=int, default=None, help="LODO: seed [default: 0]."),
-        click.option("--device", default=None, help="LODO: auto | cpu | cuda."),
-        click.option("--steps-per-epoch", type=int, default=None, help="LODO: cap on steps per epoch."),
-        click.option("--domains", default=None, help="Damage: comma-separated domains [default: all sub-folders]."),
-        click.option("--classes", default=None, help="LODO: comma-separated classes [default: D00,D10,D20,D40 for RDD]."),
-        click.option("--dg-weight", type=float, default=None, help="LODO: DG gradient weight gamma [default: 0.7]."),
-        click.option("--contrastive-weight", type=float, default=None, help="LODO: contrastive weight lambda [default: 1]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -75,11 +78,7 @@ def _damage_options(fn):
                    "(> 127 = defect) or, for stage 1, labels.csv (image,has_crack).")
 @click.option("--aoi", type=click.Path(dir_okay=False), default=None,
               help="Polygon file (any CRS): only this area is scored.")
-@click.option("--buffer-m", type=float, default=None,
-              help="Truth buffer half-width and relaxed-metric tolerance, metres [default: 2].")
-@click.option("--apls-snap-m", type=float, default=None, help="APLS node snapping distance, metres [default: 4].")
-@click.option("--grid-m", type=float, default=None,
-              help="Pixel size of the scoring grid when --pred is a vector file, metres [default: 0.5].")
+@_generated_options()
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics as JSON to this file.")
 @click.option("--threads", type=click.IntRange(min=0), default=None,

@@ -81,20 +81,25 @@ class OptionSpec:
     choices: tuple | None = None
 
 
-def collect(sources: Iterable[tuple[type, dict[str, Any], str]], *, skip: Iterable[str] = ()) -> dict[str, OptionSpec]:
+def collect(sources: Iterable[tuple[type, dict[str, Any], str]], *, skip: Iterable[str] = (),
+            only: Iterable[str] | None = None) -> dict[str, OptionSpec]:
     """Merge the CLI fields of several dataclasses into one spec per name.
 
     Args:
         sources: ``(dataclass, default_overrides, label)``: e.g. ``(LoopConfig, task.loop_defaults,
             "roads")``; the label names whose defaults differ in the help.
         skip: field names not offered as options.
+        only: if given, offer only these field names.
     """
+    only = set(only) if only is not None else None
     specs: dict[str, OptionSpec] = {}
     per_label: dict[str, dict[str, str]] = {}
     for cls, overrides, label in sources:
         documented = docstring_help(cls)
         for f in dataclasses.fields(cls):
             if f.name in skip or not f.metadata.get("cli", True) or not (f.metadata or f.name in documented):
+                continue
+            if only is not None and f.name not in only:
                 continue
             shown = f.metadata.get("show_default")
             if shown is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from geodefect.errors import ConfigError
+from geodefect.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class DemoConfig:
                 raise ConfigError(f"`{name}` must be >= 256 px, got {getattr(self, name)}")
 
 
-def run_demo(out_dir: str | Path, *, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> dict:
-    """Run (or resume) the demo in ``out_dir``; returns the summary also written to ``summary.json``."""
+def run_demo(out_dir: str | Path, *, config_file=None, overrides: dict | None = None,
+             overwrite: bool = False) -> Summary:
+    """Run (or resume) the demo in ``out_dir``; its record is also written to ``summary.json``."""
     from geodefect.config import config_to_dict, resolve_config
     from geodefect.io.atomic import write_text_atomic
 
@@ -88,7 +90,7 @@ def run_demo(out_dir: str | Path, *, config_file=None, overrides: dict | None = 
         "config": config_to_dict(cfg),
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    return Summary("demo", "roads", format_demo_summary(summary).splitlines(), summary)
 
 
 def _merge_overrides(cfg: DemoConfig, overrides: dict) -> DemoConfig:

@@ -106,7 +106,7 @@ def _damage_lodo(opts: dict) -> Summary:
 
     _require_out(opts, "--leave-one-domain-out")
     keys = {"backbone", "losses", "width_mult", "domains", "classes", "dg_weight", "contrastive_weight",
-            *LoopConfig.__dataclass_fields__}
+            "temperature", "background_per_image", *LoopConfig.__dataclass_fields__}
     overrides = {k: v for k, v in opts.items() if k in keys and v is not None}
     result = leave_one_domain_out(opts["leave_one_domain_out"], opts["out_dir"], config_file=opts.get("config_file"),
                                   overrides=overrides, overwrite=bool(opts.get("overwrite")))
