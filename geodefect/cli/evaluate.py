@@ -45,10 +45,10 @@ def _generated_options():
     """Road scoring options (RoadEvalConfig) and the LODO training options, from their dataclasses."""
     from geodefect.cli.generate import collect, options
     from geodefect.evaluation.scene import RoadEvalConfig
-    from geodefect.tasks import get_task
+    from geodefect.tasks import lodo_task
     from geodefect.training.config import LoopConfig
 
-    damage = get_task("damage_classify")
+    damage = lodo_task()
     return options(collect([(RoadEvalConfig, {}, "roads"), (LoopConfig, damage.loop_defaults, "lodo"),
                             (damage.Options, {}, "lodo")], only=("buffer_m", "apls_snap_m", "grid_m", *LODO_OPTIONS)))
 

@@ -22,7 +22,7 @@ from geodefect.tasks.panorama import PanoramaTask
 from geodefect.tasks.roads import RoadTask
 
 __all__ = ["TASKS", "NoOptions", "Task", "TaskData", "get_task", "register_task", "task_for_data",
-           "task_for_recipe", "chip_task_for", "unregister_task"]
+           "task_for_recipe", "chip_task_for", "lodo_task", "unregister_task"]
 
 TASKS: dict[str, Task] = {}
 
@@ -88,6 +88,11 @@ def task_for_data(data_dir: str | Path) -> Task:
             return task
     meta = read_chip_meta(d)  # raises the missing-folder / no-meta.json errors
     return get_task(str(meta.get("task")))
+
+
+def lodo_task() -> Task:
+    """The task ``geodefect evaluate --leave-one-domain-out`` trains (domain-generalised classification)."""
+    return get_task(DamageTask.name)
 
 
 def chip_task_for(*, task: str | None = None, dataset: str | None = None, masks: bool = False,

@@ -27,7 +27,7 @@ def leave_one_domain_out(data_dir, out_dir, *, config_file=None, overrides: dict
     """Run the protocol; returns ``{"rows": [...], "average": {...}, "markdown": str, "out_dir": str}``."""
     from geodefect.io.atomic import check_output_free, write_text_atomic
     from geodefect.models.checkpoint import load_package
-    from geodefect.tasks import get_task
+    from geodefect.tasks import lodo_task
     from geodefect.tasks.base import fit_once
     from geodefect.tasks.damage import (
         load_domain_crops,
@@ -40,7 +40,7 @@ def leave_one_domain_out(data_dir, out_dir, *, config_file=None, overrides: dict
     from geodefect.training.config import resolve_train_config, save_train_config
     from geodefect.training.resume import prepare_run_dir
 
-    task = get_task("damage_classify")
+    task = lodo_task()
     cfg = resolve_train_config(task.Options, task.loop_defaults, config_file, overrides)
     root, opts = resolve_data(data_dir, cfg.task, task=task.name)
     out = Path(out_dir)
