@@ -61,6 +61,9 @@ class RoadInferConfig:
         resample: resample on the fly when the pixel size differs from the model's by > 10 %.
         max_memory_mb: budget of the stitching buffers.
         vectorize: build roads.gpkg and graph.graphml.
+        scheduler: local (this process), processes:N (a Dask LocalCluster of N one-thread
+            workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image,
+            finished images are kept and skipped when the command is rerun.
     """
 
     aoi: str | None = None
@@ -75,6 +78,7 @@ class RoadInferConfig:
     resample: bool = True
     max_memory_mb: float = 256.0
     vectorize: bool = True
+    scheduler: str = "local"
 
 
 def resolve_infer_config(config_file=None, overrides: dict | None = None, *, recipe: dict | None = None):
@@ -196,6 +200,7 @@ def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overri
 
 
 def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overwrite) -> dict:
+    from geodefect.distributed import parse_scheduler
     from geodefect.io.atomic import atomic_dir, check_output_free
 
     t0 = time.perf_counter()
@@ -205,6 +210,11 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
     params = sliding_params(cfg, recipe)
     inputs = [Path(p) for p in inputs]
     jobs = prepare_jobs(inputs, recipe, cfg, params)
+    if not parse_scheduler(cfg.scheduler).is_local:
+        from geodefect.inference.roads_dask import infer_distributed
+
+        return infer_distributed(model_path, inputs, out_dir, jobs=jobs, recipe=recipe, cfg=cfg, vparams=vparams,
+                                 params=params, overwrite=overwrite, t0=t0)
     try:
         from geodefect.inference.predictor import TorchPredictor
 

@@ -1,0 +1,153 @@
+"""Running work units on a Dask cluster (``--scheduler``), and the state that makes reruns resume.
+
+``--scheduler`` takes:
+
+* ``local`` (default): everything in this process, as without Dask;
+* ``processes:N``: a :class:`dask.distributed.LocalCluster` of N worker processes on this
+  machine, one thread each (torch gets one thread per worker: N workers fill N cores);
+* ``tcp://HOST:PORT`` (or ``tls://``): an existing Dask scheduler, e.g. one started by
+  dask-jobqueue (SLURM/PBS), dask-kubernetes or ``dask scheduler`` + ``dask worker`` by hand.
+
+A work unit is a pure function of its inputs with a deterministic key; it writes its own
+files under a temporary name and renames them when complete, so a unit whose outputs exist
+is skipped on a rerun (resume after any interruption, client or worker), and workers never
+write to a shared file. The model is loaded once per worker process (:func:`worker_cache`),
+on the worker's GPU when it has one. Units are retried (``retries``) when a worker dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from geodefect.errors import ConfigError, GeodefectError, InputError
+
+log = logging.getLogger(__name__)
+
+#: retries of a unit whose worker died (a unit that raises a GeodefectError fails at once)
+RETRIES = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduler:
+    """A parsed ``--scheduler`` value: ``kind`` local | processes | address."""
+
+    kind: str
+    workers: int = 1
+    address: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == "local"
+
+
+def parse_scheduler(spec: str | None) -> Scheduler:
+    """``local`` | ``processes:N`` | ``tcp://HOST:PORT``; anything else is a ConfigError naming the forms."""
+    spec = (spec or "local").strip()
+    if spec == "local":
+        return Scheduler("local")
+    match = re.fullmatch(r"processes:(\d+)", spec)
+    if match and int(match.group(1)) >= 1:
+        return Scheduler("processes", workers=int(match.group(1)))
+    if re.fullmatch(r"(tcp|tls|inproc)://\S+", spec):
+        return Scheduler("address", address=spec)
+    raise ConfigError(f"`scheduler` must be local, processes:N (N >= 1) or a Dask scheduler address such as "
+                      f"tcp://host:8786, got {spec!r}")
+
+
+@contextlib.contextmanager
+def open_client(scheduler: Scheduler) -> Iterator[Any]:
+    """A :class:`dask.distributed.Client` for ``scheduler`` (None for ``local``), closed on exit."""
+    if scheduler.is_local:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - dask is a dependency
+        raise ConfigError("`--scheduler` needs dask[distributed]: pip install -c constraints.txt 'dask[distributed]'") from None
+    if scheduler.kind == "processes":
+        cluster = LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
+            client.run(_one_thread)
+            yield client
+        return
+    try:
+        client = Client(scheduler.address, timeout="10s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler.address} ({exc}); start it, or use "
+                         "--scheduler processes:N on this machine") from None
+    with client:
+        yield client
+
+
+def _one_thread() -> None:
+    """Torch in a worker uses one thread (the worker count sets the parallelism)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def unit_key(prefix: str, *parts: Any) -> str:
+    """A deterministic Dask key from the unit's inputs (same inputs, same key, on any machine)."""
+    digest = hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{prefix}-{digest}"
+
+
+def run_units(client, fn: Callable, units: Sequence[tuple[str, tuple]], *, on_done: Callable | None = None) -> list:
+    """Run ``fn(*args)`` for each ``(key, args)`` on the cluster (or here when ``client`` is None).
+
+    Results come back in the order of ``units``. A GeodefectError raised by a unit fails the
+    job with its one-line message (naming the unit); a unit whose worker died is retried
+    :data:`RETRIES` times.
+    """
+    if client is None:
+        results = []
+        for _, args in units:
+            results.append(fn(*args))
+            if on_done:
+                on_done()
+        return results
+    from dask.distributed import as_completed
+
+    futures = [client.submit(fn, *args, key=key, retries=RETRIES, pure=False) for key, args in units]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    try:
+        for future in as_completed(futures):
+            try:
+                results[index[future.key]] = future.result()
+            except GeodefectError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a unit's crash becomes one line naming it
+                raise InputError(f"work unit {future.key} failed on a worker: {exc.__class__.__name__}: {exc}") from None
+            if on_done:
+                on_done()
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return results
+
+
+def worker_cache() -> dict:
+    """A dict that lives as long as this worker process (models are loaded into it once).
+
+    Outside a Dask worker (``local``) it is a module-level dict of this process.
+    """
+    try:
+        from dask.distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return _LOCAL_CACHE
+    if not hasattr(worker, "_geodefect_cache"):
+        worker._geodefect_cache = {}
+    return worker._geodefect_cache
+
+
+_LOCAL_CACHE: dict = {}

@@ -1,0 +1,103 @@
+"""``geodefect infer --scheduler``: a Dask LocalCluster of 2 workers gives the same files as one process,
+a rerun after an interruption keeps the finished images, and bad schedulers are one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from click.testing import CliRunner
+
+from geodefect.cli.main import cli
+
+RASTERS = ("road_prob.tif", "road_mask.tif", "orientation.tif")
+
+
+@pytest.fixture(scope="module")
+def hourglass_model(tmp_path_factory) -> Path:
+    """A registered model (workers are other processes: test-only registrations do not reach them)."""
+    import torch
+
+    from geodefect.models.checkpoint import save_package
+    from geodefect.models.registry import build_model
+
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 3, "n_classes": 19, "width": 8}
+    model = build_model("road_hourglass", **kwargs)
+    recipe = {"task": "roads", "model": {"name": "road_hourglass", "kwargs": kwargs}, "bands": [1, 2, 3],
+              "normalization": {"mean": [128.0] * 3, "std": [40.0] * 3}, "size_px": 64, "stride_px": 48,
+              "pixel_size_m": 0.5, "orientation": {"bin_deg": 20, "n_classes": 19}, "road_threshold": 0.5}
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_package(path, model=model, recipe=recipe)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from geodefect.testing.tiny import make_tiny_scene
+
+    root = tmp_path_factory.mktemp("scenes")
+    return [make_tiny_scene(root / f"s{i}", road_rows=(60 + 20 * i,), road_cols=(150,), seed=i).image for i in range(3)]
+
+
+def infer(model, images, out, *extra):
+    res = CliRunner().invoke(cli, ["infer", str(model), *map(str, images), "-o", str(out), "--threads", "1", "-q",
+                                   *map(str, extra)])
+    return res
+
+
+@pytest.fixture(scope="module")
+def local_run(hourglass_model, scenes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "out"
+    res = infer(hourglass_model, scenes, out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _same_outputs(a: Path, b: Path, names) -> None:
+    for name in names:
+        for raster in RASTERS:
+            assert (a / name / raster).read_bytes() == (b / name / raster).read_bytes(), f"{name}/{raster}"
+        ra = gpd.read_file(a / name / "roads.gpkg", layer="roads")
+        rb = gpd.read_file(b / name / "roads.gpkg", layer="roads")
+        assert len(ra) == len(rb)
+        assert sorted(ra.length.round(6)) == sorted(rb.length.round(6))
+
+
+def test_two_workers_give_the_same_files_as_one_process(hourglass_model, scenes, local_run, tmp_path):
+    out = tmp_path / "dask"
+    res = infer(hourglass_model, scenes, out, "--scheduler", "processes:2")
+    assert res.exit_code == 0, res.output
+    _same_outputs(local_run, out, [Path(s).stem for s in scenes])
+    assert not (tmp_path / ".partial-dask").exists()  # the work folder is gone once assembled
+
+
+def test_a_rerun_keeps_finished_images(hourglass_model, scenes, local_run, tmp_path, monkeypatch):
+    import geodefect.distributed as distributed
+
+    out = tmp_path / "out"
+    real = distributed.run_units
+
+    def interrupted(client, fn, units, *, on_done=None):  # the client dies after the first image
+        real(client, fn, units[:1], on_done=on_done)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "run_units", interrupted)
+    res = infer(hourglass_model, scenes, out, "--scheduler", "processes:1")
+    assert res.exit_code == 130 and not out.exists()
+    finished = list((tmp_path / ".partial-out" / "units").iterdir())
+    assert [p.name for p in finished] == [Path(scenes[0]).stem]
+    calls = []
+    monkeypatch.setattr(distributed, "run_units", lambda c, fn, units, **kw: calls.append(len(units)) or real(c, fn, units, **kw))
+    res = infer(hourglass_model, scenes, out, "--scheduler", "processes:1")
+    assert res.exit_code == 0, res.output
+    assert calls == [2]  # only the two unfinished images ran
+    _same_outputs(local_run, out, [Path(s).stem for s in scenes])
+
+
+@pytest.mark.parametrize("spec", ["threads:2", "processes:0", "processes"])
+def test_bad_scheduler_is_a_one_line_error(hourglass_model, scenes, tmp_path, spec):
+    res = infer(hourglass_model, scenes[:1], tmp_path / "x", "--scheduler", spec)
+    assert res.exit_code == 1 and "scheduler" in res.output and "processes:N" in res.output
+    assert not (tmp_path / "x").exists()
