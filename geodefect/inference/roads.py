@@ -200,7 +200,6 @@ def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overri
 
 
 def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overwrite) -> dict:
-    from geodefect.distributed import parse_scheduler
     from geodefect.io.atomic import atomic_dir, check_output_free
 
     t0 = time.perf_counter()
@@ -210,11 +209,6 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
     params = sliding_params(cfg, recipe)
     inputs = [Path(p) for p in inputs]
     jobs = prepare_jobs(inputs, recipe, cfg, params)
-    if not parse_scheduler(cfg.scheduler).is_local:
-        from geodefect.inference.roads_dask import infer_distributed
-
-        return infer_distributed(model_path, inputs, out_dir, jobs=jobs, recipe=recipe, cfg=cfg, vparams=vparams,
-                                 params=params, overwrite=overwrite, t0=t0)
     try:
         from geodefect.inference.predictor import TorchPredictor
 

@@ -14,15 +14,36 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
+from geodefect.distributed import parse_scheduler
+
 log = logging.getLogger(__name__)
+
+
+def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overrides: dict | None = None,
+          overwrite: bool = False) -> dict:
+    """``geodefect infer`` of a road model with ``scheduler`` other than local (same outputs as local)."""
+    from geodefect.inference.roads import prepare_jobs, resolve_infer_config, sliding_params
+    from geodefect.io.atomic import check_output_free
+
+    t0 = time.perf_counter()
+    cfg, vparams = resolve_infer_config(config_file, overrides, recipe=recipe)
+    out_dir = Path(out_dir)
+    check_output_free(out_dir, overwrite=overwrite)
+    parse_scheduler(cfg.scheduler)  # a bad value fails before any work
+    params = sliding_params(cfg, recipe)
+    inputs = [Path(p) for p in inputs]
+    jobs = prepare_jobs(inputs, recipe, cfg, params)  # every input checked before any unit runs
+    return infer_distributed(model_path, inputs, out_dir, jobs=jobs, recipe=recipe, cfg=cfg, vparams=vparams,
+                             params=params, overwrite=overwrite, t0=t0)
 
 
 def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, cfg, vparams, params,
                       overwrite: bool, t0: float) -> dict:
     """Run the checked ``jobs`` as Dask units and assemble OUT_DIR; returns the run summary."""
-    from geodefect.distributed import open_client, parse_scheduler, run_units, unit_key
+    from geodefect.distributed import open_client, run_units, unit_key
     from geodefect.inference.roads import _summary, format_summary
     from geodefect.progress import progress
 

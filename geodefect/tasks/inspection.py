@@ -25,6 +25,7 @@ from geodefect.errors import ConfigError, InputError
 from geodefect.losses.defects import SEGMENT_LOSSES
 from geodefect.summary import Summary
 from geodefect.tasks.base import Task, TaskData, fit_once, train_summary
+from geodefect.tasks.kfold import fold_groups
 from geodefect.training.loop import TaskAdapter
 
 log = logging.getLogger(__name__)
@@ -312,16 +313,3 @@ def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
             "images or another `val_fraction`"
         )
     return train, val
-
-
-def fold_groups(rows: list[dict], *, folds: int, seed: int) -> list[list[str]]:
-    """Source images split into ``folds`` groups (seeded shuffle, round robin)."""
-    import numpy as np
-
-    sources = sorted({r["source"] for r in rows})
-    if len(sources) < folds:
-        raise ConfigError(f"`folds` {folds} needs at least {folds} source images, the chips come from {len(sources)}")
-    order = np.random.default_rng(seed).permutation(len(sources))
-    return [[sources[i] for i in order[k::folds]] for k in range(folds)]
-
-

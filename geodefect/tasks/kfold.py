@@ -13,6 +13,7 @@ import json
 import logging
 from pathlib import Path
 
+from geodefect.errors import ConfigError
 from geodefect.summary import Summary
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,6 @@ def train_kfold(task, data_dir: Path, run: Path, cfg, meta: dict, rows: list[dic
     import numpy as np
 
     from geodefect.tasks.base import fit_once
-    from geodefect.tasks.inspection import fold_groups
 
     keys = task.fold_keys
     records = []
@@ -69,3 +69,14 @@ def write_fold_reports(run: Path, records, mean, std, keys) -> None:
     lines.append("| **mean** | " + " | ".join(f"**{mean[k]:.3f}** ± {std[k]:.3f}" for k in keys)
                  + f" | {mean['time_per_step_s']:.3f} |")
     (run / "cv_report.md").write_text("\n".join(lines) + "\n")
+
+
+def fold_groups(rows: list[dict], *, folds: int, seed: int) -> list[list[str]]:
+    """Source images split into ``folds`` groups (seeded shuffle, round robin)."""
+    import numpy as np
+
+    sources = sorted({r["source"] for r in rows})
+    if len(sources) < folds:
+        raise ConfigError(f"`folds` {folds} needs at least {folds} source images, the chips come from {len(sources)}")
+    order = np.random.default_rng(seed).permutation(len(sources))
+    return [[sources[i] for i in order[k::folds]] for k in range(folds)]

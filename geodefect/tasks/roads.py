@@ -138,8 +138,11 @@ class RoadTask(Task):
         return make_recipe(self.name, meta, spec, Path(data_dir), len(data.train), len(data.val))
 
     def infer(self, model_path, inputs, out_dir, *, recipe, config_file=None, overrides=None, overwrite=False):
-        from geodefect.inference.roads import infer
+        from geodefect.distributed import parse_scheduler
+        from geodefect.inference import roads, roads_dask
 
+        cfg, _ = roads.resolve_infer_config(config_file, overrides, recipe=recipe)
+        infer = roads.infer if parse_scheduler(cfg.scheduler).is_local else roads_dask.infer
         result = infer(model_path, inputs, out_dir, recipe=recipe, config_file=config_file, overrides=overrides,
                        overwrite=overwrite)
         text = result.pop("text")

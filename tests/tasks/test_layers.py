@@ -59,3 +59,17 @@ def test_tasks_do_not_import_workflows_or_cli():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith(("geodefect.workflows", "geodefect.cli")), f"{rel}: {node.module}"
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or around a loop (function-level imports included)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for rel, tree in _modules():
+        name = "geodefect." + ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("geodefect."):
+                graph.add_edge(name, node.module)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, cycles[:5]
