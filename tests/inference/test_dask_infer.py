@@ -101,3 +101,33 @@ def test_bad_scheduler_is_a_one_line_error(hourglass_model, scenes, tmp_path, sp
     res = infer(hourglass_model, scenes[:1], tmp_path / "x", "--scheduler", spec)
     assert res.exit_code == 1 and "scheduler" in res.output and "processes:N" in res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_the_same(hourglass_model, scenes, local_run, tmp_path):
+    """SIGKILL one worker while the units run: its unit is retried elsewhere, the files are the same."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def kill_one_when_busy():
+            deadline = time.time() + 60
+            while time.time() < deadline and not any(client.processing().values()):
+                time.sleep(0.05)
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+        killer = threading.Thread(target=kill_one_when_busy, daemon=True)
+        killer.start()
+        out = tmp_path / "out"
+        res = infer(hourglass_model, scenes, out, "--scheduler", cluster.scheduler_address)
+        killer.join(timeout=60)
+    assert killed and res.exit_code == 0, res.output
+    _same_outputs(local_run, out, [Path(s).stem for s in scenes])
