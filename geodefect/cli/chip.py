@@ -72,7 +72,11 @@ def _inspection_options(fn):
 @click.command("chip")
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output chip folder.")
-@click.option("--dataset", default=None, help="Named dataset from data_catalog.yaml instead of IMAGE... .")
+@click.option("--dataset", default=None,
+              help="Named dataset(s) from data_catalog.yaml instead of IMAGE...; several: a,b,c.")
+@click.option("--pan-sharpen", "pan_sharpen", type=click.Path(dir_okay=False), default=None,
+              help="Multispectral raster of the panchromatic IMAGE: pan-sharpen on the fly (GDAL); --bands then "
+                   "picks its bands by number or name [default: RGB, 5,3,2 for 8-band WorldView-3].")
 @click.option("--size-px", type=int, default=None, help="Chip side in pixels [default: 512].")
 @click.option("--stride-px", type=int, default=None, help="Step between chips in pixels, 1..size [default: 384].")
 @_road_options
@@ -84,6 +88,9 @@ def _inspection_options(fn):
 @click.option("--stretch/--no-stretch", default=None,
               help="Percentile (2-98%) stretch to 8 bit [default: only for non-uint8 rasters].")
 @click.option("--val-fraction", type=float, default=None, help="Share of spatial blocks for validation [default: 0.2].")
+@click.option("--val-sources", default=None,
+              help="Validate on whole rasters: comma-separated parts of their file names (e.g. img1454,img38); "
+                   "all their chips are val, the rest train [default: spatial blocks].")
 @click.option("--seed", type=int, default=None, help="Seed of the split and the road-free draw [default: 0].")
 @click.option("--split-block-px", type=int, default=None,
               help="Side of the spatial blocks drawn for train/val [default: 4 x stride].")
@@ -98,6 +105,7 @@ def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **opt
     Example:
       geodefect chip scene.tif --centerlines roads.geojson -o chips --size-px 512
       geodefect chip --dataset spacenet_vegas_sample -o chips_vegas
+      geodefect chip PAN.tif --pan-sharpen MUL.tif --bands red,green,blue --centerlines roads.geojson -o chips
       geodefect chip photos/ --masks masks/ --task crack_segment --size-px 256 -o chips_cracks
       geodefect chip rail/images --coco rail/boxes.json --coco-category defect --strip-height-px 100 -o chips_rail
 
@@ -113,9 +121,12 @@ def chip(images, out_dir, dataset, overwrite, config_file, verbose, quiet, **opt
         return
     centerlines = options.pop("centerlines")
     aoi = options.pop("aoi")
+    pan_sharpen = options.pop("pan_sharpen")
+    if options.get("val_sources"):
+        options["val_sources"] = [v.strip() for v in options["val_sources"].split(",") if v.strip()]
     workflow = _dispatch(centerlines, dataset)
     summary = run_command(
-        workflow, list(images), out_dir, centerlines=centerlines, aoi=aoi, dataset=dataset,
+        workflow, list(images), out_dir, centerlines=centerlines, aoi=aoi, dataset=dataset, pan_sharpen=pan_sharpen,
         config_file=config_file, overrides=drop_none(**options), overwrite=overwrite,
         verbose=verbose, quiet=quiet,
     )

@@ -37,6 +37,9 @@ def _sliding_options(fn):
                           "above which stage 2 runs [default: 0.5]."),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto]."),
         click.option("--bands", default=None, help="1-based bands to feed the model, e.g. 1,2,3 [default: all]."),
+        click.option("--pan-sharpen", "pan_sharpen", type=click.Path(dir_okay=False), default=None,
+                     help="Multispectral raster of the panchromatic IMAGE: pan-sharpen on the fly (GDAL) into the "
+                          "MUL bands the model was trained on [default: its recipe's, else RGB]."),
         click.option("--resample/--no-resample", default=None,
                      help="Resample on the fly when the pixel size differs from the model's [default: on]."),
         click.option("--max-memory-mb", type=float, default=None,
@@ -100,8 +103,9 @@ def _panorama_options(fn):
 
 
 @click.command("infer")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("args", nargs=-1, required=True, type=click.Path(), metavar="[MODEL] IMAGE...")
+@click.option("--model", "model_opt", default=None,
+              help="Model package path or pretrained name (e.g. spacenet3-roads); then every argument is an IMAGE.")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @_sliding_options
 @_inspection_options
@@ -110,12 +114,13 @@ def _panorama_options(fn):
 @overwrite_option
 @config_option
 @verbosity_options
-def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **options):
-    """Run MODEL (a package from `geodefect train`) over IMAGE... and write OUT_DIR.
+def infer(args, model_opt, out_dir, overwrite, config_file, verbose, quiet, **options):
+    """Run MODEL (a package from `geodefect train`, or a pretrained name) over IMAGE... and write OUT_DIR.
 
     \b
     Example:
       geodefect infer runs/roads/best.pt scene.tif --aoi paris.geojson -o out_roads
+      geodefect infer --model spacenet3-roads PAN.tif --pan-sharpen MUL.tif --aoi aoi.geojson -o out
 
     \b
     Road models write (in the raster's CRS, nothing outside the AOI):
@@ -127,6 +132,9 @@ def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **opti
       geodefect infer seg/best.pt photos/ --classifier cls/best.pt --threshold 0.5 -o out
     OUT_DIR is written atomically; --overwrite replaces an existing one.
     """
+    model, images = (model_opt, list(args)) if model_opt else (args[0], list(args[1:]))
+    if not images:
+        raise click.UsageError("no IMAGE given: geodefect infer MODEL IMAGE... (or --model MODEL IMAGE...)")
     summary = run_command(
         _dispatch, model, list(images), out_dir, config_file=config_file,
         overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet,
@@ -135,11 +143,19 @@ def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **opti
 
 
 def _dispatch(model, images, out_dir, *, config_file, overrides, overwrite):
-    """Read the recipe (clear error for a non-package), pick the task's workflow, run its infer."""
+    """Resolve a pretrained name, read the recipe (clear error for a non-package), pan-sharpen
+    a PAN image with ``--pan-sharpen``, pick the task's workflow, run its infer."""
     from geodefect.models.checkpoint import read_recipe
+    from geodefect.models.pretrained import resolve_model
     from geodefect.workflows import workflow_for_task
 
+    model = resolve_model(model)
     recipe = read_recipe(model)
+    mul = overrides.pop("pan_sharpen", None)
+    if mul:
+        from geodefect.io.pansharpen import pan_sharpen_inputs
+
+        images = pan_sharpen_inputs(images, mul, (recipe.get("pan_sharpen") or {}).get("mul_bands"))
     workflow = workflow_for_task(str(recipe.get("task")))
     return workflow.infer(model, images, out_dir, recipe=recipe, config_file=config_file,
                           overrides=overrides, overwrite=overwrite)

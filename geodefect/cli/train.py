@@ -115,6 +115,9 @@ def _damage_options(fn):
 @click.option("--num-workers", type=int, default=None, help="Data loading processes [default: 0].")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs.")
+@click.option("--init-from", default=None,
+              help="Start from the weights of a model package (path or pretrained name, e.g. spacenet3-roads): "
+                   "fine-tuning; task, bands and architecture must match.")
 @click.option("--steps-per-epoch", type=int, default=None, help="Cap on steps per epoch (0 = full pass).")
 @_inspection_options
 @_damage_options

@@ -43,6 +43,8 @@ class RoadTrainConfig:
     ``augment_geometry`` (dihedral | rotations | none), ``color_jitter``. Selection:
     ``monitor`` (validation metric for best.pt and early stopping). The rest are the loop's
     (:class:`geodefect.training.LoopConfig`; ``lr_schedule`` is its ``scheduler``).
+    ``init_from``: start from the weights of a model package (path or pretrained name such
+    as ``spacenet3-roads``; same task, bands and architecture) -- fine-tuning.
     """
 
     model: str = "road_linknet"
@@ -73,6 +75,7 @@ class RoadTrainConfig:
     grad_clip: float = 0.0
     cache_mb: float = 2048.0
     threads: int = 0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         from geodefect.datasets.transforms import GEOMETRY_MODES
@@ -167,8 +170,17 @@ def make_recipe(meta: dict, spec: dict, chips_dir: Path, n_train: int, n_val: in
         "orientation": meta["orientation"],
         "label": meta.get("label", {}),
         "road_threshold": 0.5,
+        "stretch": _stretch_recipe(meta.get("stretch")),
+        "pan_sharpen": meta.get("pan_sharpen"),
         "chips": {"path": str(chips_dir.resolve()), "n_train": n_train, "n_val": n_val},
     }
+
+
+def _stretch_recipe(stretch: dict | None) -> dict | None:
+    """The chips' 8-bit stretch without the per-scene limits (inference recomputes them per scene)."""
+    if not stretch:
+        return None
+    return {k: v for k, v in stretch.items() if k != "scene_limits"}
 
 
 def loop_config(cfg: RoadTrainConfig):
@@ -255,6 +267,12 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     cfg = resolve_run_config(run_dir, config_file, overrides or {}, resume=resume)
     loop_cfg = loop_config(cfg)
     train_ds, val_ds = make_datasets(chips_dir, cfg, meta)
+    spec = model_spec(cfg, meta)
+    recipe = make_recipe(meta, spec, chips_dir, len(train_ds), len(val_ds))
+    if cfg.init_from and not resume:  # checked before RUN_DIR is touched
+        from geodefect.models.pretrained import check_init_package
+
+        check_init_package(cfg.init_from, task="roads", recipe=recipe)
     ctx = setup_distributed(cfg.device)  # under torchrun: join the group now, so only rank 0 touches RUN_DIR
     if ctx.is_main:
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -262,11 +280,15 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     else:
         logging.getLogger("geodefect").setLevel(logging.WARNING)
     ctx.barrier()
-    spec = model_spec(cfg, meta)
     torch.manual_seed(cfg.seed)
     weights = None if resume else cfg.encoder_weights
     model = build_model(spec["name"], **spec["kwargs"], **({"encoder_weights": weights} if cfg.model == "road_linknet" else {}))
-    recipe = make_recipe(meta, spec, chips_dir, len(train_ds), len(val_ds))
+    if cfg.init_from and not resume:
+        from geodefect.models.pretrained import init_from_package
+
+        init_from_package(model, cfg.init_from, task="roads", recipe=recipe)
+        recipe["init_from"] = str(cfg.init_from)
+        log.info("starting from the weights of %s", cfg.init_from)
     log.info("training %s on %d chips (%d val) from %s", spec["name"], len(train_ds), len(val_ds), chips_dir)
     result = fit(model, RoadTaskAdapter(cfg, meta), train_ds, val_ds, run_dir, config=loop_cfg, recipe=recipe,
                  resume=resume, callbacks=callbacks)
