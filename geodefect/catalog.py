@@ -3,8 +3,12 @@
 The catalog is the YAML file at the project's top level (or ``GEODEFECT_CATALOG``). Each
 entry has a ``task`` and a ``root`` folder; roots may use ``{cache}`` (``GEODEFECT_CACHE``,
 default ``~/.cache/geodefect``), ``{data}`` (``GEODEFECT_DATA``, default ``./data``) and
-``{shared}`` (``../shared/data`` beside the project). The built-in demo scene
-(``generator: demo_scene``) is generated on first use into its root.
+``{shared}`` (``GEODEFECT_SHARED`` when set, else ``../shared/data`` beside the project). The
+built-in demo scene (``generator: demo_scene``) is generated on first use into its root.
+
+Road entries with ``pan`` (a glob of panchromatic rasters) and ``mul`` (the multispectral
+raster of each, with ``{id}`` from ``id_regex``) are pan-sharpened on the fly
+(:mod:`geodefect.io.pansharpen`; ``mul_bands``: MUL bands by number or name, default RGB).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class RoadInputs:
     sources: list[tuple[Path, Path]]
     aoi: Path | None = None
     bands: list[int] | None = None
+    pan_sharpen: dict | None = None
 
 
 def catalog_path() -> Path:
@@ -52,7 +57,7 @@ def root_placeholders() -> dict[str, str]:
     """Values of ``{cache}``, ``{data}``, ``{shared}`` in catalog roots."""
     cache = os.environ.get("GEODEFECT_CACHE", str(Path.home() / ".cache" / "geodefect"))
     data = os.environ.get("GEODEFECT_DATA", str(Path.cwd() / "data"))
-    shared = str(PROJECT_DIR.parent / "shared" / "data")
+    shared = os.environ.get("GEODEFECT_SHARED") or str(PROJECT_DIR.parent / "shared" / "data")
     return {"cache": cache, "data": data, "shared": shared}
 
 
@@ -99,15 +104,44 @@ def resolve_road_inputs(entry: DatasetEntry) -> RoadInputs:
     if entry.raw.get("generator") == "demo_scene":
         image, centerlines, aoi = ensure_demo_scene(entry)
         return RoadInputs(sources=[(image, centerlines)], aoi=aoi, bands=bands)
-    images = sorted(entry.root.glob(entry.raw["images"]))
+    pattern = entry.raw.get("pan") or entry.raw["images"]
+    images = sorted(entry.root.glob(pattern))
     if not images:
         raise InputFileNotFoundError(
-            f"dataset {entry.name!r}: no images match {entry.raw['images']!r} under {str(entry.root)!r}; "
-            f"expected layout: {entry.description}"
+            f"dataset {entry.name!r}: no images match {pattern!r} under {str(entry.root)!r}"
+            f"{_where_hint(entry)}; expected layout: {entry.description}"
         )
     sources = [(img, _centerlines_for(entry, img)) for img in images]
     aoi = entry.root / entry.raw["aoi"] if entry.raw.get("aoi") else None
+    if entry.raw.get("pan"):
+        from geodefect.io.pansharpen import pansharpened_path, resolve_mul_bands
+
+        mul = [_mul_for(entry, img) for img, _ in sources]
+        spec = {"mul_bands": resolve_mul_bands(entry.raw.get("mul_bands"), mul[0])}
+        sources = [(Path(pansharpened_path(img, m, spec["mul_bands"])), c) for (img, c), m in zip(sources, mul)]
+        return RoadInputs(sources=sources, aoi=aoi, bands=None, pan_sharpen=spec)
     return RoadInputs(sources=sources, aoi=aoi, bands=bands)
+
+
+def _where_hint(entry: DatasetEntry) -> str:
+    """How to point a catalog root elsewhere (the env var behind its placeholder)."""
+    root = str(entry.raw.get("root", ""))
+    for key, var in (("{shared}", "GEODEFECT_SHARED"), ("{data}", "GEODEFECT_DATA"), ("{cache}", "GEODEFECT_CACHE")):
+        if root.startswith(key):
+            return f" (root {root!r}; set {var} to the folder that holds {root[len(key):].lstrip('/') or 'it'})"
+    return f" (root {root!r}; edit the entry in {str(catalog_path())!r} or set GEODEFECT_CATALOG)"
+
+
+def _mul_for(entry: DatasetEntry, pan: Path) -> Path:
+    match = re.search(entry.raw["id_regex"], pan.name)
+    if match is None:
+        raise InputError(f"dataset {entry.name!r}: image name {pan.name!r} does not match id_regex "
+                         f"{entry.raw['id_regex']!r}; fix the catalog entry")
+    path = entry.root / entry.raw["mul"].format(id=match.group(1))
+    if not path.is_file():
+        raise InputFileNotFoundError(f"dataset {entry.name!r}: multispectral raster {str(path)!r} for "
+                                     f"{pan.name!r} does not exist; expected layout: {entry.description}")
+    return path
 
 
 def _centerlines_for(entry: DatasetEntry, image: Path) -> Path:

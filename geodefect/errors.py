@@ -40,6 +40,8 @@ def require_file(path, *, what: str = "input file") -> None:
     """Raise :class:`InputFileNotFoundError` unless ``path`` is an existing file."""
     from pathlib import Path
 
+    if str(path).startswith("/vsimem/"):  # GDAL's in-memory files (e.g. pan-sharpened VRTs)
+        return
     p = Path(path)
     if not p.exists():
         raise InputFileNotFoundError(f"{what} {str(p)!r} does not exist; check the path")

@@ -190,6 +190,7 @@ class ChipExporter:
         for sub in CHIP_SUBDIRS:
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
         self.keep_empty = float(keep_empty)
+        self.negative_sources: set[str] = set()  # sources whose road-free chips are all kept
         self.max_nodata = float(max_nodata)
         self.seed = int(seed)
         self.stats = BandStats(n_bands)
@@ -249,7 +250,7 @@ class ChipExporter:
         if labels is None:
             labels = labeler.burn(transform, int(window.height), int(window.width))
         road_frac = float(np.count_nonzero(labels.mask)) / labels.mask.size
-        if road_frac == 0 and not self.keeps_empty(chip_id):
+        if road_frac == 0 and source not in self.negative_sources and not self.keeps_empty(chip_id):
             return self._add(result, "empty")
         valid = reader.read_valid_mask(window)
         if 1.0 - np.count_nonzero(valid) / valid.size > self.max_nodata:

@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,9 @@ class RoadChipConfig:
     the road's full width in metres; half of it is the feature's buffer (missing or
     non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
     parallel (GDAL reads, label burning and file writes release the GIL); 1 = serial.
+    ``val_sources``: validate on WHOLE source rasters instead of spatial blocks: every chip of
+    a raster whose file name contains one of these strings (e.g. ``img1454``) is val, every
+    other chip train (no tile on both sides); ``val_fraction`` is then unused.
 
     Attributes:
         size_px: chip side in pixels.
@@ -62,6 +65,8 @@ class RoadChipConfig:
         split_block_px: side of the spatial blocks drawn for train/val (default: 4 x stride).
         seed: seed of the split and the road-free draw.
         workers: threads exporting chips in parallel.
+        val_sources: validate on whole rasters: comma-separated parts of their file names (e.g.
+            img1454,img38); all their chips are val, the rest train (default: spatial blocks).
     """
 
     size_px: int = 512
@@ -82,6 +87,11 @@ class RoadChipConfig:
     split_block_px: int | None = None
     seed: int = 0
     workers: int = 2
+    val_sources: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.val_sources, str):  # the command line gives "img1454,img38"
+            object.__setattr__(self, "val_sources", [v.strip() for v in self.val_sources.split(",") if v.strip()])
 
 
 @dataclass
@@ -109,8 +119,9 @@ class ChipSummary:
 
 
 def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, config_file=None,
-         overrides: dict | None = None, overwrite: bool = False) -> ChipSummary:
-    """Export road chips. Args as ``geodefect chip``; returns a :class:`ChipSummary`."""
+         overrides: dict | None = None, overwrite: bool = False, pan_sharpen=None) -> ChipSummary:
+    """Export road chips. Args as ``geodefect chip`` (``pan_sharpen``: the MUL raster of one PAN
+    IMAGE, whose ``bands`` are then MUL bands by number or name); returns a :class:`ChipSummary`."""
     from geodefect.config import config_to_dict, resolve_config
     from geodefect.io.raster import parse_bands
     from geodefect.windows import validate_grid
@@ -121,12 +132,22 @@ def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, c
     _validate_fractions(cfg)
     if out_dir is None:
         raise InputError("no output folder given; pass -o OUT_DIR")
-    sources, aoi_path, dataset_bands = _resolve_inputs(images, centerlines, aoi, dataset)
+    if pan_sharpen:
+        from geodefect.io.pansharpen import pan_sharpen_inputs, resolve_mul_bands
+
+        ps = {"mul_bands": resolve_mul_bands(cfg.bands, pan_sharpen)}
+        images = pan_sharpen_inputs(images, pan_sharpen, ps["mul_bands"])
+        cfg = replace(cfg, bands=None)
+    sources, aoi_path, dataset_bands, ds_ps = _resolve_inputs(images, centerlines, aoi, dataset)
+    pan_spec = ps if pan_sharpen else ds_ps
     bands = parse_bands(cfg.bands) if cfg.bands is not None else dataset_bands
     plans = _plan_sources(sources, aoi_path, cfg, bands)
+    _check_val_sources(cfg, plans)
     content = {k: v for k, v in config_to_dict(cfg).items() if k not in RUN_ONLY_OPTIONS}
     settings = {"config": content, "bands": bands, "aoi": _abs(aoi_path),
                 "sources": [[_abs(i), _abs(c)] for i, c in sources]}
+    if pan_spec:
+        settings["pan_sharpen"] = pan_spec
     out = Path(out_dir)
     state = _prepare_output(out, settings, overwrite=overwrite)
     if state == "complete":
@@ -143,18 +164,41 @@ def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, c
 
 
 def _resolve_inputs(images, centerlines, aoi, dataset):
+    """``(sources, aoi, bands, pan_sharpen spec)``; ``dataset`` may name several: ``a,b,c``."""
     if dataset:
         from geodefect.catalog import get_dataset, resolve_road_inputs
 
         if images or centerlines:
             raise InputError("give either IMAGE... --centerlines FILE or --dataset NAME, not both")
-        inputs = resolve_road_inputs(get_dataset(dataset))
-        return inputs.sources, aoi or inputs.aoi, inputs.bands
+        all_inputs = [resolve_road_inputs(get_dataset(n.strip())) for n in str(dataset).split(",") if n.strip()]
+        kinds = {(repr(i.bands), repr(i.pan_sharpen)) for i in all_inputs}
+        if len(kinds) > 1:
+            raise InputError(f"datasets {dataset!r} use different bands or pan-sharpening; chip them into separate folders")
+        inputs = all_inputs[0]
+        sources = [s for i in all_inputs for s in i.sources]
+        return sources, aoi or inputs.aoi, inputs.bands, inputs.pan_sharpen
     if not images:
         raise InputError("no input raster given; pass IMAGE... (GeoTIFFs) or --dataset NAME")
     if not centerlines:
         raise InputError("no centerlines given; pass --centerlines FILE (road lines: GeoJSON, GPKG, ...)")
-    return [(Path(i), Path(centerlines)) for i in images], aoi, None
+    return [(Path(i), Path(centerlines)) for i in images], aoi, None, None
+
+
+def _check_val_sources(cfg: RoadChipConfig, plans) -> None:
+    """Every ``val_sources`` entry must name a source, and some source must stay for training."""
+    if not cfg.val_sources:
+        return
+    names = [p.image.name for p in plans]
+    for key in cfg.val_sources:
+        if not any(key in n for n in names):
+            raise InputError(f"`val_sources` entry {key!r} matches none of the {len(names)} input rasters "
+                             f"(e.g. {names[0]!r}); give parts of their file names")
+    if all(_is_val_source(p, cfg) for p in plans):
+        raise InputError("`val_sources` selects every input raster for validation; leave some for training")
+
+
+def _is_val_source(plan, cfg: RoadChipConfig) -> bool:
+    return any(key in plan.image.name for key in cfg.val_sources or ())
 
 
 @dataclass
@@ -166,6 +210,8 @@ class _SourcePlan:
     crs: object
     pixel_size_m: float
     transform: object = None
+    no_roads: bool = False  # the centerline file declares no roads (zero-byte / no features)
+    stretch: dict | None = None  # filled while exporting (see _stretch_record)
 
 
 def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_SourcePlan]:
@@ -174,7 +220,7 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
     from shapely.geometry import box
 
     from geodefect.io.raster import RasterReader
-    from geodefect.io.vector import read_aoi, read_lines
+    from geodefect.io.vector import read_aoi, read_lines_or_empty
     from geodefect.windows import filter_windows_by_geometry, iter_windows
 
     plans, lines_cache, aoi_cache, first_crs = [], {}, {}, None
@@ -188,8 +234,8 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
                                  "chip rasters of different CRSs into separate folders")
             key = (str(lines_path), reader.crs.to_wkt())
             if key not in lines_cache:
-                lines_cache[key] = read_lines(lines_path, to_crs=reader.crs)
-            lines = lines_cache[key]
+                lines_cache[key] = read_lines_or_empty(lines_path, to_crs=reader.crs)
+            lines, no_roads = lines_cache[key]
             footprint = box(*reader.bounds)
             touching = lines[lines.intersects(footprint)]
             _check_width_field(cfg.width_field, lines, lines_path)
@@ -202,7 +248,7 @@ def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_Source
                 aoi_hit = aoi_hit or shapely.intersects(aoi_geom, footprint)
                 windows = filter_windows_by_geometry(windows, reader.transform, aoi_geom)
             plans.append(_SourcePlan(Path(image), Path(lines_path), touching, windows, reader.crs,
-                                     float(sum(reader.pixel_size_m) / 2), reader.transform))
+                                     float(sum(reader.pixel_size_m) / 2), reader.transform, no_roads))
     _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit)
     return plans
 
@@ -225,9 +271,9 @@ def _half_widths_m(lines, cfg) -> float | np.ndarray:
 
 
 def _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit) -> None:
-    if not any(len(p.lines) for p in plans):
+    if not any(len(p.lines) for p in plans) and not all(p.no_roads for p in plans):
         lines_path = sources[0][1]
-        gdf = next(iter(lines_cache.values()))
+        gdf = next(v[0] for v in lines_cache.values() if len(v[0]))
         lb = ", ".join(f"{v:.6g}" for v in gdf.total_bounds)
         raise InputError(
             f"centerlines {str(lines_path)!r} do not touch raster {str(sources[0][0])!r} after "
@@ -235,7 +281,7 @@ def _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit) -> None:
             "area and that the centerline file's CRS is right"
         )
     for p in plans:
-        if not len(p.lines):
+        if not len(p.lines) and not p.no_roads:
             log.warning("no centerline touches %s: only road-free chips can come from it", p.image)
     if aoi_path is not None and not aoi_hit:
         raise InputError(f"AOI {str(aoi_path)!r} does not overlap any input raster after reprojection; "
@@ -323,8 +369,11 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     block_px = cfg.split_block_px or 4 * cfg.stride_px
     block_keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
                   for i, p in enumerate(plans) for w in p.windows]
-    val_blocks = chips.choose_val_blocks(block_keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                         road_blocks=_blocks_with_roads(plans, set(block_keys), block_px))
+    if cfg.val_sources:  # whole rasters on the val side
+        val_blocks = {k for k in block_keys if _is_val_source(plans[k[0]], cfg)}
+    else:
+        val_blocks = chips.choose_val_blocks(block_keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                             road_blocks=_blocks_with_roads(plans, set(block_keys), block_px))
     if cfg.val_fraction > 0 and not val_blocks:
         log.warning("the input covers a single split block of %d px: every chip is train, none val; "
                     "pass a smaller --split-block-px or more rasters to get a validation split", block_px)
@@ -339,7 +388,7 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
             exporter, result = _export_source(plan, i, names[i], exporter, n_bands, val_blocks,
                                               block_px, out, cfg, bands, bar)
             results.append(result)
-    return _finish(plans, results, exporter, out, cfg, bands, block_px, t0)
+    return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, settings.get("pan_sharpen"))
 
 
 def _blocks_with_roads(plans, block_keys: set, block_px: int) -> set:
@@ -376,6 +425,9 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
         if exporter is None:
             exporter = chips.ChipExporter(out, n_bands=n_bands or reader.shape[0], keep_empty=cfg.keep_empty,
                                           max_nodata=cfg.max_nodata, seed=cfg.seed)
+        if plan.no_roads:  # the label file says "no roads here": every chip is a kept negative
+            exporter.negative_sources.add(plan.image.name)
+        plan.stretch = _stretch_record(reader)
         labeler = RoadLabeler(plan.lines, reader.crs, mode=cfg.label, buffer_m=_half_widths_m(plan.lines, cfg),
                               sigma_px=cfg.sigma_px, threshold=cfg.threshold,
                               bin_deg=cfg.orient_bin_deg, width_px=cfg.orient_width_px)
@@ -403,6 +455,24 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
     return exporter, result
 
 
+def _stretch_record(reader) -> dict:
+    """How one source was brought to 8 bit: mode, source dtype and its per-band limits."""
+    limits = reader.stretch_limits
+    return {"mode": reader.stretch_mode, "source_dtype": str(reader.source_dtype),
+            "limits": None if limits is None else [[round(float(v), 3) for v in b] for b in limits]}
+
+
+def _stretch_meta(plans) -> dict:
+    """The chips' stretch, for the model recipe: inference repeats it per scene (same percentiles)."""
+    from geodefect.io.raster import STRETCH_PERCENTILES
+
+    records = [p.stretch or {} for p in plans]
+    modes = sorted({r.get("mode") for r in records if r})
+    return {"mode": modes[0] if len(modes) == 1 else modes, "percentiles": list(STRETCH_PERCENTILES),
+            "per": "scene", "source_dtype": sorted({r.get("source_dtype") for r in records if r}),
+            "scene_limits": {p.image.name: r.get("limits") for p, r in zip(plans, records, strict=True)}}
+
+
 def _chip_name_stems(plans) -> list[str]:
     stems = [p.image.stem for p in plans]
     if len(set(stems)) < len(stems):
@@ -410,7 +480,7 @@ def _chip_name_stems(plans) -> list[str]:
     return stems
 
 
-def _finish(plans, results, exporter, out, cfg, bands, block_px, t0) -> ChipSummary:
+def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, pan_sharpen=None) -> ChipSummary:
     from geodefect import __version__
     from geodefect.chips import export as chips
     from geodefect.io.atomic import write_text_atomic
@@ -434,13 +504,15 @@ def _finish(plans, results, exporter, out, cfg, bands, block_px, t0) -> ChipSumm
         "orientation": {"bin_deg": cfg.orient_bin_deg, "n_classes": n_orientation_classes(cfg.orient_bin_deg),
                         "width_px": cfg.orient_width_px, "convention": ORIENTATION_CONVENTION},
         "sources": [{"image": str(p.image.resolve()), "centerlines": str(p.centerlines.resolve()),
-                     "n_windows": r.n_windows, "n_chips": r.n_exported + r.n_resumed}
+                     "n_windows": r.n_windows, "n_chips": r.n_exported + r.n_resumed, "no_roads": p.no_roads}
                     for p, r in zip(plans, results, strict=True)],
         "n_chips": len(records), "road_km": round(road_m / 1000, 4),
-        "split": {"method": "spatial_blocks", "block_px": block_px, "val_fraction": cfg.val_fraction,
+        "split": {"method": "sources" if cfg.val_sources else "spatial_blocks", "block_px": block_px,
+                  "val_sources": cfg.val_sources, "val_fraction": cfg.val_fraction,
                   "seed": cfg.seed, "n_train": n_train, "n_val": len(records) - n_train,
                   "n_dropped_overlap": sum(r.n_split_dropped for r in results)},
         "keep_empty": cfg.keep_empty, "max_nodata": cfg.max_nodata,
+        "stretch": _stretch_meta(plans), "pan_sharpen": pan_sharpen,
     }
     meta["complete"] = True
     write_text_atomic(out / "meta.json", json.dumps(meta, indent=1))

@@ -31,7 +31,11 @@ def _chip_options():
 @click.command("chip")
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output chip folder.")
-@click.option("--dataset", default=None, help="Named dataset from data_catalog.yaml instead of IMAGE... .")
+@click.option("--dataset", default=None,
+              help="Named dataset(s) from data_catalog.yaml instead of IMAGE...; several: a,b,c.")
+@click.option("--pan-sharpen", "pan_sharpen", type=click.Path(dir_okay=False), default=None,
+              help="Multispectral raster of the panchromatic IMAGE: pan-sharpen on the fly (GDAL); --bands then "
+                   "picks its bands by number or name (RGB, 5,3,2 for 8-band WorldView-3, when not given).")
 @click.option("--centerlines", type=click.Path(dir_okay=False), default=None,
               help="Road centerlines (GeoJSON, GPKG, Shapefile; any CRS) for road chips.")
 @click.option("--aoi", type=click.Path(dir_okay=False), default=None,
@@ -58,6 +62,7 @@ def chip(images, out_dir, dataset, json_out, overwrite, config_file, verbose, qu
     Example:
       geodefect chip scene.tif --centerlines roads.geojson -o chips --size-px 512
       geodefect chip --dataset spacenet_vegas_sample -o chips_vegas
+      geodefect chip PAN.tif --pan-sharpen MUL.tif --bands red,green,blue --centerlines roads.geojson -o chips
       geodefect chip photos/ --masks masks/ --task crack_segment --size-px 256 -o chips_cracks
       geodefect chip rail/images --coco rail/boxes.json --coco-category defect --strip-height-px 100 -o chips_rail
 
@@ -66,7 +71,7 @@ def chip(images, out_dir, dataset, json_out, overwrite, config_file, verbose, qu
     """
     from geodefect.workflows.chip import chip as chip_workflow
 
-    sources = {k: options.pop(k) for k in ("masks", "coco", "centerlines", "aoi", "task")}
+    sources = {k: options.pop(k) for k in ("masks", "coco", "centerlines", "aoi", "task", "pan_sharpen")}
     summary = run_command(chip_workflow, list(images), out_dir, dataset=dataset, **sources, config_file=config_file,
                           overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet)
     click.echo(summary.text())

@@ -31,8 +31,12 @@ def _infer_options():
 
 
 @click.command("infer")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("args", nargs=-1, required=True, type=click.Path(), metavar="[MODEL] IMAGE...")
+@click.option("--model", "model_opt", default=None,
+              help="Model package path or pretrained name (e.g. spacenet3-roads); then every argument is an IMAGE.")
+@click.option("--pan-sharpen", "pan_sharpen", type=click.Path(dir_okay=False), default=None,
+              help="Multispectral raster of the panchromatic IMAGE: pan-sharpen on the fly (GDAL) into the MUL "
+                   "bands the model was trained on (its recipe's, else RGB).")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @_infer_options()
 @click.option("--threads", type=click.IntRange(min=0), default=None,
@@ -42,12 +46,13 @@ def _infer_options():
 @overwrite_option
 @config_option
 @verbosity_options
-def infer(model, images, out_dir, json_out, overwrite, config_file, verbose, quiet, **options):
-    """Run MODEL (a package from `geodefect train`) over IMAGE... and write OUT_DIR.
+def infer(args, model_opt, out_dir, json_out, overwrite, config_file, verbose, quiet, **options):
+    """Run MODEL (a package from `geodefect train`, or a pretrained name) over IMAGE... and write OUT_DIR.
 
     \b
     Example:
       geodefect infer runs/roads/best.pt scene.tif --aoi paris.geojson -o out_roads
+      geodefect infer --model spacenet3-roads PAN.tif --pan-sharpen MUL.tif --aoi aoi.geojson -o out
 
     \b
     Road models write (in the raster's CRS, nothing outside the AOI):
@@ -61,6 +66,9 @@ def infer(model, images, out_dir, json_out, overwrite, config_file, verbose, qui
     """
     from geodefect.workflows.infer import infer as infer_workflow
 
+    model, images = (model_opt, list(args)) if model_opt else (args[0], list(args[1:]))
+    if not images:
+        raise click.UsageError("no IMAGE given: geodefect infer MODEL IMAGE... (or --model MODEL IMAGE...)")
     summary = run_command(infer_workflow, model, list(images), out_dir, config_file=config_file,
                           overrides=drop_none(**options), overwrite=overwrite, verbose=verbose, quiet=quiet)
     click.echo(summary.text())

@@ -51,6 +51,12 @@ def select_bands(path: str, count: int, recipe: dict, bands: list[int] | None,
             constant alpha band), used in order when they are as many as the model's.
     """
     wanted = model_bands(recipe)
+    pan = (recipe.get("pan_sharpen") or {}).get("mul_bands")
+    if pan and count == 1 and bands is None:
+        raise InputError(
+            f"raster {path!r} has 1 band but the model takes {len(wanted)} bands pan-sharpened from multispectral "
+            f"bands {','.join(map(str, pan))}; pass the multispectral pair with --pan-sharpen MUL.tif"
+        )
     if bands is not None:
         if len(bands) != len(wanted):
             raise InputError(
@@ -73,6 +79,26 @@ def select_bands(path: str, count: int, recipe: dict, bands: list[int] | None,
         f"raster {path!r} has {n} data band(s){alpha} but the model was trained on {len(wanted)} "
         f"(source bands {','.join(map(str, wanted))}); {fix}"
     )
+
+
+def check_bit_depth(path: str, dtype: str, recipe: dict) -> None:
+    """Warn when the imagery's bit depth differs from the model's training imagery.
+
+    Non-uint8 imagery is stretched to 8 bit per scene (the recipe's ``stretch``: 2-98 %
+    percentiles per band), as the chips were; 8-bit imagery is fed as is. A model trained on
+    one kind and given the other sees other radiometry.
+    """
+    trained = (recipe.get("stretch") or {}).get("source_dtype")
+    if not trained:
+        return
+    trained = [trained] if isinstance(trained, str) else list(trained)
+    if (dtype == "uint8") == ("uint8" in trained):
+        return
+    fix = ("pass the original 11/16-bit imagery (e.g. PAN with --pan-sharpen MUL.tif)" if dtype == "uint8"
+           else "pass 8-bit imagery like the training chips, or fine-tune with `geodefect train --init-from`")
+    log.warning("raster %s is %s but the model was trained on %s imagery stretched per scene "
+                "(percentiles %s); predictions may be poorer: %s", path, dtype, "/".join(trained),
+                (recipe.get("stretch") or {}).get("percentiles"), fix)
 
 
 def check_pixel_size(
@@ -113,6 +139,7 @@ def open_image_for_model(path, recipe: dict, *, bands: list[int] | None = None, 
     chosen = select_bands(str(path), count, recipe, bands, default=data_bands)
     reader = RasterReader(path, bands=chosen)
     try:
+        check_bit_depth(str(path), str(reader.source_dtype), recipe)
         cell_m = check_pixel_size(str(path), reader.source_pixel_size_m, recipe.get("pixel_size_m"), resample=resample)
     except BaseException:
         reader.close()

@@ -99,6 +99,31 @@ def read_lines(path: str | os.PathLike, *, to_crs=None, layer: str | int | None 
     return gdf
 
 
+def read_lines_or_empty(path: str | os.PathLike, *, to_crs=None, what: str = "centerline file"):
+    """:func:`read_lines`, except that a zero-byte or feature-less file is "no roads here".
+
+    SpaceNet ships a zero-byte GeoJSON for a tile without roads (e.g. water); such a file
+    gives an empty GeoDataFrame (CRS ``to_crs``, else EPSG:4326) instead of an error.
+
+    Returns:
+        ``(lines, empty)``: the GeoDataFrame and True when the file declared no roads.
+    """
+    import geopandas as gpd
+    import pyogrio
+
+    require_file(path, what=what)
+    empty = os.path.getsize(path) == 0
+    if not empty:
+        try:
+            empty = pyogrio.read_info(path).get("features") == 0
+        except Exception:  # noqa: BLE001 (unreadable files get read_lines' own error below)
+            empty = False
+    if empty:
+        log.info("%s %s holds no features: no roads there (its chips are negatives)", what, path)
+        return gpd.GeoDataFrame(geometry=[], crs=to_crs or "EPSG:4326"), True
+    return read_lines(path, to_crs=to_crs, what=what), False
+
+
 def read_aoi(path: str | os.PathLike, *, to_crs=None, layer: str | int | None = None, what: str = "AOI file"):
     """Read an area of interest as one (Multi)Polygon: the union of the file's polygons.
 

@@ -103,7 +103,7 @@ def chip_task_for(*, task: str | None = None, dataset: str | None = None, masks:
     if task is None and dataset:
         from geodefect.catalog import get_dataset
 
-        task = get_dataset(dataset).task
+        task = get_dataset(dataset.split(",")[0].strip()).task  # several datasets: a,b,c (one task)
     if task is None:
         task = "rail_segment" if coco else "crack_segment" if masks else "roads"
     chosen = get_task(task)

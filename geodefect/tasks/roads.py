@@ -14,6 +14,7 @@ Run folder: ``config.yaml`` (resolved options), ``model.pt`` (the best epoch's p
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from geodefect.losses.roads import ROAD_LOSSES
 from geodefect.summary import Summary
 from geodefect.tasks.base import Task, TaskData
 from geodefect.training.loop import TaskAdapter
+
+log = logging.getLogger(__name__)
 
 ROAD_MODELS = ("road_linknet", "road_hourglass")
 
@@ -46,6 +49,8 @@ class RoadOptions:
     color_jitter: float = option(0.15, "Brightness/contrast jitter, 0..1.")
     monitor: str = option("miou", "Validation metric that selects best.pt.", cli=False)
     cache_mb: float = option(2048.0, "Memory for decoded chips.", cli=False, resume_free=True)
+    init_from: str | None = option(None, "Start from the weights of a model package (path or pretrained name, e.g. "
+                                   "spacenet3-roads): fine-tuning; task, bands and architecture must match.")
 
     def __post_init__(self) -> None:
         if self.model not in ROAD_MODELS:
@@ -96,11 +101,11 @@ class RoadTask(Task):
     chip_kind = "geo"
 
     def chip(self, inputs, out_dir, *, config_file=None, overrides=None, overwrite=False, centerlines=None,
-             aoi=None, dataset=None, **_unused) -> Summary:
+             aoi=None, dataset=None, pan_sharpen=None, **_unused) -> Summary:
         from geodefect.chips.geo import chip
 
         result = chip(inputs, out_dir, centerlines=centerlines, aoi=aoi, dataset=dataset, config_file=config_file,
-                      overrides=overrides, overwrite=overwrite)
+                      overrides=overrides, overwrite=overwrite, pan_sharpen=pan_sharpen)
         return Summary("chip", self.name, [result.text()], dataclasses.asdict(result))
 
     def read_meta(self, data_dir: Path) -> dict[str, Any]:
@@ -122,20 +127,36 @@ class RoadTask(Task):
                 f"chip folder {str(data_dir)!r} has {len(train_ds)} training and {len(val_ds)} validation chips; "
                 "both are needed: chip a larger area, or a smaller --size-px, or raise --val-fraction"
             )
-        return TaskData(train_ds, val_ds)
+        data = TaskData(train_ds, val_ds)
+        if opts.init_from:  # checked before RUN_DIR is touched (on --resume the run's own weights win)
+            from geodefect.models.pretrained import check_init_package
+
+            recipe = make_recipe(self.name, meta, model_spec(opts, meta), Path(data_dir), len(train_ds), len(val_ds))
+            check_init_package(opts.init_from, task=self.name, recipe=recipe)
+        return data
 
     def model(self, cfg, meta: dict, data: TaskData, *, pretrained: bool):
         from geodefect.models.registry import build_model
 
         spec = model_spec(cfg.task, meta)
         weights = {"encoder_weights": cfg.task.encoder_weights} if pretrained and cfg.task.model == "road_linknet" else {}
-        return spec, build_model(spec["name"], **spec["kwargs"], **weights)
+        model = build_model(spec["name"], **spec["kwargs"], **weights)
+        if cfg.task.init_from and pretrained:
+            from geodefect.models.pretrained import init_from_package
+
+            recipe = make_recipe(self.name, meta, spec, Path("."), len(data.train), len(data.val))
+            init_from_package(model, cfg.task.init_from, task=self.name, recipe=recipe)
+            log.info("starting from the weights of %s", cfg.task.init_from)
+        return spec, model
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         return RoadTaskAdapter(cfg.task, meta)
 
     def recipe(self, cfg, meta: dict, spec: dict, data: TaskData, data_dir: Path) -> dict[str, Any]:
-        return make_recipe(self.name, meta, spec, Path(data_dir), len(data.train), len(data.val))
+        recipe = make_recipe(self.name, meta, spec, Path(data_dir), len(data.train), len(data.val))
+        if cfg.task.init_from:
+            recipe["init_from"] = str(cfg.task.init_from)
+        return recipe
 
     def infer(self, model_path, inputs, out_dir, *, recipe, config_file=None, overrides=None, overwrite=False):
         from geodefect.distributed import parse_scheduler
@@ -175,5 +196,14 @@ def make_recipe(task: str, meta: dict, spec: dict, chips_dir: Path, n_train: int
         "orientation": meta["orientation"],
         "label": meta.get("label", {}),
         "road_threshold": 0.5,
+        "stretch": _stretch_recipe(meta.get("stretch")),
+        "pan_sharpen": meta.get("pan_sharpen"),
         "chips": {"path": str(chips_dir.resolve()), "n_train": n_train, "n_val": n_val},
     }
+
+
+def _stretch_recipe(stretch: dict | None) -> dict | None:
+    """The chips' 8-bit stretch without the per-scene limits (inference recomputes them per scene)."""
+    if not stretch:
+        return None
+    return {k: v for k, v in stretch.items() if k != "scene_limits"}

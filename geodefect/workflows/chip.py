@@ -8,7 +8,8 @@ from geodefect.summary import Summary
 
 
 def chip(images, out_dir, *, task: str | None = None, dataset: str | None = None, centerlines=None, aoi=None,
-         masks=None, coco=None, config_file=None, overrides: dict | None = None, overwrite: bool = False) -> Summary:
+         masks=None, coco=None, pan_sharpen=None, config_file=None, overrides: dict | None = None,
+         overwrite: bool = False) -> Summary:
     """Cut chips of ``images`` (GeoTIFFs with ``centerlines``, or an image folder with ``masks``/``coco``)."""
     from geodefect.tasks import chip_task_for
 
@@ -17,4 +18,5 @@ def chip(images, out_dir, *, task: str | None = None, dataset: str | None = None
     chosen = chip_task_for(task=task, dataset=dataset, masks=bool(masks), coco=bool(coco))
     images = [images] if isinstance(images, str | Path) else list(images or [])
     return chosen.chip(images, out_dir, config_file=config_file, overrides=overrides,
-                       overwrite=overwrite, centerlines=centerlines, aoi=aoi, dataset=dataset, masks=masks, coco=coco)
+                       overwrite=overwrite, centerlines=centerlines, aoi=aoi, dataset=dataset, masks=masks, coco=coco,
+                       **({"pan_sharpen": pan_sharpen} if pan_sharpen else {}))

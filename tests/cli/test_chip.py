@@ -136,11 +136,16 @@ def test_aoi_outside_raster(scene, tmp_path):
                       out, "aoi.geojson", "does not overlap")
 
 
-def test_empty_centerline_file(scene, tmp_path):
+def test_empty_centerline_file_means_no_roads(scene, tmp_path):
+    """SpaceNet's convention: a feature-less (or zero-byte) centerline file says "no roads here"."""
     empty = tmp_path / "empty.geojson"
     empty.write_text('{"type": "FeatureCollection", "features": []}')
     out = tmp_path / "o"
-    assert_user_error(invoke(scene.image, "--centerlines", empty, "-o", out), out, "empty.geojson")
+    res = invoke(scene.image, "--centerlines", empty, "-o", out, "--keep-empty", 1)
+    assert res.exit_code == 0, res.output
+    assert "no roads there" in res.output
+    with rasterio.open(next((out / "labels").glob("*.tif"))) as ds:
+        assert ds.read(1).max() == 0
 
 
 def test_invalid_geometries_repaired_with_warning(scene, tmp_path):
