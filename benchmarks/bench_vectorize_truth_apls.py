@@ -16,8 +16,11 @@ tile's PAN grid (0.3 m, EPSG:4326), then
 
 Each vectorised network is scored with APLS (``geodefect.evaluation.apls``) against the truth
 clipped to the same area, in the tile's UTM zone; the table shows the mean per city and the
-artefacts an analyst would fix: junction pairs closer than 6 m (an X thinned into two T), end
-nodes (dead ends) that are not ``boundary``, and short cycles (< 60 m: rings round holes).
+artefacts an analyst would fix: ``close_jct`` junction pairs closer than 6 m (an X thinned into
+two T), ``dead_ends`` end nodes that are not ``boundary``, and ``cycles`` shorter than 60 m
+(rings round holes). ``t2p``/``p2t``: APLS's two directions (truth -> prediction is path
+completeness; prediction -> truth weighs every predicted node alike, so many spurious nodes
+on well-found roads raise it).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_vectorize_truth_apls.py \
         [--variants clean damaged aoi] [--set junction_merge_m=0 ...]
@@ -132,7 +135,7 @@ def artefacts(network, utm) -> dict[str, int]:
     return counts
 
 
-def score(network, truth_lines_utm, utm, region_utm=None) -> float:
+def score(network, truth_lines_utm, utm, region_utm=None) -> dict[str, float]:
     from geodefect.evaluation.apls import apls, lines_to_graph
     from geodefect.workflows.road_evaluate import _clip_lines
 
@@ -141,7 +144,8 @@ def score(network, truth_lines_utm, utm, region_utm=None) -> float:
     truth = truth_lines_utm
     if region_utm is not None:
         pred, truth = _clip_lines(pred, region_utm), _clip_lines(truth, region_utm)
-    return apls(lines_to_graph(truth), lines_to_graph(pred))["apls"]
+    result = apls(lines_to_graph(truth), lines_to_graph(pred))
+    return {k: result[k] for k in ("apls", "truth_to_pred", "pred_to_truth")}
 
 
 def run_tile(city, tile, lines, transform, crs, shape, params, variants, seed):
@@ -166,7 +170,7 @@ def run_tile(city, tile, lines, transform, crs, shape, params, variants, seed):
             prob = np.where(inside, mask.astype(np.float32), np.nan)
             net = vectorize_road_probability(prob, transform, crs=crs, params=params)
             region = gpd.GeoSeries([disc], crs=crs).to_crs(utm).iloc[0]
-        rows.append({"city": city, "tile": tile, "variant": variant, "apls": score(net, truth_utm, utm, region),
+        rows.append({"city": city, "tile": tile, "variant": variant, **score(net, truth_utm, utm, region),
                      **artefacts(net, utm), "edges": net.n_edges})
     return rows
 
@@ -192,8 +196,9 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     table = df.groupby(["variant", "city"], sort=False).agg(
-        tiles=("tile", "size"), apls=("apls", "mean"), close_junction_pairs=("close_junction_pairs", "sum"),
-        dead_ends=("dead_ends", "sum"), boundary=("boundary", "sum"), short_cycles=("short_cycles", "sum"),
+        tiles=("tile", "size"), apls=("apls", "mean"), t2p=("truth_to_pred", "mean"), p2t=("pred_to_truth", "mean"),
+        close_jct=("close_junction_pairs", "sum"),
+        dead_ends=("dead_ends", "sum"), boundary=("boundary", "sum"), cycles=("short_cycles", "sum"),
         edges=("edges", "sum"),
     )
     print(f"params: {' '.join(args.set) or 'defaults'}")

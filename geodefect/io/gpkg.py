@@ -3,7 +3,7 @@
 ``roads.gpkg`` holds two layers, ``roads`` (LineString) and ``nodes`` (Point), in the
 network's CRS, and a ``layer_styles`` table exactly as QGIS creates it when a style is saved
 "in database": QGIS applies the row with ``useAsDefault = 1`` when the layer is opened, so
-roads are drawn as orange 1.2 mm lines and nodes as junction / end / loop categories.
+roads are drawn as orange 1.2 mm lines and nodes as junction / end / boundary / loop categories.
 An empty network still gives a valid file with both (empty) layers of the right type.
 """
 
@@ -171,9 +171,12 @@ ROADS_QML = _qml(
     geometry_type=1,
 )
 
-_NODE_CATEGORIES = (("junction", "220,30,30,255", "2.4"), ("end", "30,90,220,255", "1.8"), ("loop", "120,120,120,255", "1.6"))
+_NODE_CATEGORIES = (
+    ("junction", "220,30,30,255", "2.4"), ("end", "30,90,220,255", "1.8"),
+    ("boundary", "40,170,60,255", "1.6"), ("loop", "120,120,120,255", "1.6"),
+)
 
-#: nodes: categorised by ``kind`` (junction red, end blue, loop grey)
+#: nodes: categorised by ``kind`` (junction red, end (dead end) blue, boundary green, loop grey)
 NODES_QML = _qml(
     '<renderer-v2 type="categorizedSymbol" attr="kind" forceraster="0" symbollevels="0" enableorderby="0">'
     "<categories>"
