@@ -50,8 +50,11 @@ def _run_roads(opts: dict) -> None:
     result = evaluate_roads(
         opts["pred"], opts["truth"], aoi=opts["aoi"], json_out=opts["json_out"],
         config_file=opts["config_file"], overrides=overrides, overwrite=opts["overwrite"],
+        errors_out=opts["errors_out"],
     )
     click.echo(format_road_metrics(result))
+    if opts["errors_out"]:
+        click.echo(f"missed / invented roads written to {opts['errors_out']}", err=True)
     if opts["json_out"]:
         click.echo(f"metrics written to {opts['json_out']}", err=True)
 
@@ -178,6 +181,9 @@ _MODES = {"roads": _run_roads, "damage_lodo": _run_damage_lodo, "model_on_data":
               help="Pixel size of the scoring grid when --pred is a vector file, metres [default: 0.5].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics as JSON to this file.")
+@click.option("--errors", "errors_out", type=click.Path(dir_okay=False), default=None,
+              help="Roads: also write the missed truth roads and the predicted roads with no truth (within "
+                   "--buffer-m), with their lengths, to this GeoPackage (styled for QGIS).")
 @_damage_options
 @_inspection_options
 @config_option
@@ -192,6 +198,7 @@ def evaluate(verbose: bool, quiet: bool, **opts) -> None:
     Example:
 
       geodefect evaluate --pred out/roads.gpkg --truth roads.geojson --aoi aoi.geojson --json m.json
+      geodefect evaluate --pred out/road_mask.tif --truth roads.geojson --errors errors.gpkg
 
     Inspection: per-image and overall IoU/F1/precision/recall of masks (plus box recall and
     precision with --coco); stage-1 accuracy and frames per second with --model --images:
