@@ -8,7 +8,8 @@ tile's PAN grid (0.3 m, EPSG:4326), then
   (junctions of wide roads, thinning at crossings, spurs at corners);
 * ``damaged``: with what a model's mask shows and an analyst corrects by hand: ragged edges
   (the mask blurred by 1 m plus noise of 1 m grain, thresholded), holes where cars and trees sit on the road (discs 1-2.5 m, ~4 per 100 m),
-  blobs on driveways and parking lots (discs 3-8 m next to the road, ~1.5 per 100 m) and a
+  blobs on driveways (discs 3-8 m next to the road, ~1.5 per 100 m) and parking lots (8-20 m,
+  ~0.3 per 100 m) and a
   few gaps (squares 2-6 m, ~0.5 per 100 m), 3 false-positive discs (2-5 m) per tile; a fixed
   seed per tile;
 * ``aoi``: the clean mask cut by an AOI (a disc of 0.4 x the tile width; NaN outside) to count
@@ -20,7 +21,9 @@ artefacts an analyst would fix: ``close_jct`` junction pairs closer than 6 m (an
 two T), ``dead_ends`` end nodes that are not ``boundary``, and ``cycles`` shorter than 60 m
 (rings round holes). ``t2p``/``p2t``: APLS's two directions (truth -> prediction is path
 completeness; prediction -> truth weighs every predicted node alike, so many spurious nodes
-on well-found roads raise it).
+on well-found roads raise it). ``missed_km``/``extra_km``: length of truth farther than 3 m
+from the prediction and of prediction farther than 3 m from the truth (``road_errors``):
+length-weighted, so not moved by node counts.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_vectorize_truth_apls.py \
         [--variants clean damaged aoi] [--set junction_merge_m=0 ...]
@@ -36,6 +39,8 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "spacenet3_samples"
 HALF_WIDTH_PER_LANE_M = 1.75
+#: tolerance of the missed / extra road lengths (evaluation.errors.road_errors)
+ERROR_BUFFER_M = 3.0
 
 
 def iter_tiles():
@@ -79,9 +84,9 @@ def damage(mask: np.ndarray, pixel_m: float, road_km: float, seed: int) -> np.nd
     for _ in range(int(40 * road_km)):  # holes: cars, trees
         i = rng.choice(core) if core.size else rng.integers(len(rows))
         out[disk((rows[i], cols[i]), rng.uniform(1.0, 2.5) / pixel_m, shape=mask.shape)] = False
-    for _ in range(int(15 * road_km)):  # blobs next to the road: driveways, parking
+    for k in range(int(18 * road_km)):  # blobs next to the road: driveways, parking lots (1 in 6)
         i = rng.choice(edge) if edge.size else rng.integers(len(rows))
-        r = rng.uniform(3.0, 8.0) / pixel_m
+        r = rng.uniform(8.0, 20.0) / pixel_m if k % 6 == 5 else rng.uniform(3.0, 8.0) / pixel_m
         angle = rng.uniform(0, 2 * np.pi)
         centre = (rows[i] + 0.8 * r * np.sin(angle), cols[i] + 0.8 * r * np.cos(angle))
         out[disk(centre, r, shape=mask.shape)] = True
@@ -137,6 +142,7 @@ def artefacts(network, utm) -> dict[str, int]:
 
 def score(network, truth_lines_utm, utm, region_utm=None) -> dict[str, float]:
     from geodefect.evaluation.apls import apls, lines_to_graph
+    from geodefect.evaluation.errors import road_errors
     from geodefect.workflows.road_evaluate import _clip_lines
 
     roads, _ = network.to_geodataframes()
@@ -145,7 +151,10 @@ def score(network, truth_lines_utm, utm, region_utm=None) -> dict[str, float]:
     if region_utm is not None:
         pred, truth = _clip_lines(pred, region_utm), _clip_lines(truth, region_utm)
     result = apls(lines_to_graph(truth), lines_to_graph(pred))
-    return {k: result[k] for k in ("apls", "truth_to_pred", "pred_to_truth")}
+    errors = road_errors(truth, pred, buffer_m=ERROR_BUFFER_M)
+    km = errors.groupby("error")["length_m"].sum() / 1000
+    return {**{k: result[k] for k in ("apls", "truth_to_pred", "pred_to_truth")},
+            "missed_km": float(km.get("false_negative", 0.0)), "extra_km": float(km.get("false_positive", 0.0))}
 
 
 def run_tile(city, tile, lines, transform, crs, shape, params, variants, seed):
@@ -197,7 +206,7 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1))
     table = df.groupby(["variant", "city"], sort=False).agg(
         tiles=("tile", "size"), apls=("apls", "mean"), t2p=("truth_to_pred", "mean"), p2t=("pred_to_truth", "mean"),
-        close_jct=("close_junction_pairs", "sum"),
+        missed_km=("missed_km", "sum"), extra_km=("extra_km", "sum"), close_jct=("close_junction_pairs", "sum"),
         dead_ends=("dead_ends", "sum"), boundary=("boundary", "sum"), cycles=("short_cycles", "sum"),
         edges=("edges", "sum"),
     )

@@ -91,24 +91,30 @@ def remove_small_objects(mask: np.ndarray, *, min_object_area_px: int) -> np.nda
     return out
 
 
-def fill_small_holes(mask: np.ndarray, *, max_hole_area_px: float, min_compactness: float = 0.25) -> np.ndarray:
+def fill_small_holes(
+    mask: np.ndarray, *, max_hole_area_px: float, max_extent_rc_px: tuple[float, float] | None = None
+) -> np.ndarray:
     """``mask`` with its small, compact holes filled (cars, trees on a road).
 
     Thinning turns a hole into a ring round it; filled first, the road thins into one line
     through the hole's centre. A hole is a 4-connected background region of the roads'
     bounding box that does not reach the box's edge (or the raster's). It is filled when it
-    has at most ``max_hole_area_px`` pixels *and* is compact: area >= ``min_compactness`` x
-    (longest side of its bounding box)² (a disc 0.79, a car 0.4; the thin median between two
-    carriageways, 10 x 1 m, 0.1 -- filling it would merge the two roads into one).
+    has at most ``max_hole_area_px`` pixels *and* its bounding box is at most
+    ``max_extent_rc_px`` (rows, cols) -- by default the diameter of a disc of that area: a car
+    or a tree fits, a piece of the median between two carriageways (long and thin) does not,
+    and filling it would merge the two roads into one.
 
     Args:
         mask: (H, W) bool road mask.
         max_hole_area_px: holes with at most this many pixels may be filled (< 1: none).
-        min_compactness: area / (longest bounding-box side)², 0 = fill any small hole.
+        max_extent_rc_px: largest bounding box (rows, cols) of a hole that is filled.
 
     Returns:
         (H, W) bool mask (a new array).
     """
+    if max_extent_rc_px is None:
+        diameter = 2.0 * float(np.sqrt(max(max_hole_area_px, 0.0) / np.pi))
+        max_extent_rc_px = (diameter, diameter)
     out = np.array(mask, dtype=bool)
     box = _true_bbox(out)
     if box is None or max_hole_area_px < 1:
@@ -118,15 +124,13 @@ def fill_small_holes(mask: np.ndarray, *, max_hole_area_px: float, min_compactne
     if n == 0:
         return out
     area = np.bincount(labels.ravel(), minlength=n + 1)
-    border = np.unique(np.r_[labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     small = area <= max_hole_area_px
     small[0] = False
     small[np.r_[labels[0], labels[-1], labels[:, 0], labels[:, -1]]] = False  # open to the outside
     slices = ndimage.find_objects(labels)
     for i in np.flatnonzero(small):
         rows, cols = slices[i - 1]
-        extent = max(rows.stop - rows.start, cols.stop - cols.start)
-        small[i] = area[i] >= min_compactness * extent**2
+        small[i] = rows.stop - rows.start <= max_extent_rc_px[0] + 0.5 and cols.stop - cols.start <= max_extent_rc_px[1] + 0.5
     sub[small[labels]] = True
     return out
 

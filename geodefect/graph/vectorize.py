@@ -25,6 +25,7 @@ from geodefect.graph.bridge import bridge_ends_to_edges, bridge_gaps
 from geodefect.graph.build import skeleton_to_graph
 from geodefect.graph.junctions import merge_close_junctions
 from geodefect.graph.network import RoadNetwork, build_road_network
+from geodefect.graph.spurs import prune_wide_spurs
 from geodefect.graph.simplify import (
     EditableGraph,
     drop_small_components,
@@ -58,11 +59,14 @@ class VectorizeParams:
         min_object_area_m2: road blobs smaller than this are removed before thinning
             (0 = off, the default: it costs a labelling pass over the raster, and
             ``min_component_m`` drops what such blobs thin to).
-        max_hole_area_m2: compact holes in the mask up to this size (a car, a tree) are
-            filled before thinning (``skeleton.fill_small_holes``), and loops of the skeleton
+        max_hole_area_m2: holes in the mask up to this size that fit in a disc of this area
+            (a car, a tree; not the median between two carriageways) are filled before thinning (``skeleton.fill_small_holes``), and loops of the skeleton
             that only go round a hole up to this size are opened (``simplify.remove_small_loops``;
             0 = off).
         min_spur_m: dead-end branches shorter than this are pruned (repeatedly).
+        spur_width_ratio: dead ends shorter than this times the widest half-width of road
+            they run through are pruned too (a branch into a parking lot or a driveway's
+            apron; ``spurs.prune_wide_spurs``; 0 = off).
         junction_merge_m: junctions joined by edges shorter than this are merged into one
             node (an X thinned into two T-junctions a few metres apart; 0 = off).
         bridge_gap_m: end nodes closer than this are joined (CRESI: always).
@@ -85,8 +89,9 @@ class VectorizeParams:
     threshold: float = 0.5
     smooth_sigma_m: float = 0.3
     min_object_area_m2: float = 0.0
-    max_hole_area_m2: float = 30.0
+    max_hole_area_m2: float = 20.0
     min_spur_m: float = 10.0
+    spur_width_ratio: float = 2.0
     junction_merge_m: float = 8.0
     bridge_gap_m: float = 7.2
     bridge_collinear_gap_m: float = 24.0
@@ -103,7 +108,7 @@ class VectorizeParams:
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"`threshold` must be in (0, 1), got {self.threshold!r}")
         for name in (
-            "smooth_sigma_m", "min_object_area_m2", "max_hole_area_m2", "min_spur_m", "junction_merge_m", "bridge_gap_m",
+            "smooth_sigma_m", "min_object_area_m2", "max_hole_area_m2", "min_spur_m", "spur_width_ratio", "junction_merge_m", "bridge_gap_m",
             "bridge_collinear_gap_m", "bridge_to_edge_gap_m", "tangent_m", "min_component_m", "simplify_tolerance_m",
             "border_pad_m", "max_junction_span_m",
         ):
@@ -181,7 +186,9 @@ def vectorize_road_mask(
     if params.min_object_area_m2 > 0:
         mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
     if params.max_hole_area_m2 > 0:
-        mask = fill_small_holes(mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
+        diameter_m = 2 * math.sqrt(params.max_hole_area_m2 / math.pi)  # a hole must fit in a disc of that area
+        mask = fill_small_holes(mask, max_hole_area_px=params.max_hole_area_m2 / area_px,
+                                max_extent_rc_px=(diameter_m / scale_rc[0], diameter_m / scale_rc[1]))
     span_px = max(int(round(params.max_junction_span_m / mean_px)), 2)
     skel = skeletonize_mask(mask, border_pad_px=pad_px)
     g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel, max_cluster_span_px=span_px), scale_rc=scale_rc)
@@ -196,7 +203,7 @@ def vectorize_road_mask(
     else:
         stats_cut = 0
     loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
-    stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
+    stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m), mask=mask)
     stats["hole_loops_opened"] = loops
     stats["ends_extended_to_aoi"] = stats_cut
     network = build_road_network(
@@ -207,9 +214,11 @@ def vectorize_road_mask(
     return network
 
 
-def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> dict[str, int]:
-    """Prune spurs, merge close junctions, bridge gaps (end to end, then end to road), drop small components, merge chains."""
+def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction, mask=None) -> dict[str, int]:
+    """Prune spurs (also against the road width when ``mask`` is given), merge close junctions, bridge gaps (end to end, then end to road), drop small components, merge chains."""
     stats = {"spurs_pruned": prune_spurs(g, min_spur_m=params.min_spur_m)}
+    if mask is not None:
+        stats["wide_spurs_pruned"] = prune_wide_spurs(g, mask, spur_width_ratio=params.spur_width_ratio)
     stats["junctions_merged"] = merge_close_junctions(g, junction_merge_m=params.junction_merge_m)
     stats["gaps_bridged"] = bridge_gaps(
         g,
