@@ -196,12 +196,7 @@ def vectorize_road_mask(
     ends = np.array([n for n, inc in g.incident.items() if len(inc) <= 1], dtype=np.int64)
     g.protected = {int(ends[i]) for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=pad_px)}
     merge_degree_two(g)
-    if prob is not None and np.issubdtype(prob.dtype, np.floating) and g.protected:
-        cut = [n for n in g.protected if not _on_border(g.node_rc[n], mask.shape)]
-        stats_cut = extend_ends_to_nodata(g, prob, ends=cut, trim_m=params.tangent_m, tangent_m=params.tangent_m,
-                                          max_px=pad_px + int(params.tangent_m / mean_px) + 2)
-    else:
-        stats_cut = 0
+    stats_cut = _straighten_cut_ends(g, prob, mask.shape, params, max_px=pad_px + int(params.tangent_m / mean_px) + 2)
     loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
     stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m), mask=mask)
     stats["hole_loops_opened"] = loops
@@ -256,6 +251,14 @@ def edge_of_data_nodes(
         for i in np.flatnonzero(~edge):
             edge[i] = _cut_by_nodata(rows[i], cols[i], mask, prob, radius_px)
     return set(np.flatnonzero(edge).tolist())
+
+
+def _straighten_cut_ends(g: EditableGraph, prob, shape, params: VectorizeParams, *, max_px: int) -> int:
+    """Ends cut by nodata (not the raster border, which mirroring handles) drawn straight onto the nodata edge."""
+    if prob is None or not np.issubdtype(prob.dtype, np.floating) or not g.protected:
+        return 0
+    cut = [n for n in g.protected if not _on_border(g.node_rc[n], shape)]
+    return extend_ends_to_nodata(g, prob, ends=cut, trim_m=params.tangent_m, tangent_m=params.tangent_m, max_px=max_px)
 
 
 def _on_border(rc: np.ndarray, shape) -> bool:
