@@ -71,7 +71,7 @@ def _vector_options(fn):
         click.option("--junction-merge-m", type=float, default=None,
                      help="Merge junctions joined by a shorter edge (an X thinned into two T) [default: 8]."),
         click.option("--max-hole-area-m2", type=float, default=None,
-                     help="Fill compact holes (cars, trees) up to this area before thinning [default: 20]."),
+                     help="Fill compact holes (cars, trees) up to this area before thinning [default: 12]."),
         click.option("--min-component-m", type=float, default=None,
                      help="Drop connected pieces with less road than this [default: 15]."),
         click.option("--bridge-gap-m", type=float, default=None, help="Join road ends closer than this [default: 7.2]."),

@@ -89,7 +89,7 @@ class VectorizeParams:
     threshold: float = 0.5
     smooth_sigma_m: float = 0.3
     min_object_area_m2: float = 0.0
-    max_hole_area_m2: float = 20.0
+    max_hole_area_m2: float = 12.0
     min_spur_m: float = 10.0
     spur_width_ratio: float = 2.0
     junction_merge_m: float = 8.0

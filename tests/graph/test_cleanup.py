@@ -63,12 +63,13 @@ def test_fill_small_holes_fills_a_compact_hole_only():
 
 def test_a_ring_round_a_small_hole_becomes_one_line_through_its_centre():
     mask = road_mask([LineString([(0, 50), (200, 50)])], (100, 200), width_px=15)
-    mask[46:50, 60:64] = False  # a car, 16 m², off the road's centre line (row 50)
+    mask[45:48, 60:64] = False  # a car, 12 m², off the road's centre line (row 50)
     net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT)
-    assert net.n_edges == 1 and net.stats["hole_loops_opened"] == 0
+    assert net.n_edges == 1
     (_, _, d), = net.graph.edges(data=True)
     rows = TRANSFORM.f - np.asarray(d["geometry"].coords)[:, 1]
-    assert np.abs(rows - 50.5).max() <= 1.5  # the graph-only clean-up kept one side of the ring: 5 px off
+    assert np.abs(rows - 50.5).max() <= 1.5  # opening the ring on the graph keeps one side of it, off the centre
+    assert net.stats["hole_loops_opened"] == 0
 
 
 def test_road_cut_by_the_aoi_ends_in_a_boundary_node_on_the_aoi_edge():
