@@ -16,8 +16,14 @@ import math
 
 import numpy as np
 from scipy import ndimage
+from skimage.measure import block_reduce
 
 from geodefect.graph.simplify import EditableGraph, merge_degree_two
+
+#: cell size (m) of the distance transform that measures road half-widths
+COARSE_M = 1.0
+#: half-widths are looked for up to this (m): blobs up to ~50 m across; longer spurs are not measured
+MAX_HALF_WIDTH_M = 25.0
 
 
 def prune_wide_spurs(g: EditableGraph, mask: np.ndarray, *, spur_width_ratio: float) -> int:
@@ -41,6 +47,8 @@ def prune_wide_spurs(g: EditableGraph, mask: np.ndarray, *, spur_width_ratio: fl
         spurs = sorted((g.length_m(eid), eid) for eid in list(g.edges) if _is_spur(g, eid))
         changed = []
         for length, eid in spurs:
+            if length >= spur_width_ratio * MAX_HALF_WIDTH_M:
+                break
             if eid not in g.edges or not _is_spur(g, eid):
                 continue
             if eid not in checked:
@@ -77,12 +85,16 @@ def half_widths_m(mask: np.ndarray, path: np.ndarray, scale_rc, *, limit_m: floa
     """Distance (m) from each point of ``path`` to the mask's background, looked for up to ``limit_m``.
 
     The distance transform runs on the path's bounding box grown by ``limit_m`` (and a ring of
-    background), so a value above ``limit_m`` may be underestimated -- callers only compare with it.
+    background), so a value above ``limit_m`` may be underestimated -- callers only compare with it --
+    in cells of about :data:`COARSE_M` (a cell is road when all its pixels are).
     """
-    margin = int(math.ceil(limit_m / min(scale_rc))) + 2
+    step = max(1, int(COARSE_M / min(scale_rc)))  # coarser cells: the test needs ~1 m, not a pixel
+    margin = int(math.ceil(limit_m / min(scale_rc))) + 2 * step
     rows, cols = np.rint(path[:, 0]).astype(np.int64), np.rint(path[:, 1]).astype(np.int64)
     r0, c0 = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
     r1, c1 = min(rows.max() + margin + 1, mask.shape[0]), min(cols.max() + margin + 1, mask.shape[1])
-    window = np.pad(mask[r0:r1, c0:c1], 1)
-    dist = ndimage.distance_transform_edt(window, sampling=scale_rc)
-    return dist[rows - r0 + 1, cols - c0 + 1]
+    window = mask[r0:r1, c0:c1]
+    if step > 1:  # a cell is road only if all its pixels are (half-widths err low, by < one cell)
+        window = block_reduce(window, (step, step), np.min, cval=False)
+    dist = ndimage.distance_transform_edt(np.pad(window, 1), sampling=(scale_rc[0] * step, scale_rc[1] * step))
+    return dist[(rows - r0) // step + 1, (cols - c0) // step + 1]

@@ -100,3 +100,28 @@ def test_branch_into_a_parking_lot_is_pruned_against_the_road_width():
     # a side road as wide as the road and 40 m long stays
     side = road_mask([LineString([(0, 40), (200, 40)]), LineString([(100, 40), (100, 80)])], (120, 200), width_px=7)
     assert degrees(vectorize_road_mask(side, TRANSFORM, crs=CRS, params=EXACT)) == [1, 1, 1, 3]
+
+
+def test_fill_small_holes_in_strips_equals_one_pass():
+    rng = np.random.default_rng(3)
+    mask = rng.random((300, 200)) > 0.08  # many 1-3 px holes, some touching strip seams
+    one = fill_small_holes(mask, max_hole_area_px=6, strip_rows=10_000)
+    for strip_rows in (20, 37, 64):
+        assert np.array_equal(fill_small_holes(mask, max_hole_area_px=6, strip_rows=strip_rows), one)
+    assert one.sum() > mask.sum()
+
+
+def test_fill_small_holes_matches_labelling_the_whole_background():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    mask = ndimage.binary_opening(rng.random((240, 260)) > 0.3)  # holes of all sizes and shapes
+    labels, n = ndimage.label(~mask)
+    reference = mask.copy()
+    edge = set(np.r_[labels[0], labels[-1], labels[:, 0], labels[:, -1]].tolist())
+    for i, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        small = (labels == i).sum() <= 9 and rows.stop - rows.start <= 4 and cols.stop - cols.start <= 3
+        if small and i not in edge:
+            reference[labels == i] = True
+    got = fill_small_holes(mask, max_hole_area_px=9, max_extent_rc_px=(4, 3), strip_rows=50)
+    assert np.array_equal(got, reference) and got.sum() > mask.sum()
