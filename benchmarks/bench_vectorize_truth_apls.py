@@ -26,7 +26,7 @@ from the prediction and of prediction farther than 3 m from the truth (``road_er
 length-weighted, so not moved by node counts.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_vectorize_truth_apls.py \
-        [--variants clean damaged aoi] [--set junction_merge_m=0 ...]
+        [--variants clean damaged aoi] [--set junction_merge_m=0 ...] [--tiles Vegas_img1454 ...]
 """
 
 from __future__ import annotations
@@ -188,6 +188,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["clean", "damaged", "aoi"], choices=["clean", "damaged", "aoi"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="VectorizeParams overrides")
+    parser.add_argument("--tiles", nargs="*", default=None, metavar="CITY_IMG",
+                        help="only these tiles, e.g. Vegas_img1454 (the road model's validation tiles)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the per-tile rows here")
     args = parser.parse_args()
@@ -200,7 +202,8 @@ def main() -> None:
     params = VectorizeParams(**{k: float(v) for k, v in (s.split("=", 1) for s in args.set)})
     rows = []
     for k, tile in enumerate(iter_tiles()):
-        rows += run_tile(*tile, params, args.variants, args.seed + k)
+        if args.tiles is None or tile[1].split("_", 2)[-1] in args.tiles:
+            rows += run_tile(*tile, params, args.variants, args.seed + k)
     df = pd.DataFrame(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

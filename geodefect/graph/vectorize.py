@@ -89,9 +89,10 @@ class VectorizeParams:
     threshold: float = 0.5
     smooth_sigma_m: float = 0.3
     min_object_area_m2: float = 0.0
-    max_hole_area_m2: float = 12.0
+    fill_hole_area_m2: float = 0.0
+    max_hole_area_m2: float = 30.0
     min_spur_m: float = 10.0
-    spur_width_ratio: float = 2.0
+    spur_width_ratio: float = 2.5
     junction_merge_m: float = 8.0
     bridge_gap_m: float = 7.2
     bridge_collinear_gap_m: float = 24.0
@@ -108,7 +109,7 @@ class VectorizeParams:
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"`threshold` must be in (0, 1), got {self.threshold!r}")
         for name in (
-            "smooth_sigma_m", "min_object_area_m2", "max_hole_area_m2", "min_spur_m", "spur_width_ratio", "junction_merge_m", "bridge_gap_m",
+            "smooth_sigma_m", "min_object_area_m2", "fill_hole_area_m2", "max_hole_area_m2", "min_spur_m", "spur_width_ratio", "junction_merge_m", "bridge_gap_m",
             "bridge_collinear_gap_m", "bridge_to_edge_gap_m", "tangent_m", "min_component_m", "simplify_tolerance_m",
             "border_pad_m", "max_junction_span_m",
         ):
@@ -185,9 +186,9 @@ def vectorize_road_mask(
     mask = mask.astype(bool, copy=False)
     if params.min_object_area_m2 > 0:
         mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
-    if params.max_hole_area_m2 > 0:
-        diameter_m = 2 * math.sqrt(params.max_hole_area_m2 / math.pi)  # a hole must fit in a disc of that area
-        mask = fill_small_holes(mask, max_hole_area_px=params.max_hole_area_m2 / area_px,
+    if params.fill_hole_area_m2 > 0:
+        diameter_m = 2 * math.sqrt(params.fill_hole_area_m2 / math.pi)  # a hole must fit in a disc of that area
+        mask = fill_small_holes(mask, max_hole_area_px=params.fill_hole_area_m2 / area_px,
                                 max_extent_rc_px=(diameter_m / scale_rc[0], diameter_m / scale_rc[1]))
     span_px = max(int(round(params.max_junction_span_m / mean_px)), 2)
     skel = skeletonize_mask(mask, border_pad_px=pad_px)

@@ -208,9 +208,9 @@ def test_bad_orientation_shape_and_missing_bin_deg_are_input_errors():
 
 def test_small_hole_in_a_road_gives_no_loop_and_a_large_one_is_kept():
     mask = road_mask([LineString([(0, 50), (200, 50)])], (100, 200), width_px=15)
-    mask[48:51, 60:64] = False  # a car: 12 px = 12 m² (max_hole_area_m2)
+    mask[48:52, 60:66] = False  # a car: 24 px = 24 m² < 30 m²
     net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=EXACT)
-    assert net.n_edges == 1 and net.stats["hole_loops_opened"] == 0  # filled before thinning (test_cleanup)
+    assert net.n_edges == 1 and net.stats["hole_loops_opened"] == 1
     block = np.zeros((100, 200), bool)
     block[20:80, 40:160] = True
     block[30:70, 50:150] = False  # a 4000 m² courtyard is not a hole
