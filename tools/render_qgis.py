@@ -5,7 +5,7 @@ applied by QGIS itself when the layer is loaded, and layers are reprojected on t
 the raster's CRS. Runs with the system Python that has PyQGIS, headless:
 
     QT_QPA_PLATFORM=offscreen /usr/bin/python3 tools/render_qgis.py \\
-        --raster image.tif --vector out/roads.gpkg -o render.png [--width-px 1200]
+        --raster image.tif --vector out/roads.gpkg [--vector errors.gpkg] -o render.png [--width-px 1200]
 
 Prints, per layer, its CRS, feature count and renderer type (``singleSymbol`` /
 ``categorizedSymbol`` means the stored style was applied; QGIS's default for a fresh layer
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 def _parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--raster", help="background raster (GeoTIFF); optional")
-    p.add_argument("--vector", required=True, help="GeoPackage (every vector layer is drawn) or any vector file")
+    p.add_argument("--vector", required=True, action="append",
+                   help="GeoPackage (every vector layer is drawn) or any vector file; repeat for more (the first on top)")
     p.add_argument("-o", "--output", required=True, help="PNG to write")
     p.add_argument("--width-px", type=int, default=1200, help="image width; height follows the extent")
     return p.parse_args(argv)
@@ -47,7 +48,7 @@ def _render(args) -> int:
     from qgis.PyQt.QtGui import QColor
 
     project = QgsProject.instance()
-    vectors = _load_vectors(args.vector)
+    vectors = [layer for path in args.vector for layer in _load_vectors(path)]
     if not vectors:
         print(f"no vector layer could be loaded from {args.vector}", file=sys.stderr)
         return 1

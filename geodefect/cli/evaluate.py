@@ -81,6 +81,9 @@ def _damage_options(fn):
 @_generated_options()
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the metrics as JSON to this file.")
+@click.option("--errors", "errors_out", type=click.Path(dir_okay=False), default=None,
+              help="Roads: also write the missed truth roads and the predicted roads with no truth (within "
+                   "--buffer-m), with their lengths, to this GeoPackage (styled for QGIS).")
 @click.option("--threads", type=click.IntRange(min=0), default=None,
               help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs.")
 @_damage_options
@@ -97,6 +100,7 @@ def evaluate(verbose: bool, quiet: bool, **opts) -> None:
     Example:
 
       geodefect evaluate --pred out/roads.gpkg --truth roads.geojson --aoi aoi.geojson --json m.json
+      geodefect evaluate --pred out/road_mask.tif --truth roads.geojson --errors errors.gpkg
 
     Inspection: per-image and overall IoU/F1/precision/recall of masks (plus box recall and
     precision with --coco); stage-1 accuracy and frames per second with --model --images:
@@ -117,3 +121,5 @@ def evaluate(verbose: bool, quiet: bool, **opts) -> None:
     click.echo(summary.text())
     if opts.get("json_out"):
         click.echo(f"metrics written to {opts['json_out']}", err=True)
+    if opts.get("errors_out"):
+        click.echo(f"missed / invented roads written to {opts['errors_out']}", err=True)

@@ -15,7 +15,8 @@ Grids and CRSs:
   union of both extents).
 
 The AOI (any CRS) restricts every metric; with a raster prediction the truth is also clipped
-to the raster's footprint (what the model could see).
+to the raster's data footprint (what the model could see: pixels that are not nodata), so a
+prediction made with ``infer --aoi`` scores the same with or without ``--aoi`` here.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def evaluate(
     config_file: str | Path | None = None,
     overrides: dict | None = None,
     overwrite: bool = False,
+    errors_out: str | Path | None = None,
 ) -> dict:
-    """Evaluate a road prediction against centerlines; optionally write the result as JSON.
+    """Evaluate a road prediction against centerlines; optionally write the result as JSON
+    and the missed / invented roads as a styled GeoPackage (``errors_out``, for QGIS).
 
     Returns:
         dict with ``pixel`` (iou, f1, precision, recall), ``relaxed`` (precision, recall, f1),
@@ -83,8 +86,9 @@ def evaluate(
     from geodefect.io.atomic import check_output_free, write_text_atomic
 
     cfg = resolve_config(RoadEvalConfig, config_file, overrides)
-    if json_out is not None:
-        check_output_free(json_out, overwrite=overwrite)
+    for out in (json_out, errors_out):
+        if out is not None:
+            check_output_free(out, overwrite=overwrite)
     require_file(pred, what="prediction")
     scene = _load_scene(Path(pred), Path(truth), aoi, cfg)
     result = {
@@ -94,9 +98,22 @@ def evaluate(
         "config": config_to_dict(cfg),
         **score_scene(scene, cfg),
     }
+    if errors_out is not None:
+        result["errors"] = write_errors(scene, cfg, errors_out)
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def write_errors(scene: _Scene, cfg: RoadEvalConfig, path) -> dict:
+    """Write the scene's missed and invented roads to ``path``; return their counts and km."""
+    from geodefect.evaluation.errors import road_errors
+    from geodefect.io.gpkg import write_road_errors
+
+    errors = road_errors(scene.truth_lines_m, scene.pred_lines_m, buffer_m=cfg.buffer_m, crs=scene.crs)
+    write_road_errors(path, errors)
+    km = errors.groupby("error")["length_m"].sum() / 1000.0
+    return {"path": str(path), "features": len(errors), **{f"{k}_km": float(v) for k, v in km.items()}}
 
 
 @dataclass
@@ -111,6 +128,7 @@ class _Scene:
     pixel_size_m: tuple[float, float]
     truth_lines_m: list
     pred_lines_m: list
+    crs: object = None  # the metric CRS of the *_lines_m
 
 
 def score_scene(scene: _Scene, cfg: RoadEvalConfig) -> dict:
@@ -179,7 +197,6 @@ def _metric_crs(crs, truth_gdf):
 
 def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     from rasterio.features import rasterize
-    from shapely.geometry import box
 
     from geodefect.graph.vectorize import pixel_size_m, vectorize_road_mask
     from geodefect.io.raster import open_raster
@@ -188,9 +205,9 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     with open_raster(pred) as ds:
         data = ds.read(1)
         transform, crs, nodata = ds.transform, ds.crs, ds.nodata
-        footprint = box(*ds.bounds)
     valid = data != nodata if nodata is not None else np.ones(data.shape, bool)
     mask = _road_pixels(data) & valid
+    footprint = data_footprint(valid, transform)  # what the model saw: its nodata (outside its AOI) is not
     truth_gdf = read_lines(truth, what="truth centerline file")
     metric = _metric_crs(crs, truth_gdf)
     region = _to_crs(footprint, crs, metric)
@@ -198,20 +215,41 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
         aoi_metric = read_aoi(aoi, to_crs=metric)
         region = region.intersection(aoi_metric)
         valid &= rasterize([(_to_crs(aoi_metric, metric, crs), 1)], out_shape=data.shape, transform=transform, dtype="uint8").astype(bool)
+    if footprint.is_empty:
+        raise InputError(f"prediction raster {str(pred)!r} holds no data (every pixel is nodata); check the file")
     if region.is_empty:
         raise InputError(f"the AOI {str(aoi)!r} does not overlap the prediction raster {str(pred)!r}; check both files")
     truth_m = _clip_lines(truth_gdf.to_crs(metric).geometry.values, region)
     _require_truth(truth_m, truth, "the prediction raster" + (" and the AOI" if aoi is not None else ""))
     truth_mask, truth_px = _rasterize_truth(truth_m, metric, crs, transform, data.shape, cfg.buffer_m)
-    net = vectorize_road_mask(mask, transform, crs=crs)
+    # NaN where the raster has no data: roads cut there end in boundary nodes, not dead ends
+    mask &= valid
+    net = vectorize_road_mask(mask, transform, crs=crs, prob=np.where(valid, mask, np.float32(np.nan)).astype(np.float32))
     roads, _ = net.to_geodataframes()
     pred_m = _clip_lines(roads.to_crs(metric).geometry.values, region) if len(roads) else []
     return _Scene(
         pred_mask=mask, pred_lines_px=_rasterize_lines(roads.geometry.values, transform, data.shape),
         truth_mask=truth_mask, truth_lines_px=truth_px,
         valid=valid, pixel_size_m=pixel_size_m(transform, crs, data.shape),
-        truth_lines_m=truth_m, pred_lines_m=pred_m,
+        truth_lines_m=truth_m, pred_lines_m=pred_m, crs=metric,
     )
+
+
+def data_footprint(valid: np.ndarray, transform):
+    """Polygon (raster CRS) of the pixels that hold data: the whole raster, or the AOI it was predicted in.
+
+    The truth is clipped to it, so a prediction made with ``--aoi`` scores the same whether
+    ``evaluate`` is given that AOI or not.
+    """
+    import shapely
+    from rasterio.features import shapes
+    from rasterio.transform import array_bounds
+    from shapely.geometry import box, shape
+
+    if valid.all():
+        return box(*array_bounds(*valid.shape, transform))
+    polygons = [shape(geom) for geom, _ in shapes(valid.astype(np.uint8), mask=valid, transform=transform)]
+    return shapely.union_all(polygons) if polygons else shapely.Polygon()
 
 
 def _road_pixels(data: np.ndarray) -> np.ndarray:
@@ -252,7 +290,7 @@ def _vector_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     size = abs(transform.a)
     return _Scene(
         pred_mask=pred_mask, pred_lines_px=pred_px, truth_mask=truth_mask, truth_lines_px=truth_px,
-        valid=valid, pixel_size_m=(size, size), truth_lines_m=truth_m, pred_lines_m=pred_m,
+        valid=valid, pixel_size_m=(size, size), truth_lines_m=truth_m, pred_lines_m=pred_m, crs=metric,
     )
 
 

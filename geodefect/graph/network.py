@@ -1,6 +1,8 @@
 """The road network result: a networkx MultiGraph with georeferenced geometry.
 
-Nodes carry ``x``, ``y`` (CRS units), ``degree`` and ``kind`` (junction | end | loop);
+Nodes carry ``x``, ``y`` (CRS units), ``degree`` and ``kind`` (junction | end | boundary |
+loop; ``boundary``: a road end where the data stops -- the raster border or the AOI's edge --
+not a dead end);
 edges carry ``geometry`` (shapely LineString in the CRS), ``length_m``, ``mean_prob``
 (NaN without a probability map), ``bridged`` (a gap was joined on it) and ``n_vertices``.
 """
@@ -92,15 +94,19 @@ def oriented_ends(graph, u, v, line) -> tuple:
     return (u, v) if du <= dv else (v, u)
 
 
-def node_kind(degree: int) -> str:
-    """``end`` (degree 1), ``junction`` (3 or more), ``loop`` (2: a node on a closed ring)."""
-    return "end" if degree <= 1 else "junction" if degree >= 3 else "loop"
+def node_kind(degree: int, *, on_boundary: bool = False) -> str:
+    """``end`` (degree 1), ``boundary`` (degree 1 where the data stops: the road goes on
+    outside the raster or the AOI), ``junction`` (3 or more), ``loop`` (2: a node on a closed ring)."""
+    if degree <= 1:
+        return "boundary" if on_boundary else "end"
+    return "junction" if degree >= 3 else "loop"
 
 
 def build_road_network(g, transform, *, crs, shape, prob=None, simplify_tolerance_px: float = 0.0) -> RoadNetwork:
     """Georeference an :class:`~geodefect.graph.simplify.EditableGraph` into a RoadNetwork.
 
-    Pixel (row, col) becomes ``transform * (col + 0.5, row + 0.5)``; lines are simplified with
+    Nodes in ``g.protected`` (ends on the raster border or next to nodata) of degree 1 get
+    ``kind = "boundary"``. Pixel (row, col) becomes ``transform * (col + 0.5, row + 0.5)``; lines are simplified with
     Ramer–Douglas–Peucker in pixel units (endpoints always kept) before georeferencing.
     """
     import networkx as nx
@@ -121,8 +127,9 @@ def build_road_network(g, transform, *, crs, shape, prob=None, simplify_toleranc
     mean_prob = _mean_along(paths, prob)
     xy = _georeference_points(g.node_rc[nodes], transform)
     degree = {n: g.degree(n) for n in nodes}
+    boundary = getattr(g, "protected", set())
     for n, (x, y) in zip(nodes, xy.tolist(), strict=True):
-        graph.add_node(renumber[n], x=x, y=y, degree=degree[n], kind=node_kind(degree[n]))
+        graph.add_node(renumber[n], x=x, y=y, degree=degree[n], kind=node_kind(degree[n], on_boundary=n in boundary))
     for i, e in enumerate(eids):
         edge = g.edges[e]
         graph.add_edge(

@@ -1,7 +1,8 @@
 """Probability raster -> clean, georeferenced road network (arrays + Affine in, lines out).
 
-Pipeline: threshold -> (optionally remove small objects) -> skeletonize -> pixel graph ->
-merge degree-2 chains -> open loops round small holes -> prune spurs -> bridge gaps end to
+Pipeline: threshold -> (optionally remove small objects) -> fill small holes -> skeletonize -> pixel graph ->
+merge degree-2 chains -> open loops round small holes -> prune spurs -> merge close
+junctions -> bridge gaps end to
 end and end to road (direction from the predicted orientation bins, else the edge tangent)
 -> drop small components -> merge degree-2 chains ->
 Ramer–Douglas–Peucker in metres -> LineStrings in the raster CRS (pixel centres,
@@ -19,9 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from geodefect.errors import InputError
+from geodefect.graph.boundary import extend_ends_to_nodata
 from geodefect.graph.bridge import bridge_ends_to_edges, bridge_gaps
 from geodefect.graph.build import skeleton_to_graph
+from geodefect.graph.junctions import merge_close_junctions
 from geodefect.graph.network import RoadNetwork, build_road_network
+from geodefect.graph.spurs import prune_wide_spurs
 from geodefect.graph.simplify import (
     EditableGraph,
     drop_small_components,
@@ -30,7 +34,7 @@ from geodefect.graph.simplify import (
     remove_small_loops,
     tangent_direction,
 )
-from geodefect.graph.skeleton import remove_small_objects, skeletonize_mask, threshold_probability
+from geodefect.graph.skeleton import fill_small_holes, remove_small_objects, skeletonize_mask, threshold_probability
 
 __all__ = [
     "RoadNetwork",
@@ -55,10 +59,16 @@ class VectorizeParams:
         min_object_area_m2: road blobs smaller than this are removed before thinning
             (0 = off, the default: it costs a labelling pass over the raster, and
             ``min_component_m`` drops what such blobs thin to).
-        max_hole_area_m2: loops in the skeleton that only go round a hole of the mask up to
-            this size (a car, a shadow) are opened (on the graph, see
-            ``simplify.remove_small_loops``; 0 = off).
+        max_hole_area_m2: holes in the mask up to this size that fit in a disc of this area
+            (a car, a tree; not the median between two carriageways) are filled before thinning (``skeleton.fill_small_holes``), and loops of the skeleton
+            that only go round a hole up to this size are opened (``simplify.remove_small_loops``;
+            0 = off).
         min_spur_m: dead-end branches shorter than this are pruned (repeatedly).
+        spur_width_ratio: dead ends shorter than this times the widest half-width of road
+            they run through are pruned too (a branch into a parking lot or a driveway's
+            apron; ``spurs.prune_wide_spurs``; 0 = off).
+        junction_merge_m: junctions joined by edges shorter than this are merged into one
+            node (an X thinned into two T-junctions a few metres apart; 0 = off).
         bridge_gap_m: end nodes closer than this are joined (CRESI: always).
         bridge_collinear_gap_m: end nodes up to this far apart are joined when collinear.
         bridge_angle_deg: collinearity tolerance between the gap and the road direction at
@@ -79,8 +89,11 @@ class VectorizeParams:
     threshold: float = 0.5
     smooth_sigma_m: float = 0.3
     min_object_area_m2: float = 0.0
+    fill_hole_area_m2: float = 0.0
     max_hole_area_m2: float = 30.0
     min_spur_m: float = 10.0
+    spur_width_ratio: float = 2.5
+    junction_merge_m: float = 8.0
     bridge_gap_m: float = 7.2
     bridge_collinear_gap_m: float = 24.0
     bridge_angle_deg: float = 30.0
@@ -96,7 +109,7 @@ class VectorizeParams:
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"`threshold` must be in (0, 1), got {self.threshold!r}")
         for name in (
-            "smooth_sigma_m", "min_object_area_m2", "max_hole_area_m2", "min_spur_m", "bridge_gap_m",
+            "smooth_sigma_m", "min_object_area_m2", "fill_hole_area_m2", "max_hole_area_m2", "min_spur_m", "spur_width_ratio", "junction_merge_m", "bridge_gap_m",
             "bridge_collinear_gap_m", "bridge_to_edge_gap_m", "tangent_m", "min_component_m", "simplify_tolerance_m",
             "border_pad_m", "max_junction_span_m",
         ):
@@ -173,6 +186,10 @@ def vectorize_road_mask(
     mask = mask.astype(bool, copy=False)
     if params.min_object_area_m2 > 0:
         mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
+    if params.fill_hole_area_m2 > 0:
+        diameter_m = 2 * math.sqrt(params.fill_hole_area_m2 / math.pi)  # a hole must fit in a disc of that area
+        mask = fill_small_holes(mask, max_hole_area_px=params.fill_hole_area_m2 / area_px,
+                                max_extent_rc_px=(diameter_m / scale_rc[0], diameter_m / scale_rc[1]))
     span_px = max(int(round(params.max_junction_span_m / mean_px)), 2)
     skel = skeletonize_mask(mask, border_pad_px=pad_px)
     g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel, max_cluster_span_px=span_px), scale_rc=scale_rc)
@@ -180,9 +197,11 @@ def vectorize_road_mask(
     ends = np.array([n for n, inc in g.incident.items() if len(inc) <= 1], dtype=np.int64)
     g.protected = {int(ends[i]) for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=pad_px)}
     merge_degree_two(g)
+    stats_cut = _straighten_cut_ends(g, prob, mask.shape, params, max_px=pad_px + int(params.tangent_m / mean_px) + 2)
     loops = remove_small_loops(g, mask, max_hole_area_px=params.max_hole_area_m2 / area_px)
-    stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m))
+    stats = clean_graph(g, params, end_direction=_end_direction_fn(bins, bin_deg, scale_rc, params.tangent_m), mask=mask)
     stats["hole_loops_opened"] = loops
+    stats["ends_extended_to_aoi"] = stats_cut
     network = build_road_network(
         g, transform, crs=crs, shape=mask.shape, prob=prob,
         simplify_tolerance_px=params.simplify_tolerance_m / mean_px,
@@ -191,9 +210,12 @@ def vectorize_road_mask(
     return network
 
 
-def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction) -> dict[str, int]:
-    """Prune spurs, bridge gaps (end to end, then end to road), drop small components, merge chains."""
+def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction, mask=None) -> dict[str, int]:
+    """Prune spurs (also against the road width when ``mask`` is given), merge close junctions, bridge gaps (end to end, then end to road), drop small components, merge chains."""
     stats = {"spurs_pruned": prune_spurs(g, min_spur_m=params.min_spur_m)}
+    if mask is not None:
+        stats["wide_spurs_pruned"] = prune_wide_spurs(g, mask, spur_width_ratio=params.spur_width_ratio)
+    stats["junctions_merged"] = merge_close_junctions(g, junction_merge_m=params.junction_merge_m)
     stats["gaps_bridged"] = bridge_gaps(
         g,
         short_gap_m=params.bridge_gap_m,
@@ -230,6 +252,19 @@ def edge_of_data_nodes(
         for i in np.flatnonzero(~edge):
             edge[i] = _cut_by_nodata(rows[i], cols[i], mask, prob, radius_px)
     return set(np.flatnonzero(edge).tolist())
+
+
+def _straighten_cut_ends(g: EditableGraph, prob, shape, params: VectorizeParams, *, max_px: int) -> int:
+    """Ends cut by nodata (not the raster border, which mirroring handles) drawn straight onto the nodata edge."""
+    if prob is None or not np.issubdtype(prob.dtype, np.floating) or not g.protected:
+        return 0
+    cut = [n for n in g.protected if not _on_border(g.node_rc[n], shape)]
+    return extend_ends_to_nodata(g, prob, ends=cut, trim_m=params.tangent_m, tangent_m=params.tangent_m, max_px=max_px)
+
+
+def _on_border(rc: np.ndarray, shape) -> bool:
+    row, col = int(round(rc[0])), int(round(rc[1]))
+    return row <= 0 or col <= 0 or row >= shape[0] - 1 or col >= shape[1] - 1
 
 
 def _cut_by_nodata(row: int, col: int, mask: np.ndarray, prob: np.ndarray, radius_px: int) -> bool:

@@ -3,7 +3,7 @@
 ``roads.gpkg`` holds two layers, ``roads`` (LineString) and ``nodes`` (Point), in the
 network's CRS, and a ``layer_styles`` table exactly as QGIS creates it when a style is saved
 "in database": QGIS applies the row with ``useAsDefault = 1`` when the layer is opened, so
-roads are drawn as orange 1.2 mm lines and nodes as junction / end / loop categories.
+roads are drawn as orange 1.2 mm lines and nodes as junction / end / boundary / loop categories.
 An empty network still gives a valid file with both (empty) layers of the right type.
 """
 
@@ -52,6 +52,25 @@ def write_road_network(path: str | os.PathLike, network, crs=None) -> Path:
                                 dataset_options={"VERSION": "1.2"})
         pyogrio.write_dataframe(nodes, tmp, layer=NODES_LAYER, driver="GPKG", geometry_type="Point")
         write_layer_styles(tmp, {ROADS_LAYER: (ROADS_QML, ROADS_SLD), NODES_LAYER: (NODES_QML, NODES_SLD)})
+    return path
+
+
+ERRORS_LAYER = "errors"
+
+
+def write_road_errors(path: str | os.PathLike, errors) -> Path:
+    """Write road errors (``geodefect.evaluation.errors.road_errors``) to a styled GeoPackage, atomically.
+
+    One LineString layer ``errors`` (``error``: false_negative | false_positive, ``length_m``)
+    with a default QGIS style: missed truth roads thick red, invented roads dashed purple.
+    """
+    import pyogrio
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pyogrio.write_dataframe(errors, tmp, layer=ERRORS_LAYER, driver="GPKG", geometry_type="LineString",
+                                dataset_options={"VERSION": "1.2"})
+        write_layer_styles(tmp, {ERRORS_LAYER: (ERRORS_QML, ERRORS_SLD)})
     return path
 
 
@@ -171,9 +190,12 @@ ROADS_QML = _qml(
     geometry_type=1,
 )
 
-_NODE_CATEGORIES = (("junction", "220,30,30,255", "2.4"), ("end", "30,90,220,255", "1.8"), ("loop", "120,120,120,255", "1.6"))
+_NODE_CATEGORIES = (
+    ("junction", "220,30,30,255", "2.4"), ("end", "30,90,220,255", "1.8"),
+    ("boundary", "40,170,60,255", "1.6"), ("loop", "120,120,120,255", "1.6"),
+)
 
-#: nodes: categorised by ``kind`` (junction red, end blue, loop grey)
+#: nodes: categorised by ``kind`` (junction red, end (dead end) blue, boundary green, loop grey)
 NODES_QML = _qml(
     '<renderer-v2 type="categorizedSymbol" attr="kind" forceraster="0" symbollevels="0" enableorderby="0">'
     "<categories>"
@@ -208,4 +230,37 @@ NODES_SLD = _sld(
     "<se:PointSymbolizer><se:Graphic><se:Mark><se:WellKnownName>circle</se:WellKnownName>"
     '<se:Fill><se:SvgParameter name="fill">#dc1e1e</se:SvgParameter></se:Fill></se:Mark>'
     "<se:Size>7</se:Size></se:Graphic></se:PointSymbolizer>",
+)
+
+
+def _line(color: str, width_mm: str, style: str = "solid") -> str:
+    return _symbol_layer(
+        "SimpleLine",
+        {
+            "line_color": color, "line_width": width_mm, "line_width_unit": "MM", "line_style": style,
+            "capstyle": "round", "joinstyle": "round", "offset": "0", "offset_unit": "MM", "use_custom_dash": "0",
+        },
+    )
+
+
+_ERROR_CATEGORIES = (
+    ("false_negative", "missed truth road", _line("230,0,40,255", "1.6")),
+    ("false_positive", "predicted road with no truth", _line("150,40,200,255", "1.2", "dash")),
+)
+
+#: errors: categorised by ``error`` (missed red, invented dashed purple)
+ERRORS_QML = _qml(
+    '<renderer-v2 type="categorizedSymbol" attr="error" forceraster="0" symbollevels="0" enableorderby="0">'
+    "<categories>"
+    + "".join(f'<category render="true" symbol="{i}" value="{k}" label="{label}"/>'
+              for i, (k, label, _) in enumerate(_ERROR_CATEGORIES))
+    + "</categories><symbols>"
+    + "".join(_symbol("line", str(i), xml) for i, (_, _, xml) in enumerate(_ERROR_CATEGORIES))
+    + "</symbols><rotation/><sizescale/></renderer-v2>",
+    geometry_type=1,
+)
+ERRORS_SLD = _sld(
+    ERRORS_LAYER,
+    '<se:LineSymbolizer><se:Stroke><se:SvgParameter name="stroke">#e60028</se:SvgParameter>'
+    '<se:SvgParameter name="stroke-width">5</se:SvgParameter></se:Stroke></se:LineSymbolizer>',
 )

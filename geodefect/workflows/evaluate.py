@@ -53,7 +53,8 @@ def _roads(opts: dict) -> Summary:
 
     overrides = {k: opts[k] for k in ROAD_KEYS if opts.get(k) is not None}
     result = evaluate_roads(opts["pred"], opts["truth"], aoi=opts.get("aoi"), json_out=opts.get("json_out"),
-                            config_file=opts.get("config_file"), overrides=overrides, overwrite=opts.get("overwrite"))
+                            config_file=opts.get("config_file"), overrides=overrides, overwrite=opts.get("overwrite"),
+                            errors_out=opts.get("errors_out"))
     return Summary("evaluate", "", format_road_metrics(result).splitlines(), result)
 
 

@@ -125,3 +125,50 @@ def test_truth_outside_the_aoi_is_an_error(scene, tmp_path):
     gpd.GeoDataFrame(geometry=[box(500_000, 3_999_000, 500_100, 3_999_100)], crs=CRS).to_file(empty_aoi)
     res = run("--pred", scene["gpkg"], "--truth", scene["truth"], "--aoi", empty_aoi)
     assert res.exit_code == 1 and "no line inside the AOI" in res.output
+
+
+def test_raster_predicted_in_an_aoi_scores_the_same_with_and_without_that_aoi(scene, tmp_path):
+    """A road_mask.tif made with `infer --aoi` is nodata outside the AOI; the model never saw the
+    truth there, so it must not count as missed whether or not `evaluate` is given the AOI."""
+    with rasterio.open(scene["mask"]) as ds:
+        mask, profile = ds.read(1), ds.profile
+    mask[140:, :] = 255  # nodata below y = 4_000_030: outside scene["aoi"]
+    cut = tmp_path / "road_mask_aoi.tif"
+    with rasterio.open(cut, "w", **profile) as ds:
+        ds.write(mask, 1)
+    scores = []
+    for extra in ((), ("--aoi", scene["aoi"])):
+        out = tmp_path / f"m{len(extra)}.json"
+        res = run("--pred", cut, "--truth", scene["truth"], "--json", out, *extra)
+        assert res.exit_code == 0, res.output
+        scores.append(json.loads(out.read_text()))
+    assert scores[0]["apls"]["apls"] == pytest.approx(scores[1]["apls"]["apls"], abs=1e-9)
+    assert scores[0]["apls"]["apls"] > 0.9
+    assert scores[0]["km"]["truth"] == pytest.approx(scores[1]["km"]["truth"], abs=1e-3)
+
+
+def test_errors_gpkg_holds_missed_and_invented_roads_with_lengths_and_a_style(scene, tmp_path):
+    import sqlite3
+
+    import pyogrio
+
+    pred = tmp_path / "pred.geojson"  # finds the east-west road, misses the stem, invents a road
+    invented = LineString([(500_010, 4_000_090), (500_090, 4_000_090)])
+    gpd.GeoDataFrame(geometry=[LineString([(500_000, 4_000_050), (500_100, 4_000_050)]), invented],
+                     crs=CRS).to_file(pred)
+    errors = tmp_path / "errors.gpkg"
+    res = run("--pred", pred, "--truth", scene["truth"], "--errors", errors, "--json", tmp_path / "m.json")
+    assert res.exit_code == 0, res.output
+    gdf = gpd.read_file(errors, layer="errors")
+    by_kind = dict(zip(gdf["error"], gdf["length_m"], strict=True))
+    assert sorted(by_kind) == ["false_negative", "false_positive"]
+    assert by_kind["false_negative"] == pytest.approx(50 - 2, abs=0.2)  # the stem, minus the 2 m buffer
+    assert by_kind["false_positive"] == pytest.approx(80, abs=0.01)
+    assert gdf.geometry.length.to_numpy() == pytest.approx(gdf["length_m"].to_numpy())
+    assert pyogrio.read_info(errors, layer="errors")["geometry_type"] == "LineString"
+    with sqlite3.connect(errors) as con:
+        (qml,) = con.execute("SELECT styleQML FROM layer_styles WHERE f_table_name = 'errors' AND useAsDefault").fetchone()
+    assert 'attr="error"' in qml and 'value="false_negative"' in qml and 'value="false_positive"' in qml
+    assert json.loads((tmp_path / "m.json").read_text())["errors"]["features"] == 2
+    res = run("--pred", pred, "--truth", scene["truth"], "--errors", errors)
+    assert res.exit_code == 1 and "overwrite" in res.output  # an existing errors.gpkg is not replaced

@@ -74,7 +74,8 @@ def test_t_junction_gives_one_node_of_degree_three():
     lines = [LineString([(0, 50), (200, 50)]), LineString([(100, 50), (100, 150)])]
     net = vectorize_road_mask(road_mask(lines, (160, 200)), TRANSFORM, crs=CRS, params=EXACT)
     assert degrees(net) == [1, 1, 1, 3]
-    assert sorted(d["kind"] for _, d in net.graph.nodes(data=True)) == ["end", "end", "end", "junction"]
+    # the road's two ends lie on the raster border: the road goes on (boundary), the stem stops (end)
+    assert sorted(d["kind"] for _, d in net.graph.nodes(data=True)) == ["boundary", "boundary", "end", "junction"]
 
 
 def test_x_junction_gives_one_node_of_degree_four_at_the_crossing():

@@ -42,7 +42,7 @@ def test_layers_crs_geometry_types_and_attributes(tmp_path, network):
     assert len(roads) == network.n_edges == 4
     assert {"length_m", "edge_id", "u", "v", "mean_prob", "n_vertices"} <= set(roads.columns)
     np.testing.assert_allclose(roads.length_m, roads.geometry.length)  # projected metres
-    assert sorted(nodes.kind) == ["end"] * 4 + ["junction"]
+    assert sorted(nodes.kind) == ["boundary"] * 4 + ["junction"]  # all four roads leave the raster
     assert set(roads.u) | set(roads.v) == set(nodes.node_id)
     assert not list(tmp_path.glob(".tmp-*"))  # written atomically, nothing left behind
 
@@ -67,7 +67,7 @@ def test_layer_styles_rows_are_default_and_qml_parses(tmp_path, network):
     assert roads_qml.find(".//prop[@k='line_width']").get("v") == "1.2"
     nodes_qml = ET.fromstring(by_layer["nodes"][3].split("\n", 1)[1])
     assert nodes_qml.find("renderer-v2").get("attr") == "kind"
-    assert {c.get("value") for c in nodes_qml.iter("category")} >= {"junction", "end"}
+    assert {c.get("value") for c in nodes_qml.iter("category")} >= {"junction", "end", "boundary"}
 
 
 def test_empty_network_is_a_valid_gpkg_with_both_layers(tmp_path, empty_network):
