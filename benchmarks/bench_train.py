@@ -79,14 +79,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from geodefect.workflows.road_train import (
-        RoadTaskAdapter,
-        RoadTrainConfig,
-        loop_config,
-        make_datasets,
-        make_recipe,
-        model_spec,
-    )
+    from geodefect.tasks import get_task
+    from geodefect.tasks.roads import RoadTaskAdapter, make_recipe, model_spec
+    from geodefect.training.config import resolve_train_config
 
     from geodefect.training.loop import fit
     from geodefect.training.state import make_loader, move_batch, resolve_device
@@ -98,30 +93,34 @@ def main() -> None:
         from geodefect.datasets.roads import read_road_meta
 
         meta = read_road_meta(chips)
-        cfg = RoadTrainConfig(encoder=args.encoder, epochs=2, batch_size=args.batch_size, steps_per_epoch=args.steps,
-                              device="cpu", threads=args.threads, lr=1e-4, lr_schedule="constant")
-        train_ds, val_ds = make_datasets(chips, cfg, meta)
+        task = get_task("roads")
+        run_cfg = resolve_train_config(task.Options, task.loop_defaults, None, {
+            "encoder": args.encoder, "epochs": 2, "batch_size": args.batch_size, "steps_per_epoch": args.steps,
+            "device": "cpu", "threads": args.threads, "lr": 1e-4, "lr_schedule": "constant"})
+        cfg, loop_cfg = run_cfg.task, run_cfg.loop
+        data = task.prepare(chips, run_cfg, meta)
+        train_ds, val_ds = data.train, data.val
         spec = model_spec(cfg, meta)
         adapter = RoadTaskAdapter(cfg, meta)
         from geodefect.models.registry import build_model
 
         device = resolve_device("cpu")
         # the same batches the loop sees in epoch 1, materialised in memory
-        loader = make_loader(train_ds, loop_config(cfg), _Ctx(device), epoch=0, skip_batches=0, train=True)
+        loader = make_loader(train_ds, loop_cfg, _Ctx(device), epoch=0, skip_batches=0, train=True)
         batches = [move_batch(b, device, "image") for _, b in zip(range(args.steps), loader, strict=False)]
         torch.manual_seed(0)
         bare_model = build_model(spec["name"], **spec["kwargs"]).to(memory_format=torch.channels_last)
         bare_before = bare_rate(bare_model, adapter, batches, device)
 
-        data_costs = measure_data_pipeline(chips, cfg, meta, args.steps, _Ctx(device))
+        data_costs = measure_data_pipeline(chips, cfg, loop_cfg, meta, args.steps, _Ctx(device))
         clock = StepClock()
         torch.manual_seed(0)
         model = build_model(spec["name"], **spec["kwargs"])
         run_dir = root / "run"
         run_dir.mkdir()
         t0 = time.perf_counter()
-        fit(model, adapter, _fresh(chips, cfg, meta, "train"), val_ds, run_dir, config=loop_config(cfg),
-            recipe=make_recipe(meta, spec, chips, len(train_ds), len(val_ds)), callbacks=[clock])
+        fit(model, adapter, _fresh(chips, cfg, meta, "train"), val_ds, run_dir, config=loop_cfg,
+            recipe=make_recipe(task.name, meta, spec, chips, len(train_ds), len(val_ds)), callbacks=[clock])
         total = time.perf_counter() - t0
         bare_after = bare_rate(bare_model, adapter, batches, device)
 
@@ -145,16 +144,14 @@ def main() -> None:
           f"{total - steps_s:.1f} s of {total:.1f} s")
 
 
-def measure_data_pipeline(chips, cfg, meta, steps: int, ctx) -> dict[str, float]:
+def measure_data_pipeline(chips, cfg, loop_cfg, meta, steps: int, ctx) -> dict[str, float]:
     """CPU seconds per batch of the loader alone (read + augment + normalise + collate), cold and cached."""
-    from geodefect.workflows.road_train import loop_config
-
     from geodefect.training.state import make_loader
 
     ds = _fresh(chips, cfg, meta, "train")
     out = {}
     for label in ("reads chip files", "in-memory chip cache"):
-        loader = make_loader(ds, loop_config(cfg), ctx, epoch=0, skip_batches=0, train=True)
+        loader = make_loader(ds, loop_cfg, ctx, epoch=0, skip_batches=0, train=True)
         t = time.process_time()
         n = sum(1 for _, _b in zip(range(steps), loader, strict=False))
         out[label] = (time.process_time() - t) / n
