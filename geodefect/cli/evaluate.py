@@ -76,7 +76,8 @@ def _run_inspection_stage1(opts: dict) -> None:
     from geodefect.workflows.inspection import evaluate as evaluate_inspection
 
     result = evaluate_inspection(model=opts["model"], images=opts["images"], truth=opts["truth"],
-                                 json_path=opts["json_out"], device=opts["device"] or "auto")
+                                 json_path=opts["json_out"], device=opts["device"] or "auto",
+                                 backend=opts["backend"] or "auto")
     click.echo(result.text())
 
 
@@ -88,7 +89,9 @@ def _inspection_options(fn):
         click.option("--coco-category", multiple=True, default=None,
                      help="Inspection: COCO categories counted as defects (repeatable) [default: all]."),
         click.option("--images", type=click.Path(file_okay=False), default=None,
-                     help="Inspection stage 1: image folder scored by --model (a crack_classify package)."),
+                     help="Inspection stage 1: image folder scored by --model (a crack_classify .pt or .onnx)."),
+        click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "torch-bf16"]), default=None,
+                     help="Inspection stage 1: backend of --model [default: the file's]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

@@ -36,6 +36,11 @@ def _sliding_options(fn):
                      help="Road probability threshold; for inspection models the stage-1 crack probability "
                           "above which stage 2 runs [default: 0.5]."),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto]."),
+        click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "torch-bf16"]), default=None,
+                     help="Model backend: auto = the file's (.pt torch, .onnx onnxruntime); torch-bf16 = CPU bf16 "
+                          "autocast, only on CPUs with bf16 instructions [default: auto]."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads of the model forward [default: the backend's]."),
         click.option("--bands", default=None, help="1-based bands to feed the model, e.g. 1,2,3 [default: all]."),
         click.option("--resample/--no-resample", default=None,
                      help="Resample on the fly when the pixel size differs from the model's [default: on]."),
@@ -111,7 +116,7 @@ def _panorama_options(fn):
 @config_option
 @verbosity_options
 def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **options):
-    """Run MODEL (a package from `geodefect train`) over IMAGE... and write OUT_DIR.
+    """Run MODEL (a .pt package from `geodefect train`, or its .onnx from `geodefect export`) over IMAGE... and write OUT_DIR.
 
     \b
     Example:
@@ -136,10 +141,10 @@ def infer(model, images, out_dir, overwrite, config_file, verbose, quiet, **opti
 
 def _dispatch(model, images, out_dir, *, config_file, overrides, overwrite):
     """Read the recipe (clear error for a non-package), pick the task's workflow, run its infer."""
-    from geodefect.models.checkpoint import read_recipe
+    from geodefect.inference.backends import read_model_recipe
     from geodefect.workflows import workflow_for_task
 
-    recipe = read_recipe(model)
+    recipe = read_model_recipe(model)
     workflow = workflow_for_task(str(recipe.get("task")))
     return workflow.infer(model, images, out_dir, recipe=recipe, config_file=config_file,
                           overrides=overrides, overwrite=overwrite)

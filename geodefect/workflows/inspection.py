@@ -219,13 +219,13 @@ def infer(model_path, inputs, out_dir, *, recipe=None, config_file=None, overrid
 
 # -- evaluate ---------------------------------------------------------------------------------
 def evaluate(pred=None, truth=None, *, coco=None, coco_category=None, model=None, images=None,
-             json_path=None, device: str = "auto") -> Summary:
+             json_path=None, device: str = "auto", backend: str = "auto") -> Summary:
     """Stage-2 / rail masks (``pred`` vs ``truth`` masks or ``coco`` boxes) or stage 1
     (``model`` classifier on ``images`` with ``truth`` masks). See :mod:`geodefect.evaluation.inspection`."""
     from geodefect.workflows.inspection_eval import evaluate_classifier, evaluate_masks
 
     if model is not None:
-        data = evaluate_classifier(model, images, truth, device=device)
+        data = evaluate_classifier(model, images, truth, device=device, backend=backend)
         s = data["overall"]
         lines = [f"stage 1 on {data['n_images']} images: accuracy {s['accuracy']:.4f} precision {s['precision']:.4f} "
                  f"recall {s['recall']:.4f} f1 {s['f1']:.4f}; {data['fps']:.2f} frames/s"]

@@ -61,6 +61,8 @@ class RoadInferConfig:
         resample: resample on the fly when the pixel size differs from the model's by > 10 %.
         max_memory_mb: budget of the stitching buffers.
         vectorize: build roads.gpkg and graph.graphml.
+        backend, threads: model backend (``auto`` = the file's: .pt torch, .onnx onnxruntime) and
+            CPU threads (see :func:`geodefect.inference.backends.load_predictor`).
     """
 
     aoi: str | None = None
@@ -75,6 +77,8 @@ class RoadInferConfig:
     resample: bool = True
     max_memory_mb: float = 256.0
     vectorize: bool = True
+    backend: str = "auto"
+    threads: int | None = None
 
 
 def resolve_infer_config(config_file=None, overrides: dict | None = None, *, recipe: dict | None = None):
@@ -208,9 +212,11 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
     inputs = [Path(p) for p in inputs]
     jobs = prepare_jobs(inputs, recipe, cfg, params)
     try:
-        from geodefect.inference.predictor import TorchPredictor
+        from geodefect.inference.backends import load_predictor
 
-        predictor, _ = TorchPredictor.from_package(model_path, device=cfg.device)
+        predictor = load_predictor(model_path, recipe, backend=cfg.backend, device=cfg.device, threads=cfg.threads)
+        if hasattr(predictor, "check_window"):  # ONNX graphs have a fixed tile size
+            predictor.check_window(params.size_px)
         images = []
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             several = len(inputs) > 1  # the layout follows the command line, not how many overlap the AOI
