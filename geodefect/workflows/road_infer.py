@@ -225,6 +225,7 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
                 images.append(run_image(job, predictor, params, cfg, vparams, recipe, dest))
                 images[-1]["folder"] = job.name if several else "."
             summary = _summary(model_path, recipe, cfg, vparams, params, images, t0, predictor.device)
+            summary["backend"] = predictor.backend
             summary["out_dir"] = str(out_dir)
             (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str))
         summary["text"] = format_summary(summary)
