@@ -45,18 +45,22 @@ def require_onnxruntime():
     return onnxruntime
 
 
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ``.onnx`` file as a dict (no weights are read into a session)."""
+def open_session(path: str | Path, *, options=None, providers=None):
+    """An ``onnxruntime.InferenceSession`` of ``path``, with clear errors for a missing or non-ONNX file."""
     ort = require_onnxruntime()
     p = Path(path)
     if not p.is_file():
         raise InputFileNotFoundError(f"model file {str(p)!r} does not exist; check the path")
     try:
-        session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(p), sess_options=options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 — ORT raises its own Fail/InvalidProtobuf types
         raise ModelPackageError(f"{str(p)!r} is not a readable ONNX model ({str(exc).splitlines()[0][:120]}); "
                                 "re-export it with `geodefect export MODEL.pt -o model.onnx`") from None
-    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """``metadata_props`` of an ``.onnx`` file as a dict."""
+    return dict(open_session(path).get_modelmeta().custom_metadata_map)
 
 
 def recipe_from_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
@@ -105,9 +109,6 @@ class OnnxPredictor:
 
     def __init__(self, path: str | Path, *, device: str | None = "auto", threads: int | None = None) -> None:
         ort = require_onnxruntime()
-        meta = read_onnx_metadata(path)
-        self.recipe = recipe_from_metadata(meta, path)
-        self.keys: dict[str, str] = json.loads(meta.get(OUTPUTS_KEY, "{}"))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
@@ -115,7 +116,10 @@ class OnnxPredictor:
                 raise InputError(f"`threads` must be >= 1, got {threads}")
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=ort_providers(device))
+        self.session = open_session(path, options=options, providers=ort_providers(device))
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.recipe = recipe_from_metadata(meta, path)
+        self.keys: dict[str, str] = json.loads(meta.get(OUTPUTS_KEY, "{}"))
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
