@@ -184,8 +184,8 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
     ``model_path`` is a segmenter package (with ``cfg.classifier`` as stage 1) or a
     classifier package alone (then only probabilities are written).
     """
-    from geodefect.io.atomic import atomic_dir, check_output_free
     from geodefect.inference.backends import read_model_recipe
+    from geodefect.io.atomic import atomic_dir, check_output_free
 
     check_output_free(out_dir, overwrite=overwrite)
     files = list_inputs(inputs)

@@ -24,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from geodefect.errors import InputError, InputFileNotFoundError, MissingExtraError, ModelPackageError
+from geodefect.errors import (
+    InputError,
+    InputFileNotFoundError,
+    MissingExtraError,
+    ModelPackageError,
+)
 
 #: metadata key of the geodefect recipe inside an exported .onnx
 RECIPE_KEY = "geodefect_recipe"
