@@ -64,8 +64,12 @@ def open_session(path: str | Path, *, options=None, providers=None):
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ``.onnx`` file as a dict."""
-    return dict(open_session(path).get_modelmeta().custom_metadata_map)
+    """``metadata_props`` of an ``.onnx`` file as a dict (a session without graph optimisation:
+    0.1 s instead of 0.9 s for a ResNet-34 LinkNet)."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return dict(open_session(path, options=options).get_modelmeta().custom_metadata_map)
 
 
 def recipe_from_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
