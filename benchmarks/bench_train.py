@@ -79,10 +79,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
     from geodefect.tasks import get_task
     from geodefect.tasks.roads import RoadTaskAdapter, make_recipe, model_spec
     from geodefect.training.config import resolve_train_config
-
     from geodefect.training.loop import fit
     from geodefect.training.state import make_loader, move_batch, resolve_device
 

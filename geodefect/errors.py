@@ -47,3 +47,11 @@ def require_file(path, *, what: str = "input file") -> None:
         raise InputFileNotFoundError(f"{what} {str(p)!r} does not exist; check the path")
     if not p.is_file():
         raise InputError(f"{what} {str(p)!r} is a directory, expected a file")
+
+
+class MissingExtraError(GeodefectError, ImportError):
+    """An optional dependency (a pip extra such as ``geodefect[onnx]``) is not installed."""
+
+
+class QualityGateError(GeodefectError, RuntimeError):
+    """A converted model (e.g. int8) scores worse than the tolerance allows; nothing was written."""

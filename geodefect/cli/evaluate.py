@@ -29,7 +29,9 @@ def _inspection_options(fn):
         click.option("--coco-category", multiple=True, default=None,
                      help="Inspection: COCO categories counted as defects (repeatable) [default: all]."),
         click.option("--images", type=click.Path(file_okay=False), default=None,
-                     help="Inspection stage 1: image folder scored by --model (a crack_classify package)."),
+                     help="Inspection stage 1: image folder scored by --model (a crack_classify .pt or .onnx)."),
+        click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "torch-bf16"]), default=None,
+                     help="Inspection stage 1: backend of --model (auto: the file's)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

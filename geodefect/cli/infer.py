@@ -39,15 +39,14 @@ def _infer_options():
                    "bands the model was trained on (its recipe's, else RGB).")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @_infer_options()
-@click.option("--threads", type=click.IntRange(min=0), default=None,
-              help="CPU threads for torch (0 = one per core); 1 is faster on a CPU shared with other jobs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the full run record (options, timings, outputs) as JSON to this file.")
 @overwrite_option
 @config_option
 @verbosity_options
 def infer(args, model_opt, out_dir, json_out, overwrite, config_file, verbose, quiet, **options):
-    """Run MODEL (a package from `geodefect train`, or a pretrained name) over IMAGE... and write OUT_DIR.
+    """Run MODEL (a .pt package from `geodefect train`, its .onnx from `geodefect export`, or a pretrained
+    name) over IMAGE... and write OUT_DIR.
 
     \b
     Example:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "train": "geodefect.cli.train:train",
     "infer": "geodefect.cli.infer:infer",
     "evaluate": "geodefect.cli.evaluate:evaluate",
+    "export": "geodefect.cli.export:export",
     "explain": "geodefect.cli.explain:explain",
     "review": "geodefect.cli.review:review",
     "demo": "geodefect.cli.demo:demo",

@@ -75,7 +75,7 @@ def _image_labels(images, truth) -> dict[str, int]:
     return {p.stem: int(read_mask(p).any()) for p in list_images(t, what="truth mask folder")}
 
 
-def evaluate_classifier(model, images, truth, *, device: str = "auto") -> dict:
+def evaluate_classifier(model, images, truth, *, device: str = "auto", backend: str = "auto") -> dict:
     """Stage-1 accuracy, precision, recall, f1 and frames per second over an image folder."""
     from geodefect.chips.images import read_image_chw
     from geodefect.evaluation.inspection import classification_scores
@@ -87,7 +87,7 @@ def evaluate_classifier(model, images, truth, *, device: str = "auto") -> dict:
     files = [f for f in list_inputs(images) if f.stem in labels]
     if not files:
         raise InputError(f"no image in {str(images)!r} has a truth label in {str(truth)!r}; names pair by stem")
-    stage1 = Stage1(model, device=device)
+    stage1 = Stage1(model, device=device, backend=backend)
     rows, counts = [], np.zeros(4)
     start = time.perf_counter()
     for f in files:

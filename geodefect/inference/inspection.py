@@ -61,6 +61,7 @@ class InspectionInferConfig:
         device: auto | cpu | cuda | cuda:N.
         rail_band_px: rail models: predict only on a band this wide centred on the railhead, 0 = the
             whole image (default: the strip width the model was trained on).
+        backend, threads: model backend (auto = the file's: .pt torch, .onnx onnxruntime) and CPU threads.
     """
 
     classifier: str | None = None
@@ -72,6 +73,8 @@ class InspectionInferConfig:
     blend: str = "hann"
     device: str = "auto"
     rail_band_px: int | None = None
+    backend: str = "auto"
+    threads: int | None = None
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -111,10 +114,11 @@ def check_channels(image: np.ndarray, recipe: dict, path: Path) -> np.ndarray:
 class Stage1:
     """The crack classifier of a ``crack_classify`` package."""
 
-    def __init__(self, path: str | Path, *, device: str = "auto") -> None:
-        from geodefect.inference.predictor import TorchPredictor
+    def __init__(self, path: str | Path, *, device: str = "auto", backend: str = "auto", threads: int | None = None) -> None:
+        from geodefect.inference.backends import load_predictor
 
-        self.predictor, self.recipe = TorchPredictor.from_package(path, device=device)
+        self.predictor = load_predictor(path, backend=backend, device=device, threads=threads)
+        self.recipe = self.predictor.recipe
         if not is_classifier_recipe(self.recipe):
             raise InputError(f"`classifier` {str(path)!r} is a {self.recipe.get('task')!r} package; it must be a "
                              "stage-1 crack classifier package")
@@ -141,15 +145,18 @@ class Stage2:
     """The segmenter of a ``crack_segment`` / ``rail_segment`` package on the sliding engine."""
 
     def __init__(self, path: str | Path, cfg: InspectionInferConfig) -> None:
-        from geodefect.inference.predictor import TorchPredictor
+        from geodefect.inference.backends import load_predictor
         from geodefect.sliding import SlidingParams
 
-        self.predictor, self.recipe = TorchPredictor.from_package(path, device=cfg.device)
+        self.predictor = load_predictor(path, backend=cfg.backend, device=cfg.device, threads=cfg.threads)
+        self.recipe = self.predictor.recipe
         if is_classifier_recipe(self.recipe) or "chip_shape_px" not in self.recipe:
             raise InputError(f"model {str(path)!r} is a {self.recipe.get('task')!r} package, not a segmenter")
         size = cfg.size_px or _round_up(int(self.recipe.get("size_px", 256)), 32)
         stride = cfg.stride_px or max(1, size * 3 // 4)
         self.params = SlidingParams(size_px=size, stride_px=min(stride, size), batch_size=cfg.batch_size, blend=cfg.blend)
+        if hasattr(self.predictor, "check_window"):  # ONNX graphs have a fixed tile size
+            self.predictor.check_window(size)
         self.fill = float(np.mean(self.recipe["normalization"]["mean"]))
         band = cfg.rail_band_px if cfg.rail_band_px is not None else self.recipe.get("rail_band_px")
         if band is not None and (int(band) != band or band < 0):
@@ -178,6 +185,13 @@ class Stage2:
         return find_rail_columns(image, width_px=self.rail_band_px)
 
 
+def _stage1_backend(cfg: InspectionInferConfig) -> str:
+    """--backend names MODEL's backend; the --classifier file keeps its own unless both are .onnx/.pt alike."""
+    from geodefect.inference.backends import is_onnx
+
+    return cfg.backend if is_onnx(cfg.classifier) == (cfg.backend == "onnxruntime") else "auto"
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -188,17 +202,18 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
     ``model_path`` is a segmenter package (with ``cfg.classifier`` as stage 1) or a
     classifier package alone (then only probabilities are written).
     """
+    from geodefect.inference.backends import read_model_recipe
     from geodefect.io.atomic import atomic_dir, check_output_free
-    from geodefect.models.checkpoint import read_recipe
 
     check_output_free(out_dir, overwrite=overwrite)
     files = list_inputs(inputs)
-    stage1 = Stage1(cfg.classifier, device=cfg.device) if cfg.classifier else None
+    stage1 = (Stage1(cfg.classifier, device=cfg.device, backend=_stage1_backend(cfg), threads=cfg.threads)
+              if cfg.classifier else None)
     stage2 = None
-    if is_classifier_recipe(read_recipe(model_path)):
+    if is_classifier_recipe(read_model_recipe(model_path)):
         if stage1 is not None:
             raise InputError("give the segmenter as MODEL and the classifier with --classifier (got two classifiers)")
-        stage1 = Stage1(model_path, device=cfg.device)
+        stage1 = Stage1(model_path, device=cfg.device, backend=cfg.backend, threads=cfg.threads)
     else:
         stage2 = Stage2(model_path, cfg)
     started = time.perf_counter()

@@ -217,6 +217,7 @@ class PanoramaInferConfig:
         device: auto | cpu | cuda | cuda:N.
         stride_px: stage-1 window stride (default: the package's).
         blend: stage-1 window blend (default: the package's).
+        threads: CPU threads for torch.
     """
 
     review: int | None = None
@@ -226,6 +227,7 @@ class PanoramaInferConfig:
     device: str = "auto"
     stride_px: int | None = None
     blend: str | None = None
+    threads: int | None = None
 
 
 INFER_OPTIONS = {f.name for f in dataclasses.fields(PanoramaInferConfig)}

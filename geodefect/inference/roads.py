@@ -64,6 +64,8 @@ class RoadInferConfig:
         scheduler: local (this process), processes:N (a Dask LocalCluster of N one-thread
             workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image,
             finished images are kept and skipped when the command is rerun.
+        backend, threads: model backend (``auto`` = the file's: .pt torch, .onnx onnxruntime) and
+            CPU threads (see :func:`geodefect.inference.backends.load_predictor`).
     """
 
     aoi: str | None = None
@@ -79,6 +81,8 @@ class RoadInferConfig:
     max_memory_mb: float = 256.0
     vectorize: bool = True
     scheduler: str = "local"
+    backend: str = "auto"
+    threads: int | None = None
 
 
 def resolve_infer_config(config_file=None, overrides: dict | None = None, *, recipe: dict | None = None):
@@ -210,9 +214,11 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
     inputs = [Path(p) for p in inputs]
     jobs = prepare_jobs(inputs, recipe, cfg, params)
     try:
-        from geodefect.inference.predictor import TorchPredictor
+        from geodefect.inference.backends import load_predictor
 
-        predictor, _ = TorchPredictor.from_package(model_path, device=cfg.device)
+        predictor = load_predictor(model_path, recipe, backend=cfg.backend, device=cfg.device, threads=cfg.threads)
+        if hasattr(predictor, "check_window"):  # ONNX graphs have a fixed tile size
+            predictor.check_window(params.size_px)
         images = []
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             several = len(inputs) > 1  # the layout follows the command line, not how many overlap the AOI
@@ -221,6 +227,7 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
                 images.append(run_image(job, predictor, params, cfg, vparams, recipe, dest))
                 images[-1]["folder"] = job.name if several else "."
             summary = _summary(model_path, recipe, cfg, vparams, params, images, t0, predictor.device)
+            summary["backend"] = predictor.backend
             summary["out_dir"] = str(out_dir)
             (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str))
         summary["text"] = format_summary(summary)

@@ -134,3 +134,20 @@ def _unwrap(model):
     """The bare module under DDP / torch.compile wrappers."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+def model_kind(recipe: dict) -> str | None:
+    """What a package's model predicts, from its recipe: ``road`` (road + orientation maps),
+    ``segment`` (a defect mask), ``classify`` (class probabilities per image) or None.
+
+    Read from the recipe's content (the keys each kind's inference needs), so that layers
+    below the task registry never compare task names.
+    """
+    if recipe.get("orientation"):
+        return "road"
+    if "input_px" in recipe:
+        return "classify"
+    if "chip_shape_px" in recipe:
+        return "segment"
+    return None
+

@@ -76,7 +76,8 @@ def _inspection_masks(opts: dict) -> Summary:
 def _inspection_stage1(opts: dict) -> Summary:
     from geodefect.evaluation.inspection_eval import evaluate_classifier
 
-    data = evaluate_classifier(opts["model"], opts["images"], opts.get("truth"), device=opts.get("device") or "auto")
+    data = evaluate_classifier(opts["model"], opts["images"], opts.get("truth"), device=opts.get("device") or "auto",
+                               backend=opts.get("backend") or "auto")
     s = data["overall"]
     lines = [f"stage 1 on {data['n_images']} images: accuracy {s['accuracy']:.4f} precision {s['precision']:.4f} "
              f"recall {s['recall']:.4f} f1 {s['f1']:.4f}; {data['fps']:.2f} frames/s"]
@@ -90,11 +91,11 @@ def _require_out(opts: dict, mode: str) -> None:
 
 def _model_on_data(opts: dict) -> Summary:
     """A model package on a labelled folder, scored by the package's task."""
-    from geodefect.models.checkpoint import read_recipe
+    from geodefect.inference.backends import read_model_recipe
     from geodefect.tasks import task_for_recipe
 
     _require_out(opts, "--model/--data")
-    task = task_for_recipe(read_recipe(opts["model"]))
+    task = task_for_recipe(read_model_recipe(opts["model"]))
     overrides = {"domains": opts["domains"]} if opts.get("domains") else {}
     return task.evaluate_model(opts["model"], opts["data"], opts["out_dir"], config_file=opts.get("config_file"),
                                overrides=overrides, overwrite=bool(opts.get("overwrite")))

@@ -15,15 +15,15 @@ def infer(model, inputs, out_dir, *, config_file=None, overrides: dict | None = 
     (each task rejects the ones it does not know, listing the valid ones).
     """
     from geodefect._torch import set_threads
-    from geodefect.models.checkpoint import read_recipe
+    from geodefect.inference.backends import read_model_recipe
     from geodefect.models.pretrained import resolve_model
     from geodefect.tasks import task_for_recipe
 
     model = resolve_model(model)  # a path, or the name of a model shipped with geodefect
-    recipe = read_recipe(model)
+    recipe = read_model_recipe(model)  # a .pt package or a geodefect .onnx export
     task = task_for_recipe(recipe)
     overrides = dict(overrides or {})
-    set_threads(overrides.pop("threads", None))
+    set_threads(overrides.get("threads"))  # torch; the tasks' configs pass it on to other backends
     mul = overrides.pop("pan_sharpen", None)
     if mul:  # a PAN image + its multispectral pair, pan-sharpened on the fly by GDAL
         from geodefect.io.pansharpen import pan_sharpen_inputs

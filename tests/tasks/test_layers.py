@@ -11,7 +11,7 @@ from geodefect.tasks import TASKS
 PACKAGE = Path(geodefect.__file__).parent
 #: layers that must not import the task policy, the verbs or the CLI above them
 LOWER = ("sliding", "graph", "io", "labels", "chips", "datasets", "models", "losses", "metrics", "training",
-         "inference", "evaluation", "plots", "explain", "windows.py", "config.py", "catalog.py", "summary.py")
+         "inference", "evaluation", "plots", "explain", "export", "windows.py", "config.py", "catalog.py", "summary.py")
 ABOVE = ("geodefect.tasks", "geodefect.workflows", "geodefect.cli")
 
 
