@@ -133,10 +133,10 @@ def test_roi_model_package_masks_the_heat(tmp_path):
             rows = torch.arange(x.shape[2], dtype=x.dtype)[None, None, :, None]
             return (rows - x.shape[2] / 2 + 0.5).expand(x.shape[0], 1, -1, x.shape[3]) * 10 + self.bias
 
-    if "test_bottom_half_road" not in _REGISTRY:
-        register_model("test_bottom_half_road")(BottomHalfRoad)
+    if "_test_bottom_half_road" not in _REGISTRY:
+        register_model("_test_bottom_half_road")(BottomHalfRoad)
     save_package(tmp_path / "roi.pt", model=BottomHalfRoad(), recipe={
-        "task": "crack_segment", "model": {"name": "test_bottom_half_road", "kwargs": {}}, "size_px": 32,
+        "task": "crack_segment", "model": {"name": "_test_bottom_half_road", "kwargs": {}}, "size_px": 32,
         "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}})
     roi = RoiModel(tmp_path / "roi.pt", device="cpu")
     mask = roi_mask({"roi": "model"}, tmp_path / "x.jpg", np.zeros((32, 64, 3), np.uint8), None, roi)
