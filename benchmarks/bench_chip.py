@@ -75,7 +75,7 @@ def make_inputs(work: Path, size: int, seed: int = 0) -> tuple[Path, Path]:
 def job_chip(image: str, lines: str, out: str) -> dict:
     from geodefect.chips.geo import chip
 
-    s = chip([image], out, centerlines=lines,
+    s = chip([image], out, task="roads", centerlines=lines,
              overrides={"size_px": SIZE_PX, "stride_px": STRIDE_PX, "keep_empty": 1.0, "val_fraction": 0.0})
     return {"n_chips": s.n_chips}
 

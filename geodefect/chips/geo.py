@@ -118,10 +118,11 @@ class ChipSummary:
                 f"`geodefect train {self.out_dir} -o RUN_DIR`.")
 
 
-def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, config_file=None,
+def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, dataset=None, config_file=None,
          overrides: dict | None = None, overwrite: bool = False, pan_sharpen=None) -> ChipSummary:
     """Export road chips. Args as ``geodefect chip`` (``pan_sharpen``: the MUL raster of one PAN
-    IMAGE, whose ``bands`` are then MUL bands by number or name); returns a :class:`ChipSummary`."""
+    IMAGE, whose ``bands`` are then MUL bands by number or name); ``task``: the name written into
+    ``meta.json`` (the registry's road task). Returns a :class:`ChipSummary`."""
     from geodefect.config import config_to_dict, resolve_config
     from geodefect.io.raster import parse_bands
     from geodefect.windows import validate_grid
@@ -157,7 +158,7 @@ def chip(images=(), out_dir=None, *, centerlines=None, aoi=None, dataset=None, c
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        return _export(plans, out, cfg, bands, settings, t0)
+        return _export(plans, out, cfg, bands, settings, t0, task=task)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -359,7 +360,7 @@ def _diff_settings(old: dict, new: dict) -> str:
 # ----------------------------------------------------------------------------- export
 
 
-def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: float) -> ChipSummary:
+def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: float, *, task: str) -> ChipSummary:
     from geodefect.chips import export as chips
     from geodefect.io.atomic import write_text_atomic
 
@@ -388,7 +389,8 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
             exporter, result = _export_source(plan, i, names[i], exporter, n_bands, val_blocks,
                                               block_px, out, cfg, bands, bar)
             results.append(result)
-    return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, settings.get("pan_sharpen"))
+    return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, task=task,
+                   pan_sharpen=settings.get("pan_sharpen"))
 
 
 def _blocks_with_roads(plans, block_keys: set, block_px: int) -> set:
@@ -480,7 +482,7 @@ def _chip_name_stems(plans) -> list[str]:
     return stems
 
 
-def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, pan_sharpen=None) -> ChipSummary:
+def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, *, task: str, pan_sharpen=None) -> ChipSummary:
     from geodefect import __version__
     from geodefect.chips import export as chips
     from geodefect.io.atomic import write_text_atomic
@@ -497,7 +499,7 @@ def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, pan_sharpen
     label.update({"buffer_m": cfg.buffer_m, "width_field": cfg.width_field} if cfg.label == "buffer"
                  else {"sigma_px": cfg.sigma_px})
     meta = {
-        "task": "roads", "geodefect_version": __version__, "size_px": cfg.size_px,
+        "task": task, "geodefect_version": __version__, "size_px": cfg.size_px,
         "stride_px": cfg.stride_px, "bands": bands or list(range(1, len(mean) + 1)),
         "mean": mean, "std": std, "pixel_size_m": round(sum(p.pixel_size_m for p in plans) / len(plans), 6),
         "cell_size_m": cfg.cell_size_m, "crs": crs.to_wkt(), "label": label,

@@ -104,7 +104,7 @@ class RoadTask(Task):
              aoi=None, dataset=None, pan_sharpen=None, **_unused) -> Summary:
         from geodefect.chips.geo import chip
 
-        result = chip(inputs, out_dir, centerlines=centerlines, aoi=aoi, dataset=dataset, config_file=config_file,
+        result = chip(inputs, out_dir, task=self.name, centerlines=centerlines, aoi=aoi, dataset=dataset, config_file=config_file,
                       overrides=overrides, overwrite=overwrite, pan_sharpen=pan_sharpen)
         return Summary("chip", self.name, [result.text()], dataclasses.asdict(result))
 
