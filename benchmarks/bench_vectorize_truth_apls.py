@@ -160,7 +160,11 @@ def score(network, truth_lines_utm, utm, region_utm=None) -> dict[str, float]:
 def run_tile(city, tile, lines, transform, crs, shape, params, variants, seed):
     import geopandas as gpd
 
-    from geodefect.graph.vectorize import pixel_size_m, vectorize_road_mask, vectorize_road_probability
+    from geodefect.graph.vectorize import (
+        pixel_size_m,
+        vectorize_road_mask,
+        vectorize_road_probability,
+    )
 
     utm = lines.estimate_utm_crs()
     truth_utm = list(lines.to_crs(utm).geometry.values)

@@ -36,7 +36,7 @@ def merge_close_junctions(g: EditableGraph, *, junction_merge_m: float) -> int:
     if junction_merge_m <= 0:
         return 0
     short = nx.Graph()
-    for eid, e in g.edges.items():
+    for e in g.edges.values():
         if e.u != e.v and e.length_m < junction_merge_m and g.degree(e.u) >= 3 and g.degree(e.v) >= 3:
             short.add_edge(e.u, e.v)
     removed = 0

@@ -25,7 +25,6 @@ from geodefect.graph.bridge import bridge_ends_to_edges, bridge_gaps
 from geodefect.graph.build import skeleton_to_graph
 from geodefect.graph.junctions import merge_close_junctions
 from geodefect.graph.network import RoadNetwork, build_road_network
-from geodefect.graph.spurs import prune_wide_spurs
 from geodefect.graph.simplify import (
     EditableGraph,
     drop_small_components,
@@ -34,7 +33,13 @@ from geodefect.graph.simplify import (
     remove_small_loops,
     tangent_direction,
 )
-from geodefect.graph.skeleton import fill_small_holes, remove_small_objects, skeletonize_mask, threshold_probability
+from geodefect.graph.skeleton import (
+    fill_small_holes,
+    remove_small_objects,
+    skeletonize_mask,
+    threshold_probability,
+)
+from geodefect.graph.spurs import prune_wide_spurs
 
 __all__ = [
     "RoadNetwork",

@@ -8,7 +8,11 @@ from shapely.geometry import LineString
 from geodefect.graph.junctions import merge_close_junctions
 from geodefect.graph.simplify import EditableGraph
 from geodefect.graph.skeleton import fill_small_holes
-from geodefect.graph.vectorize import VectorizeParams, vectorize_road_mask, vectorize_road_probability
+from geodefect.graph.vectorize import (
+    VectorizeParams,
+    vectorize_road_mask,
+    vectorize_road_probability,
+)
 from tests.graph.test_vectorize import CRS, TRANSFORM, degrees, road_mask
 
 EXACT = VectorizeParams(simplify_tolerance_m=0.0)
