@@ -208,6 +208,8 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
     valid = data != nodata if nodata is not None else np.ones(data.shape, bool)
     mask = _road_pixels(data) & valid
     footprint = data_footprint(valid, transform)  # what the model saw: its nodata (outside its AOI) is not
+    if footprint.is_empty:
+        raise InputError(f"prediction raster {str(pred)!r} holds no data (every pixel is nodata); check the file")
     truth_gdf = read_lines(truth, what="truth centerline file")
     metric = _metric_crs(crs, truth_gdf)
     region = _to_crs(footprint, crs, metric)
@@ -215,8 +217,6 @@ def _raster_scene(pred: Path, truth: Path, aoi, cfg: RoadEvalConfig) -> _Scene:
         aoi_metric = read_aoi(aoi, to_crs=metric)
         region = region.intersection(aoi_metric)
         valid &= rasterize([(_to_crs(aoi_metric, metric, crs), 1)], out_shape=data.shape, transform=transform, dtype="uint8").astype(bool)
-    if footprint.is_empty:
-        raise InputError(f"prediction raster {str(pred)!r} holds no data (every pixel is nodata); check the file")
     if region.is_empty:
         raise InputError(f"the AOI {str(aoi)!r} does not overlap the prediction raster {str(pred)!r}; check both files")
     truth_m = _clip_lines(truth_gdf.to_crs(metric).geometry.values, region)

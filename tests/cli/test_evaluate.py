@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import rasterio
 from affine import Affine
@@ -172,3 +173,14 @@ def test_errors_gpkg_holds_missed_and_invented_roads_with_lengths_and_a_style(sc
     assert json.loads((tmp_path / "m.json").read_text())["errors"]["features"] == 2
     res = run("--pred", pred, "--truth", scene["truth"], "--errors", errors)
     assert res.exit_code == 1 and "overwrite" in res.output  # an existing errors.gpkg is not replaced
+
+
+def test_all_nodata_raster_is_refused_with_one_line(scene, tmp_path):
+    with rasterio.open(scene["mask"]) as ds:
+        profile = ds.profile
+    empty = tmp_path / "nodata.tif"
+    with rasterio.open(empty, "w", **profile) as ds:
+        ds.write(np.full(SHAPE, 255, np.uint8), 1)
+    res = run("--pred", empty, "--truth", scene["truth"], "--errors", tmp_path / "e.gpkg")
+    assert res.exit_code == 1 and "holds no data" in res.output
+    assert not (tmp_path / "e.gpkg").exists()  # nothing written on refused input
