@@ -125,3 +125,17 @@ def test_truth_outside_the_aoi_is_an_error(scene, tmp_path):
     gpd.GeoDataFrame(geometry=[box(500_000, 3_999_000, 500_100, 3_999_100)], crs=CRS).to_file(empty_aoi)
     res = run("--pred", scene["gpkg"], "--truth", scene["truth"], "--aoi", empty_aoi)
     assert res.exit_code == 1 and "no line inside the AOI" in res.output
+
+
+def test_lines_with_z_and_single_vertex_lines_are_read(scene, tmp_path):
+    """OSM extracts carry Z; a one-vertex LineString used to raise GEOSException."""
+    truth = gpd.read_file(scene["truth"])
+    coords = [[[x, y, 12.5] for x, y in g.coords] for g in truth.geometry]
+    feats = [{"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": c}}
+             for c in coords + [[coords[0][0]]]]
+    osm = tmp_path / "osm.geojson"
+    osm.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    out = tmp_path / "m.json"
+    res = run("--pred", osm, "--truth", osm, "--json", out)
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["apls"]["apls"] == pytest.approx(1.0)
