@@ -63,9 +63,38 @@ def run_command(fn: Callable[..., Any], *args: Any, verbose: bool = False, quiet
 
             traceback.print_exc()
         raise click.ClickException(_one_line(str(exc))) from None
+    except OSError as exc:
+        message = _output_os_error(exc)
+        if message is None:
+            raise
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        raise click.ClickException(message) from None
     except KeyboardInterrupt:
         click.echo("Interrupted; nothing half-written was kept. Rerun the same command to resume.", err=True)
         sys.exit(130)
+
+
+_OUTPUT_ERRNOS = {
+    "EACCES": "permission denied; choose a folder you can write to or fix its permissions",
+    "EPERM": "operation not permitted; choose a folder you can write to",
+    "EROFS": "the file system is read-only; choose a writable output folder",
+    "ENOSPC": "no space left on the device; free space or write elsewhere",
+    "EDQUOT": "disk quota exceeded; free space or write elsewhere",
+}
+
+
+def _output_os_error(exc: OSError) -> str | None:
+    """One line naming the path and the cause of a permission / full-disk error, else None."""
+    import errno as errno_mod
+
+    name = errno_mod.errorcode.get(exc.errno or -1)
+    if name not in _OUTPUT_ERRNOS:
+        return None
+    where = f" writing {exc.filename!s}" if exc.filename else ""
+    return f"cannot write{where}: {_OUTPUT_ERRNOS[name]} ({name})"
 
 
 def _one_line(message: str) -> str:
