@@ -72,3 +72,17 @@ def test_vegas_sample_gets_a_validation_split(shared_data, tmp_path):
     assert "split by blocks of" in res.output
     split = json.loads((out / "meta.json").read_text())["split"]
     assert split["n_val"] > 0 and split["n_train"] > 0 and split["block_px"] < 4 * 384
+
+
+def test_index_gpkg_stores_an_outline_style_by_split(tmp_path):
+    import sqlite3
+
+    s = make_tiny_scene(tmp_path / "s")
+    out = tmp_path / "chips"
+    assert invoke(s.image, "--centerlines", s.centerlines, "-o", out, "--size-px", "64", "-q").exit_code == 0
+    with sqlite3.connect(out / "index.gpkg") as con:
+        rows = list(con.execute("SELECT f_table_name, styleQML FROM layer_styles WHERE useAsDefault = 1"))
+    assert [r[0] for r in rows] == ["chips"]
+    qml = rows[0][1]
+    assert 'attr="split"' in qml and 'value="train"' in qml and 'value="val"' in qml
+    assert '"style" value="no"' in qml  # no fill: the imagery under the footprints stays visible
