@@ -24,3 +24,13 @@ def test_a_corrupt_file_is_named(tmp_path, which, task, extra):
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert str(bad) in res.output and "not a readable image" in res.output
     assert not out.exists()
+
+
+def test_a_catalog_dataset_without_its_data_says_where_it_was_expected(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEODEFECT_DATA", str(tmp_path / "nodata"))
+    out = tmp_path / "chips"
+    res = CliRunner().invoke(cli, ["chip", "--dataset", "nuaacrack2000", "-o", str(out), "-q"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert str(tmp_path / "nodata" / "NUAACrack-2000" / "images") in res.output
+    assert "GEODEFECT_DATA" in res.output and "ONE image folder" not in res.output
+    assert not out.exists()
