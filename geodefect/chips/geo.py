@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geodefect.errors import GeodefectError, InputError, OutputExistsError
+from geodefect.errors import GeodefectError, InputError, OutputExistsError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +157,13 @@ def _resolve_inputs(images, centerlines, aoi, dataset):
         from geodefect.catalog import get_dataset, resolve_road_inputs
 
         if images or centerlines:
-            raise InputError("give either IMAGE... --centerlines FILE or --dataset NAME, not both")
+            raise UsageError("give either IMAGE... --centerlines FILE or --dataset NAME, not both")
         inputs = resolve_road_inputs(get_dataset(dataset))
         return inputs.sources, aoi or inputs.aoi, inputs.bands
     if not images:
-        raise InputError("no input raster given; pass IMAGE... (GeoTIFFs) or --dataset NAME")
+        raise UsageError("no input raster given; pass IMAGE... (GeoTIFFs) or --dataset NAME")
     if not centerlines:
-        raise InputError("no centerlines given; pass --centerlines FILE (road lines: GeoJSON, GPKG, ...)")
+        raise UsageError("no centerlines given; pass --centerlines FILE (road lines: GeoJSON, GPKG, ...)")
     return [(Path(i), Path(centerlines)) for i in images], aoi, None
 
 

@@ -332,7 +332,9 @@ def _resolve_sources(images, masks, coco, dataset):
             "e.g. geodefect chip IMAGES_DIR --masks MASKS_DIR -o CHIPS"
         )
     if bool(masks) == bool(coco):
-        raise InputError("give exactly one label source: --masks MASKS_DIR or --coco FILE.json")
+        from geodefect.errors import UsageError
+
+        raise UsageError("give exactly one label source: --masks MASKS_DIR or --coco FILE.json")
     return Path(images[0]), masks, coco, defaults
 
 

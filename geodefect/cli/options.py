@@ -49,14 +49,19 @@ def setup_logging(*, verbose: bool, quiet: bool) -> None:
 def run_command(fn: Callable[..., Any], *args: Any, verbose: bool = False, quiet: bool = False, **kwargs: Any) -> Any:
     """Run a workflow; turn a GeodefectError into a one-line ``Error: ...`` and exit code 1.
 
+    A :class:`~geodefect.errors.UsageError` (malformed command line) exits with 2, as click's
+    own usage errors do; a permission or full-disk OSError is one line naming the path (exit 1).
+
     With ``verbose`` the traceback is printed too. Ctrl-C exits with 130 and a hint that
     rerunning the same command resumes.
     """
-    from geodefect.errors import GeodefectError
+    from geodefect.errors import GeodefectError, UsageError
 
     setup_logging(verbose=verbose, quiet=quiet)
     try:
         return fn(*args, **kwargs)
+    except UsageError as exc:  # a malformed command line: exit 2 with the usage line, as click
+        raise click.UsageError(_one_line(str(exc)), ctx=click.get_current_context(silent=True)) from None
     except GeodefectError as exc:
         if verbose:
             import traceback

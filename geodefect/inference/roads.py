@@ -243,7 +243,9 @@ def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params)
     from geodefect.io.raster import parse_bands
 
     if not inputs:
-        raise InputError("no IMAGE given; pass one or more GeoTIFFs")
+        from geodefect.errors import UsageError
+
+        raise UsageError("no IMAGE given; pass one or more GeoTIFFs")
     bands = parse_bands(cfg.bands)
     jobs: list[ImageJob] = []
     try:
