@@ -97,3 +97,21 @@ def test_not_a_chip_folder_says_how_to_make_one(tmp_path):
     res = invoke("train", folder, "-o", tmp_path / "run", "-q")
     assert res.exit_code == 1 and "no meta.json" in res.output and "geodefect chip" in res.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_broken_chip_images_leave_no_run_folder(chips, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "chips"
+    shutil.copytree(chips, copy)
+    victim = sorted((copy / "images").glob("*.tif"))[0]
+    if damage == "missing":
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[:200])
+    run = tmp_path / "run"
+    res = invoke("train", copy, "-o", run, "--epochs", "1", *TINY)
+    assert res.exit_code == 1 and res.output.startswith("Error:") and "Traceback" not in res.output, res.output
+    assert victim.name in res.output
+    assert not run.exists()
