@@ -357,27 +357,38 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
 
 
 def _choose_split(plans, cfg: RoadChipConfig) -> tuple[int, set]:
-    """Split block side and val blocks; too few blocks: halve the block (down to the stride), warning."""
-    from geodefect.chips import export as chips
-
-    block_px = cfg.split_block_px or 4 * cfg.stride_px
-    first = block_px
+    """Split block side and val blocks. When the blocks give no train or no val window (an input
+    of one or two blocks), halve the block side, down to the stride, with a warning."""
+    block_px = first = cfg.split_block_px or 4 * cfg.stride_px
     while True:
-        keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
-                for i, p in enumerate(plans) for w in p.windows]
-        val_blocks = chips.choose_val_blocks(keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                             road_blocks=_blocks_with_roads(plans, set(keys), block_px))
-        if val_blocks or cfg.val_fraction <= 0 or cfg.split_block_px or block_px <= cfg.stride_px:
+        val_blocks, n_train, n_val = _try_split(plans, cfg, block_px)
+        if (n_train and n_val) or cfg.val_fraction <= 0 or cfg.split_block_px or block_px <= cfg.stride_px:
             break
         block_px = max(cfg.stride_px, block_px // 2)
-    if val_blocks and block_px != first:
+    if n_train and n_val and block_px != first:
         log.warning("the input is too small for validation blocks of %d px; split by blocks of %d px "
                     "instead (nearer train and val chips: pass --split-block-px or more rasters to choose)",
                     first, block_px)
-    elif cfg.val_fraction > 0 and not val_blocks:
-        log.warning("the input covers a single split block of %d px: every chip is train, none val; "
-                    "pass a smaller --split-block-px or more rasters to get a validation split", block_px)
+    elif cfg.val_fraction > 0 and not (n_train and n_val):
+        log.warning("split blocks of %d px give %d train and %d val windows: every chip goes to one side; "
+                    "pass a smaller --split-block-px or more rasters to get both", block_px, n_train, n_val)
     return block_px, val_blocks
+
+
+def _try_split(plans, cfg: RoadChipConfig, block_px: int) -> tuple[set, int, int]:
+    """Val blocks for ``block_px`` and the train / val window counts they give."""
+    from geodefect.chips import export as chips
+
+    keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
+            for i, p in enumerate(plans) for w in p.windows]
+    val_blocks = chips.choose_val_blocks(keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                         road_blocks=_blocks_with_roads(plans, set(keys), block_px))
+    n_train = n_val = 0
+    for i, plan in enumerate(plans):
+        splits, _ = chips.assign_splits(plan.windows, block_px=block_px,
+                                        val_blocks={(b[1], b[2]) for b in val_blocks if b[0] == i})
+        n_train, n_val = n_train + splits.count("train"), n_val + splits.count("val")
+    return val_blocks, n_train, n_val
 
 
 def _blocks_with_roads(plans, block_keys: set, block_px: int) -> set:
