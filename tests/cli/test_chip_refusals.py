@@ -86,3 +86,13 @@ def test_index_gpkg_stores_an_outline_style_by_split(tmp_path):
     qml = rows[0][1]
     assert 'attr="split"' in qml and 'value="train"' in qml and 'value="val"' in qml
     assert '"style" value="no"' in qml  # no fill: the imagery under the footprints stays visible
+
+
+def test_uneven_blocks_still_give_train_and_val(tmp_path):
+    """200 x 260 px at stride 48: two blocks of 192 px, the val one took every train window."""
+    s = make_tiny_scene(tmp_path / "s")
+    out = tmp_path / "chips"
+    res = invoke(s.image, "--centerlines", s.centerlines, "-o", out, "--size-px", "64", "--stride-px", "48")
+    assert res.exit_code == 0, res.output
+    split = json.loads((out / "meta.json").read_text())["split"]
+    assert split["n_train"] > 0 and split["n_val"] > 0 and split["block_px"] == 96
