@@ -40,11 +40,11 @@ def test_a_read_only_output_folder_through_the_cli(tmp_path, monkeypatch):
     from geodefect.cli.main import cli
     from geodefect.io import atomic
 
-    def read_only(path, *a, **k):
-        raise OSError(errno.EROFS, "Read-only file system", str(path))
+    def read_only(*a, dir=None, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(dir))
 
-    monkeypatch.setattr(atomic, "tmp_sibling", read_only)
-    out = tmp_path / "scene"
-    res = CliRunner().invoke(cli, ["synth", "roads", str(out), "--size-px", "256"])
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", read_only)  # the output folder cannot be made
+    out = tmp_path / "damage"
+    res = CliRunner().invoke(cli, ["synth", "damage", str(out), "--n-images", "1", "--countries", "A"])
     assert res.exit_code == 1 and "read-only" in res.output and "Traceback" not in res.output, res.output
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
