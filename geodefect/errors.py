@@ -16,6 +16,13 @@ class InputError(GeodefectError, ValueError):
     """An input file, option or value is not usable as given."""
 
 
+class UsageError(InputError):
+    """The command line is malformed: an argument missing, or options that exclude each other.
+
+    The CLI exits with 2 for it, as click does for an unknown flag (bad data exit with 1).
+    """
+
+
 class InputFileNotFoundError(GeodefectError, FileNotFoundError):
     """An input path does not exist."""
 

@@ -388,6 +388,7 @@ def write_index(records: Sequence[ChipRecord], crs, path: Path) -> None:
     from shapely.geometry import box
 
     from geodefect.io.atomic import atomic_path
+    from geodefect.io.qgis_styles import style_chip_index
 
     data = {
         "chip_id": [r.chip_id for r in records],
@@ -403,6 +404,7 @@ def write_index(records: Sequence[ChipRecord], crs, path: Path) -> None:
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # its INFO "Created N records"
     with atomic_path(path) as tmp:
         gdf.to_file(tmp, layer="chips", driver="GPKG", VERSION="1.2")  # readable by QGIS 3.22 without warning
+        style_chip_index(tmp)  # outlines coloured by split: the imagery under them stays visible
 
 
 def footprint_length_m(lines, crs, records: Sequence[ChipRecord]) -> float:

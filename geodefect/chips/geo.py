@@ -6,6 +6,7 @@ output folder), so a bad input leaves no output behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geodefect.errors import InputError, OutputExistsError
+from geodefect.errors import GeodefectError, InputError, OutputExistsError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class RoadChipConfig:
     """
 
     size_px: int = 512
-    stride_px: int = 384
+    stride_px: int | None = None
     label: str = "buffer"
     buffer_m: float = 2.0
     width_field: str | None = None
@@ -129,6 +130,8 @@ def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, data
 
     t0 = time.perf_counter()
     cfg = resolve_config(RoadChipConfig, config_file, overrides)
+    if cfg.stride_px is None:  # 512 -> 384: a quarter of overlap whatever the size
+        cfg = dataclasses.replace(cfg, stride_px=max(1, cfg.size_px * 3 // 4))
     validate_grid(size_px=cfg.size_px, stride_px=cfg.stride_px)
     _validate_fractions(cfg)
     if out_dir is None:
@@ -144,6 +147,7 @@ def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, data
     bands = parse_bands(cfg.bands) if cfg.bands is not None else dataset_bands
     plans = _plan_sources(sources, aoi_path, cfg, bands)
     _check_val_sources(cfg, plans)
+    _make_labelers(plans, cfg)  # label options are checked here, before the folder exists
     content = {k: v for k, v in config_to_dict(cfg).items() if k not in RUN_ONLY_OPTIONS}
     settings = {"config": content, "bands": bands, "aoi": _abs(aoi_path),
                 "sources": [[_abs(i), _abs(c)] for i, c in sources]}
@@ -157,8 +161,14 @@ def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, data
                            0, {}, meta.get("road_km", 0.0), 0.0, already_complete=True)
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        return _export(plans, out, cfg, bands, settings, t0, task=task)
+    created = not out.exists()
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+            return _export(plans, out, cfg, bands, settings, t0, task=task)
+    except GeodefectError:  # refused midway: leave nothing of this run (an interrupt keeps it: resumable)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -170,7 +180,7 @@ def _resolve_inputs(images, centerlines, aoi, dataset):
         from geodefect.catalog import get_dataset, resolve_road_inputs
 
         if images or centerlines:
-            raise InputError("give either IMAGE... --centerlines FILE or --dataset NAME, not both")
+            raise UsageError("give either IMAGE... --centerlines FILE or --dataset NAME, not both")
         all_inputs = [resolve_road_inputs(get_dataset(n.strip())) for n in str(dataset).split(",") if n.strip()]
         kinds = {(repr(i.bands), repr(i.pan_sharpen)) for i in all_inputs}
         if len(kinds) > 1:
@@ -179,9 +189,9 @@ def _resolve_inputs(images, centerlines, aoi, dataset):
         sources = [s for i in all_inputs for s in i.sources]
         return sources, aoi or inputs.aoi, inputs.bands, inputs.pan_sharpen
     if not images:
-        raise InputError("no input raster given; pass IMAGE... (GeoTIFFs) or --dataset NAME")
+        raise UsageError("no input raster given; pass IMAGE... (GeoTIFFs) or --dataset NAME")
     if not centerlines:
-        raise InputError("no centerlines given; pass --centerlines FILE (road lines: GeoJSON, GPKG, ...)")
+        raise UsageError("no centerlines given; pass --centerlines FILE (road lines: GeoJSON, GPKG, ...)")
     return [(Path(i), Path(centerlines)) for i in images], aoi, None, None
 
 
@@ -213,6 +223,17 @@ class _SourcePlan:
     transform: object = None
     no_roads: bool = False  # the centerline file declares no roads (zero-byte / no features)
     stretch: dict | None = None  # filled while exporting (see _stretch_record)
+    labeler: object = None  # RoadLabeler, made by _make_labelers
+
+
+def _make_labelers(plans, cfg: RoadChipConfig) -> None:
+    """One RoadLabeler per source (validates the label options before anything is written)."""
+    from geodefect.labels import RoadLabeler
+
+    for plan in plans:
+        plan.labeler = RoadLabeler(plan.lines, plan.crs, mode=cfg.label, buffer_m=_half_widths_m(plan.lines, cfg),
+                                   sigma_px=cfg.sigma_px, threshold=cfg.threshold,
+                                   bin_deg=cfg.orient_bin_deg, width_px=cfg.orient_width_px)
 
 
 def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_SourcePlan]:
@@ -367,17 +388,7 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / SETTINGS_FILE, json.dumps(settings, indent=1))
     chips.remove_stale_temp_files(out)
-    block_px = cfg.split_block_px or 4 * cfg.stride_px
-    block_keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
-                  for i, p in enumerate(plans) for w in p.windows]
-    if cfg.val_sources:  # whole rasters on the val side
-        val_blocks = {k for k in block_keys if _is_val_source(plans[k[0]], cfg)}
-    else:
-        val_blocks = chips.choose_val_blocks(block_keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                             road_blocks=_blocks_with_roads(plans, set(block_keys), block_px))
-    if cfg.val_fraction > 0 and not val_blocks:
-        log.warning("the input covers a single split block of %d px: every chip is train, none val; "
-                    "pass a smaller --split-block-px or more rasters to get a validation split", block_px)
+    block_px, val_blocks = _choose_split(plans, cfg)
     n_bands = len(bands) if bands else None
     exporter = None
     results, names = [], _chip_name_stems(plans)
@@ -391,6 +402,44 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
             results.append(result)
     return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, task=task,
                    pan_sharpen=settings.get("pan_sharpen"))
+
+
+def _choose_split(plans, cfg: RoadChipConfig) -> tuple[int, set]:
+    """Split block side and val blocks. When the blocks give no train or no val window (an input
+    of one or two blocks), halve the block side, down to the stride, with a warning."""
+    block_px = first = cfg.split_block_px or 4 * cfg.stride_px
+    if cfg.val_sources:  # whole rasters on the val side
+        keys = {(i, int(w.row_off) // block_px, int(w.col_off) // block_px) for i, p in enumerate(plans) for w in p.windows}
+        return block_px, {k for k in keys if _is_val_source(plans[k[0]], cfg)}
+    while True:
+        val_blocks, n_train, n_val = _try_split(plans, cfg, block_px)
+        if (n_train and n_val) or cfg.val_fraction <= 0 or cfg.split_block_px or block_px <= cfg.stride_px:
+            break
+        block_px = max(cfg.stride_px, block_px // 2)
+    if n_train and n_val and block_px != first:
+        log.warning("the input is too small for validation blocks of %d px; split by blocks of %d px "
+                    "instead (nearer train and val chips: pass --split-block-px or more rasters to choose)",
+                    first, block_px)
+    elif cfg.val_fraction > 0 and not (n_train and n_val):
+        log.warning("split blocks of %d px give %d train and %d val windows: every chip goes to one side; "
+                    "pass a smaller --split-block-px or more rasters to get both", block_px, n_train, n_val)
+    return block_px, val_blocks
+
+
+def _try_split(plans, cfg: RoadChipConfig, block_px: int) -> tuple[set, int, int]:
+    """Val blocks for ``block_px`` and the train / val window counts they give."""
+    from geodefect.chips import export as chips
+
+    keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
+            for i, p in enumerate(plans) for w in p.windows]
+    val_blocks = chips.choose_val_blocks(keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                         road_blocks=_blocks_with_roads(plans, set(keys), block_px))
+    n_train = n_val = 0
+    for i, plan in enumerate(plans):
+        splits, _ = chips.assign_splits(plan.windows, block_px=block_px,
+                                        val_blocks={(b[1], b[2]) for b in val_blocks if b[0] == i})
+        n_train, n_val = n_train + splits.count("train"), n_val + splits.count("val")
+    return val_blocks, n_train, n_val
 
 
 def _blocks_with_roads(plans, block_keys: set, block_px: int) -> set:
@@ -420,8 +469,6 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
     from geodefect.chips import export as chips
     from geodefect.io.chip_writer import ChipWriter
     from geodefect.io.raster import RasterReader, ThreadReaders
-    from geodefect.labels import RoadLabeler
-
     result = chips.SourceResult(n_windows=len(plan.windows))
     with RasterReader(plan.image, bands=bands, stretch=cfg.stretch, cell_size_m=cfg.cell_size_m) as reader:
         if exporter is None:
@@ -430,9 +477,7 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
         if plan.no_roads:  # the label file says "no roads here": every chip is a kept negative
             exporter.negative_sources.add(plan.image.name)
         plan.stretch = _stretch_record(reader)
-        labeler = RoadLabeler(plan.lines, reader.crs, mode=cfg.label, buffer_m=_half_widths_m(plan.lines, cfg),
-                              sigma_px=cfg.sigma_px, threshold=cfg.threshold,
-                              bin_deg=cfg.orient_bin_deg, width_px=cfg.orient_width_px)
+        labeler = plan.labeler
         source_val = {(b[1], b[2]) for b in val_blocks if b[0] == index}
         splits, _ = chips.assign_splits(plan.windows, block_px=block_px, val_blocks=source_val)
         writer = ChipWriter(reader.crs)
@@ -489,6 +534,11 @@ def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, *, task: st
     from geodefect.labels import ORIENTATION_CONVENTION, n_orientation_classes
 
     records = exporter.sorted_records() if exporter else []
+    if not records:
+        n_nodata = sum(r.n_nodata_dropped for r in results)
+        raise InputError(f"no chip was kept from {sum(r.n_windows for r in results)} windows "
+                         f"({n_nodata} with more than {cfg.max_nodata:.0%} nodata); check that the rasters "
+                         "hold data where the centerlines / AOI are (or raise --max-nodata / --keep-empty)")
     crs = plans[0].crs
     chips.write_index(records, crs, out / "index.gpkg")
     road_m = sum(chips.footprint_length_m(p.lines.geometry.values, p.crs,

@@ -317,6 +317,7 @@ def _resolve_sources(images, masks, coco, dataset):
         entry = get_dataset(dataset)
         pattern = str(entry.raw.get("images", "images/*"))
         images = [entry.root / Path(pattern).parent]
+        _check_dataset_present(entry, images[0])
         masks = masks or (entry.root / entry.raw["masks"] if entry.raw.get("masks") else None)
         coco = coco or (entry.root / entry.raw["coco"] if entry.raw.get("coco") else None)
         if entry.raw.get("coco_category"):
@@ -331,8 +332,24 @@ def _resolve_sources(images, masks, coco, dataset):
             "e.g. geodefect chip IMAGES_DIR --masks MASKS_DIR -o CHIPS"
         )
     if bool(masks) == bool(coco):
-        raise InputError("give exactly one label source: --masks MASKS_DIR or --coco FILE.json")
+        from geodefect.errors import UsageError
+
+        raise UsageError("give exactly one label source: --masks MASKS_DIR or --coco FILE.json")
     return Path(images[0]), masks, coco, defaults
+
+
+def _check_dataset_present(entry, folder: Path) -> None:
+    """A catalog dataset whose data are not where its root points: say where, and how to point there."""
+    if folder.is_dir():
+        return
+    from geodefect.errors import InputFileNotFoundError
+
+    raise InputFileNotFoundError(
+        f"dataset {entry.name!r}: its images were expected in {str(folder)!r}, which does not exist "
+        f"(catalog root {entry.raw.get('root')!r}); download the data there, or set GEODEFECT_DATA "
+        "(for {data}) / GEODEFECT_CATALOG (another catalog) to where it is"
+        + (f"; layout: {entry.description}" if entry.description else "")
+    )
 
 
 def _as_list(value):

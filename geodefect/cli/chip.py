@@ -24,7 +24,8 @@ def _chip_options():
     from geodefect.cli.generate import collect, options
 
     images = {"size_px": "256 (crack_segment) or the whole image (crack_classify)", "stride_px": "the size"}
-    return options(collect([(RoadChipConfig, {}, "roads"), (InspectionChipConfig, images, "image folders")],
+    roads = {"stride_px": "3/4 of the size"}
+    return options(collect([(RoadChipConfig, roads, "roads"), (InspectionChipConfig, images, "image folders")],
                            skip=("coco_category",)))
 
 

@@ -49,23 +49,57 @@ def setup_logging(*, verbose: bool, quiet: bool) -> None:
 def run_command(fn: Callable[..., Any], *args: Any, verbose: bool = False, quiet: bool = False, **kwargs: Any) -> Any:
     """Run a workflow; turn a GeodefectError into a one-line ``Error: ...`` and exit code 1.
 
+    A :class:`~geodefect.errors.UsageError` (malformed command line) exits with 2, as click's
+    own usage errors do; a permission or full-disk OSError is one line naming the path (exit 1).
+
     With ``verbose`` the traceback is printed too. Ctrl-C exits with 130 and a hint that
     rerunning the same command resumes.
     """
-    from geodefect.errors import GeodefectError
+    from geodefect.errors import GeodefectError, UsageError
 
     setup_logging(verbose=verbose, quiet=quiet)
     try:
         return fn(*args, **kwargs)
+    except UsageError as exc:  # a malformed command line: exit 2 with the usage line, as click
+        raise click.UsageError(_one_line(str(exc)), ctx=click.get_current_context(silent=True)) from None
     except GeodefectError as exc:
         if verbose:
             import traceback
 
             traceback.print_exc()
         raise click.ClickException(_one_line(str(exc))) from None
+    except OSError as exc:
+        message = _output_os_error(exc)
+        if message is None:
+            raise
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        raise click.ClickException(message) from None
     except KeyboardInterrupt:
         click.echo("Interrupted; nothing half-written was kept. Rerun the same command to resume.", err=True)
         sys.exit(130)
+
+
+_OUTPUT_ERRNOS = {
+    "EACCES": "permission denied; choose a folder you can write to or fix its permissions",
+    "EPERM": "operation not permitted; choose a folder you can write to",
+    "EROFS": "the file system is read-only; choose a writable output folder",
+    "ENOSPC": "no space left on the device; free space or write elsewhere",
+    "EDQUOT": "disk quota exceeded; free space or write elsewhere",
+}
+
+
+def _output_os_error(exc: OSError) -> str | None:
+    """One line naming the path and the cause of a permission / full-disk error, else None."""
+    import errno as errno_mod
+
+    name = errno_mod.errorcode.get(exc.errno or -1)
+    if name not in _OUTPUT_ERRNOS:
+        return None
+    where = f" writing {exc.filename!s}" if exc.filename else ""
+    return f"cannot write{where}: {_OUTPUT_ERRNOS[name]} ({name})"
 
 
 def _one_line(message: str) -> str:

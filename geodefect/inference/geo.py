@@ -246,6 +246,7 @@ class OutputSpec:
     resampling: str = "nearest"
     tags: dict = field(default_factory=dict)
     scale: float = 1.0
+    colormap: dict | None = None  # value -> (r, g, b, a): a GDAL colour table QGIS opens as "paletted"
 
 
 class TiledOutputs:
@@ -271,10 +272,7 @@ class TiledOutputs:
     def _fill_nodata(self) -> None:
         """GDAL leaves unwritten tiles empty, which read back as nodata: nothing to do but tag them."""
         for name, dst in self._dst.items():
-            spec = self.specs[name]
-            dst.update_tags(1, **{k: str(v) for k, v in spec.tags.items()})
-            if spec.scale != 1.0:
-                dst.scales = (spec.scale,)
+            _style_band(dst, self.specs[name])
 
     def write(self, name: str, array: np.ndarray, window: Window) -> None:
         """Write ``array`` (h, w) of the output ``name`` at ``window``."""
@@ -353,6 +351,15 @@ def _overview_resampling(spec: OutputSpec) -> str:
     return "average" if spec.resampling in ("bilinear", "average") else "nearest"
 
 
+def _style_band(dst, spec: OutputSpec) -> None:
+    """Tags, scale and colour table of band 1 of an open (writable) dataset."""
+    dst.update_tags(1, **{k: str(v) for k, v in spec.tags.items()})
+    if spec.scale != 1.0:
+        dst.scales = (spec.scale,)
+    if spec.colormap:
+        dst.write_colormap(1, spec.colormap)
+
+
 def _warp_back(tiled: Path, source, spec: OutputSpec) -> Path:
     """Resample a tiled output onto the source grid (bilinear for probabilities, nearest for labels)."""
     import rasterio
@@ -367,4 +374,6 @@ def _warp_back(tiled: Path, source, spec: OutputSpec) -> Path:
         resampling=Resampling[spec.resampling], src_nodata=spec.nodata, nodata=spec.nodata,
     ) as vrt:
         rio_copy(vrt, str(out), driver="GTiff", tiled=True, compress="deflate", BIGTIFF="IF_SAFER")
+    with rasterio.open(out, "r+") as dst:  # the warped VRT does not carry them
+        _style_band(dst, spec)
     return out

@@ -44,15 +44,36 @@ def road_output_specs(*, threshold: float, bin_deg: float | None, with_orientati
             "road_prob.tif", resampling="bilinear", scale=1.0 / PROB_SCALE,
             tags={"content": "road probability x 254 (0..254); 255 = nodata (outside the AOI)"},
         ),
-        "mask": OutputSpec("road_mask.tif", tags={"content": f"1 = road (probability >= {threshold}), 0 = background"}),
+        "mask": OutputSpec("road_mask.tif", tags={"content": f"1 = road (probability >= {threshold}), 0 = background"},
+                           colormap=MASK_COLOURS),
     }
     if with_orientation:
         specs["orientation"] = OutputSpec(
             "orientation.tif",
             tags={"content": "orientation bin on road pixels, 0 elsewhere", "bin_deg": bin_deg,
                   "convention": "theta = atan2(-d_row, d_col) CCW from +column; bin = floor(theta/bin_deg)+1"},
+            colormap=orientation_colours(bin_deg),
         )
     return specs
+
+
+#: road_mask.tif: roads orange on dark grey (a GeoTIFF colour table has no alpha; nodata 255
+#: outside the AOI is transparent as nodata)
+MASK_COLOURS = {0: (40, 40, 40, 255), 1: (255, 127, 0, 255), NODATA: (0, 0, 0, 255)}
+
+
+def orientation_colours(bin_deg: float | None) -> dict | None:
+    """orientation.tif: bins 1..n round the hue circle (cyclic, like the angles), 0 dark grey."""
+    import colorsys
+
+    if not bin_deg:
+        return None
+    n = int(round(360.0 / float(bin_deg)))
+    colours = {0: (40, 40, 40, 255), NODATA: (0, 0, 0, 255)}
+    for b in range(1, min(n, NODATA - 1) + 1):
+        r, g, bl = colorsys.hsv_to_rgb((b - 1) / n, 0.85, 0.95)
+        colours[b] = (int(r * 255), int(g * 255), int(bl * 255), 255)
+    return colours
 
 
 class RoadBlockWriter:

@@ -246,6 +246,7 @@ class ImageJob:
     reader: Any
     windows: Any
     source_grid: tuple | None  # (transform, width, height) when resampled
+    aoi: Any = None  # the AOI in the reader's CRS (written to roads.gpkg, layer aoi)
 
 
 def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params) -> list[ImageJob]:
@@ -253,7 +254,9 @@ def prepare_jobs(inputs: list[Path], recipe: dict, cfg: RoadInferConfig, params)
     from geodefect.io.raster import parse_bands
 
     if not inputs:
-        raise InputError("no IMAGE given; pass one or more GeoTIFFs")
+        from geodefect.errors import UsageError
+
+        raise UsageError("no IMAGE given; pass one or more GeoTIFFs")
     bands = parse_bands(cfg.bands)
     jobs: list[ImageJob] = []
     try:
@@ -288,7 +291,7 @@ def _prepare_one(path: Path, recipe, cfg, params, bands, *, name: str, skip_miss
         source = _source_grid(path)
         if source == (reader.transform, reader.shape[2], reader.shape[1]):
             source = None  # not resampled: blocks are on the source grid already
-        return ImageJob(path=path, name=name, reader=reader, windows=windows, source_grid=source)
+        return ImageJob(path=path, name=name, reader=reader, windows=windows, source_grid=source, aoi=aoi)
     except BaseException:
         reader.close()
         raise
@@ -339,6 +342,10 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
     }
     if writer.vectorize_enabled:
         entry.update(_vectorize(writer, vparams, dest))
+        if job.aoi is not None:  # what was processed, beside what was found
+            from geodefect.io.qgis_styles import write_aoi_layer
+
+            write_aoi_layer(dest / "roads.gpkg", job.aoi, job.reader.crs)
         entry["timings_s"]["vectorize"] = round(time.perf_counter() - t0 - t_pred - t_write, 3)
     writer.cleanup()
     return entry
@@ -433,8 +440,12 @@ def _summary(model_path, recipe, cfg, vparams, params, images, t0, device) -> di
 def format_summary(summary: dict) -> str:
     """The lines the CLI prints on stdout."""
     t = summary["totals"]
-    lines = [f"area {t['area_km2']:.3f} km² | windows {t['windows']} | time {t['seconds']:.1f} s | roads {t['road_km']:.2f} km"]
+    vectorised = any("road_km" in im for im in summary["images"])
+    roads = f"roads {t['road_km']:.2f} km" if vectorised else "roads not vectorised (--no-vectorize)"
+    lines = [f"area {t['area_km2']:.3f} km² | windows {t['windows']} | time {t['seconds']:.1f} s | {roads}"]
     for im in summary["images"]:
         folder = Path(summary["out_dir"]) / im["folder"]
-        lines.append(f"{im['image']}: {im.get('road_km', 0.0):.2f} km of road, {im.get('n_edges', 0)} edges -> {folder}")
+        found = (f"{im['road_km']:.2f} km of road, {im.get('n_edges', 0)} edges" if "road_km" in im
+                 else "vectorising skipped: rasters only")
+        lines.append(f"{im['image']}: {found} -> {folder}")
     return "\n".join(lines)

@@ -1,12 +1,16 @@
 """Atomic outputs: write under a temporary name, rename when complete.
 
-An interrupted run therefore never leaves a file (or folder) that looks finished.
+An interrupted run therefore never leaves a file (or folder) that looks finished. A run
+killed with SIGKILL cannot clean up, so temporary names carry the writer's process id
+(``.tmp-<name>-<pid>-<random>``) and the next write of the same output removes the
+temporaries of its own name whose process is gone (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,7 +28,8 @@ def tmp_sibling(path: str | os.PathLike) -> Path:
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{p.stem}-", suffix=p.suffix, dir=p.parent)
+    remove_stale_temporaries(p)
+    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{p.stem}-{os.getpid()}-", suffix=p.suffix, dir=p.parent)
     os.close(fd)
     os.unlink(name)
     return Path(name)
@@ -58,7 +63,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     final = Path(path)
     check_output_free(final, overwrite=overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
+    remove_stale_temporaries(final, folder=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{os.getpid()}-", dir=final.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the user's umask
     try:
         yield tmp
@@ -68,6 +74,37 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     except BaseException:
         _remove(tmp)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike, *, folder: bool = False) -> int:
+    """Remove the temporaries of ``path`` left by killed runs; return how many.
+
+    Only names this module makes for ``path`` (``.tmp-<stem>-<pid>-<random><suffix>``, or
+    ``.tmp-<name>-<pid>-<random>`` for folders) whose process no longer exists are removed:
+    a run still writing the same output on this machine keeps its own.
+    """
+    p = Path(path)
+    stem, suffix = (p.name, "") if folder else (p.stem, p.suffix)
+    pattern = re.compile(rf"{re.escape(TMP_PREFIX + stem)}-(\d+)-[A-Za-z0-9_]{{8}}{re.escape(suffix)}")
+    n = 0
+    if not p.parent.is_dir():
+        return 0
+    for entry in p.parent.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            _remove(entry)
+            n += 1
+    return n
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def check_output_free(path: str | os.PathLike, *, overwrite: bool) -> None:

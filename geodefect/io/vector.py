@@ -46,14 +46,19 @@ def read_vector(path: str | os.PathLike, *, to_crs=None, layer: str | int | None
     p = Path(path)
     if layer is not None:
         _check_layer(p, layer, what)
-    try:
-        gdf = gpd.read_file(p, engine="pyogrio", layer=layer)
+    try:  # on_invalid: a geometry GEOS refuses (a one-vertex line) becomes None, dropped below
+        gdf = gpd.read_file(p, engine="pyogrio", layer=layer, on_invalid="ignore")
     except (DataSourceError, ValueError, OSError) as exc:
         raise InputError(
             f"{what} {str(p)!r} is not a readable vector file ({_short(exc)}); "
             "expected GeoJSON, GeoPackage, Shapefile or another OGR format"
         ) from None
-    gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)]
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise InputError(
+            f"{what} {str(p)!r} has no geometry column (a plain table); "
+            "expected a vector file with geometries (GeoJSON, GeoPackage, Shapefile)"
+        )
+    gdf = _drop_unusable(gdf, p, what)
     if len(gdf) == 0:
         raise InputError(f"{what} {str(p)!r} has no features with a geometry; expected at least one")
     if gdf.crs is None:
@@ -93,7 +98,11 @@ def read_lines(path: str | os.PathLike, *, to_crs=None, layer: str | int | None 
         )
         gdf = gdf[~not_lines]
     geoms = np.asarray(gdf.geometry.values, dtype=object)
-    gdf = gdf[~shapely.is_empty(geoms) & (shapely.length(geoms) > 0)].reset_index(drop=True)
+    keep = ~shapely.is_empty(geoms) & (shapely.length(geoms) > 0)
+    if (~keep).any():
+        log.warning("%s %s: dropped %d lines of zero length (all vertices at one point)",
+                    what, path, int((~keep).sum()))
+    gdf = gdf[keep].reset_index(drop=True)
     if len(gdf) == 0:
         raise InputError(f"{what} {str(path)!r} holds no LineString features; expected road centerlines")
     return gdf
@@ -138,6 +147,19 @@ def read_aoi(path: str | os.PathLike, *, to_crs=None, layer: str | int | None = 
     if len(polys) == 0:
         raise InputError(f"{what} {str(path)!r} holds no polygons; expected the area to process as a polygon")
     return shapely.union_all(polys)
+
+
+def _drop_unusable(gdf, path: Path, what: str):
+    """Drop missing/empty geometries (counted in a warning when GEOS refused some) and Z/M values."""
+    missing = gdf.geometry.isna()
+    if missing.any():
+        log.warning("%s %s: dropped %d features without a usable geometry (missing, or a line "
+                    "with a single vertex)", what, path, int(missing.sum()))
+    gdf = gdf[~(missing | gdf.geometry.is_empty)]
+    if gdf.has_z.any():  # OSM extracts carry heights; every consumer here is 2-D
+        crs = gdf.crs.to_2d() if gdf.crs is not None else None  # EPSG:4979 -> 4326
+        gdf = gdf.set_geometry(shapely.force_2d(np.asarray(gdf.geometry.values, dtype=object)), crs=crs)
+    return gdf
 
 
 def _check_layer(path: Path, layer: str | int, what: str) -> None:

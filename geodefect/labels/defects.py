@@ -58,10 +58,13 @@ def read_mask(path: str | Path, *, threshold: int = MASK_THRESHOLD) -> np.ndarra
     p = Path(path)
     if not p.is_file():
         raise InputFileNotFoundError(f"mask file {str(p)!r} does not exist; check the path")
-    with Image.open(p) as im:
-        if im.mode == "P":
-            im = im.convert("RGB")
-        return binarize_mask(np.asarray(im), threshold=threshold)
+    try:
+        with Image.open(p) as im:
+            if im.mode == "P":
+                im = im.convert("RGB")
+            return binarize_mask(np.asarray(im), threshold=threshold)
+    except OSError as exc:  # UnidentifiedImageError is an OSError too
+        raise InputError(f"mask file {str(p)!r} is not a readable image ({exc}); replace or remove it") from None
 
 
 def boxes_to_mask(boxes: Iterable[Sequence[float]], *, height_px: int, width_px: int) -> np.ndarray:
@@ -87,8 +90,15 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """``(height_px, width_px)`` of an image file, from its header."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return im.height, im.width
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as exc:  # not an image Pillow reads (UnidentifiedImageError), or unreadable
+        if Path(path).suffix.lower() in (".tif", ".tiff"):
+            from geodefect.io.image import read_image
+
+            return read_image(path).shape[:2]  # a TIFF Pillow cannot open (rasterio reads it, or says why)
+        raise InputError(f"image {str(path)!r} is not a readable image ({exc}); replace or remove it") from None
 
 
 def list_images(folder: str | Path, *, what: str = "image folder") -> list[Path]:

@@ -336,11 +336,12 @@ class _Run:
         row.update(values)
         row["time_s"] = round(time.perf_counter() - state.epoch_start, 3)
         state.finish_epoch(row, self.adapter.monitor, self.adapter.monitor_mode, self.cfg.patience)
+        # last.pt first: a run killed between the two files can always be resumed
+        self.ckpt.save_last(self.model, self.recipe, state, self.opt, self.sched, self.scaler, self.cfg)
         if self.ctx.is_main:
             if state.best_epoch == row["epoch"]:
                 save_best(self.run_dir / "best.pt", self.model, self.recipe, self.cfg, state, row)
             write_reports(self.run_dir, state.history, self.adapter, first)
-        self.ckpt.save_last(self.model, self.recipe, state, self.opt, self.sched, self.scaler, self.cfg)
         log_epoch(row, self.adapter.monitor)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
 from geodefect.summary import Summary
@@ -25,9 +26,16 @@ log = logging.getLogger(__name__)
 def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None, resume: bool = False,
           overwrite: bool = False, callbacks=()) -> Summary:
     """Train the task of ``data_dir`` into ``run_dir``; see the module docstring."""
+    from geodefect.errors import GeodefectError
     from geodefect.tasks import task_for_data
     from geodefect.training.config import resolve_train_config, save_train_config
-    from geodefect.training.resume import check_resumable, prepare_run_dir, read_saved_config
+    from geodefect.training.resume import (
+        check_resumable,
+        check_run_dir,
+        has_progress,
+        prepare_run_dir,
+        read_saved_config,
+    )
     from geodefect.training.state import setup_distributed
 
     data_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -39,11 +47,18 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
         check_resumable(run_dir, nested=task.resume_nested(cfg))
     meta = task.read_meta(data_dir)
     data = task.prepare(data_dir, cfg, meta)
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # every rank, before joining: all stop alike
     ctx = setup_distributed(cfg.loop.device)  # under torchrun: join the group now, so only rank 0 touches RUN_DIR
+    created = not resume
     if ctx.is_main:
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
         save_train_config(cfg, run_dir / "config.yaml")
     else:
         logging.getLogger("geodefect").setLevel(logging.WARNING)
     ctx.barrier()
-    return task.fit(data_dir, run_dir, cfg, meta, data, resume=resume, callbacks=callbacks)
+    try:
+        return task.fit(data_dir, run_dir, cfg, meta, data, resume=resume, callbacks=callbacks)
+    except GeodefectError:  # refused before any state was saved: leave no folder to block the rerun
+        if created and ctx.is_main and not has_progress(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise

@@ -184,3 +184,17 @@ def test_all_nodata_raster_is_refused_with_one_line(scene, tmp_path):
     res = run("--pred", empty, "--truth", scene["truth"], "--errors", tmp_path / "e.gpkg")
     assert res.exit_code == 1 and "holds no data" in res.output
     assert not (tmp_path / "e.gpkg").exists()  # nothing written on refused input
+
+
+def test_lines_with_z_and_single_vertex_lines_are_read(scene, tmp_path):
+    """OSM extracts carry Z; a one-vertex LineString used to raise GEOSException."""
+    truth = gpd.read_file(scene["truth"])
+    coords = [[[x, y, 12.5] for x, y in g.coords] for g in truth.geometry]
+    feats = [{"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": c}}
+             for c in coords + [[coords[0][0]]]]
+    osm = tmp_path / "osm.geojson"
+    osm.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    out = tmp_path / "m.json"
+    res = run("--pred", osm, "--truth", osm, "--json", out)
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["apls"]["apls"] == pytest.approx(1.0)

@@ -123,3 +123,12 @@ def test_rail_kfold_and_box_metrics(tmp_path):
                  "--coco-category", "defect", "--json", str(tmp_path / "m.json")])
     summary = json.loads((tmp_path / "m.json").read_text())
     assert "box" in text and summary["boxes"]["n_boxes"] >= 4 and 0 <= summary["boxes"]["box_recall"] <= 1
+
+
+def test_explain_target_beyond_the_classes_is_one_line(crack_run):
+    image = sorted((crack_run / "data" / "images").iterdir())[0]
+    out = crack_run / "explain_target"
+    result = CliRunner().invoke(cli, ["explain", str(crack_run / "cls_run" / "model.pt"), str(image), "--layer",
+                                      "features.denseblock3", "--target", "5", "-o", str(out)])
+    assert result.exit_code == 1 and "`--target` must be a class index in 0..1" in result.output
+    assert "Traceback" not in result.output and not out.exists()

@@ -159,3 +159,32 @@ def test_lines_file_without_lines_and_aoi_without_polygons(tmp_path):
     lines = _geojson(tmp_path / "l.geojson", [shapely.LineString([(LON, LAT), (LON + 1e-3, LAT)])])
     with pytest.raises(InputError, match="no polygons"):
         read_aoi(lines)
+
+
+def test_single_vertex_lines_are_dropped_with_a_count(tmp_path, caplog):
+    feats = [{"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": c}}
+             for c in ([[LON, LAT]], [[LON, LAT], [LON + 0.001, LAT]], [[LON, LAT]])]
+    path = tmp_path / "one_vertex.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    with caplog.at_level(logging.WARNING):
+        gdf = read_lines(path)
+    assert len(gdf) == 1
+    assert "dropped 2 features" in caplog.text
+
+
+def test_z_coordinates_are_dropped_and_the_crs_made_2d(tmp_path):
+    line = shapely.LineString([(LON, LAT, 35.0), (LON + 0.001, LAT, 36.0)])
+    path = _geojson(tmp_path / "osm.geojson", [line])
+    gdf = read_lines(path, to_crs="EPSG:32631")
+    assert not gdf.has_z.any()
+    assert shapely.get_coordinates(gdf.geometry.values, include_z=True).shape[1] == 3
+    assert np.isnan(shapely.get_coordinates(gdf.geometry.values, include_z=True)[:, 2]).all()
+    aoi = read_aoi(_geojson(tmp_path / "aoi.geojson", [shapely.box(LON, LAT, LON + 0.01, LAT + 0.01).buffer(0)]))
+    assert not aoi.has_z
+
+
+def test_a_plain_table_is_not_an_aoi(tmp_path):
+    path = tmp_path / "aoi.csv"
+    path.write_text("name,area\nsite,12\n")
+    with pytest.raises(InputError, match="no geometry column"):
+        read_aoi(path)
