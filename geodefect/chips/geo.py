@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from geodefect.errors import GeodefectError, InputError, OutputExistsError, UsageError
+from geodefect.chips.config import RoadChipConfig
+from geodefect.chips.sources import check_val_sources, make_labelers, plan_sources, resolve_inputs
+from geodefect.chips.split import choose_split
+from geodefect.errors import GeodefectError, InputError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
@@ -27,72 +28,6 @@ GDAL_CACHE_BYTES = 64 * 2**20
 #: options that change how chips are made, not what they hold (not compared on resume)
 RUN_ONLY_OPTIONS = ("workers",)
 OUTPUT_NAMES = ("images", "labels", "orientation", "index.gpkg", "meta.json", SETTINGS_FILE)
-
-
-@dataclass(frozen=True)
-class RoadChipConfig:
-    """Options of ``geodefect chip`` for roads (units in the names).
-
-    ``buffer_m`` = 2.0: road *half*-width in metres, i.e. 4 m wide masks, the width
-    SpaceNet's own road-mask tools (CosmiQ apls ``create_speed_masks``) burn around
-    centerlines; most lanes are ~3.5 m, so a 4 m band stays on the carriageway of small
-    roads and covers the centre of wide ones. ``keep_empty`` = 0.1 keeps one road-free
-    chip in ten (negatives without flooding the set). ``split_block_px`` defaults to
-    4 × ``stride_px`` (4×4 chips per block). ``width_field``: a centerline attribute with
-    the road's full width in metres; half of it is the feature's buffer (missing or
-    non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
-    parallel (GDAL reads, label burning and file writes release the GIL); 1 = serial.
-    ``val_sources``: validate on WHOLE source rasters instead of spatial blocks: every chip of
-    a raster whose file name contains one of these strings (e.g. ``img1454``) is val, every
-    other chip train (no tile on both sides); ``val_fraction`` is then unused.
-
-    Attributes:
-        size_px: chip side in pixels.
-        stride_px: step between chips in pixels, 1..size.
-        label: road mask: buffer of buffer_m, or thresholded Gaussian (Batra et al. 2019).
-        buffer_m: road half-width in metres around each centerline (2.0: SpaceNet's 4 m masks).
-        width_field: centerline attribute with the road width in metres: buffer = width / 2 per road.
-        sigma_px: Gaussian label sigma in pixels.
-        threshold: Gaussian label threshold.
-        orient_bin_deg: orientation bin width in degrees; 360/bin + 1 classes, 0 = background.
-        orient_width_px: width in pixels of the orientation band along centerlines.
-        cell_size_m: resample imagery to this pixel size in metres (bilinear; area average when
-            downsampling).
-        keep_empty: share of road-free chips kept, 0..1, drawn with --seed.
-        max_nodata: skip chips with a larger share of nodata.
-        bands: 1-based bands to export, e.g. 1,2,3 (default: all but alpha).
-        stretch: percentile (2-98%) stretch to 8 bit (default: only for non-uint8 rasters).
-        val_fraction: share of spatial blocks (or source images) for validation.
-        split_block_px: side of the spatial blocks drawn for train/val (default: 4 x stride).
-        seed: seed of the split and the road-free draw.
-        workers: threads exporting chips in parallel.
-        val_sources: validate on whole rasters: comma-separated parts of their file names (e.g.
-            img1454,img38); all their chips are val, the rest train (default: spatial blocks).
-    """
-
-    size_px: int = 512
-    stride_px: int | None = None
-    label: str = "buffer"
-    buffer_m: float = 2.0
-    width_field: str | None = None
-    sigma_px: float = 15.0
-    threshold: float = 0.76
-    orient_bin_deg: int = 20
-    orient_width_px: float = 8.0
-    cell_size_m: float | None = None
-    keep_empty: float = 0.1
-    max_nodata: float = 0.25
-    bands: str | list[int] | None = None
-    stretch: bool | None = None
-    val_fraction: float = 0.2
-    split_block_px: int | None = None
-    seed: int = 0
-    workers: int = 2
-    val_sources: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.val_sources, str):  # the command line gives "img1454,img38"
-            object.__setattr__(self, "val_sources", [v.strip() for v in self.val_sources.split(",") if v.strip()])
 
 
 @dataclass
@@ -142,12 +77,12 @@ def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, data
         ps = {"mul_bands": resolve_mul_bands(cfg.bands, pan_sharpen)}
         images = pan_sharpen_inputs(images, pan_sharpen, ps["mul_bands"])
         cfg = replace(cfg, bands=None)
-    sources, aoi_path, dataset_bands, ds_ps = _resolve_inputs(images, centerlines, aoi, dataset)
+    sources, aoi_path, dataset_bands, ds_ps = resolve_inputs(images, centerlines, aoi, dataset)
     pan_spec = ps if pan_sharpen else ds_ps
     bands = parse_bands(cfg.bands) if cfg.bands is not None else dataset_bands
-    plans = _plan_sources(sources, aoi_path, cfg, bands)
-    _check_val_sources(cfg, plans)
-    _make_labelers(plans, cfg)  # label options are checked here, before the folder exists
+    plans = plan_sources(sources, aoi_path, cfg, bands)
+    check_val_sources(cfg, plans)
+    make_labelers(plans, cfg)  # label options are checked here, before the folder exists
     content = {k: v for k, v in config_to_dict(cfg).items() if k not in RUN_ONLY_OPTIONS}
     settings = {"config": content, "bands": bands, "aoi": _abs(aoi_path),
                 "sources": [[_abs(i), _abs(c)] for i, c in sources]}
@@ -172,142 +107,6 @@ def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, data
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def _resolve_inputs(images, centerlines, aoi, dataset):
-    """``(sources, aoi, bands, pan_sharpen spec)``; ``dataset`` may name several: ``a,b,c``."""
-    if dataset:
-        from geodefect.catalog import get_dataset, resolve_road_inputs
-
-        if images or centerlines:
-            raise UsageError("give either IMAGE... --centerlines FILE or --dataset NAME, not both")
-        all_inputs = [resolve_road_inputs(get_dataset(n.strip())) for n in str(dataset).split(",") if n.strip()]
-        kinds = {(repr(i.bands), repr(i.pan_sharpen)) for i in all_inputs}
-        if len(kinds) > 1:
-            raise InputError(f"datasets {dataset!r} use different bands or pan-sharpening; chip them into separate folders")
-        inputs = all_inputs[0]
-        sources = [s for i in all_inputs for s in i.sources]
-        return sources, aoi or inputs.aoi, inputs.bands, inputs.pan_sharpen
-    if not images:
-        raise UsageError("no input raster given; pass IMAGE... (GeoTIFFs) or --dataset NAME")
-    if not centerlines:
-        raise UsageError("no centerlines given; pass --centerlines FILE (road lines: GeoJSON, GPKG, ...)")
-    return [(Path(i), Path(centerlines)) for i in images], aoi, None, None
-
-
-def _check_val_sources(cfg: RoadChipConfig, plans) -> None:
-    """Every ``val_sources`` entry must name a source, and some source must stay for training."""
-    if not cfg.val_sources:
-        return
-    names = [p.image.name for p in plans]
-    for key in cfg.val_sources:
-        if not any(key in n for n in names):
-            raise InputError(f"`val_sources` entry {key!r} matches none of the {len(names)} input rasters "
-                             f"(e.g. {names[0]!r}); give parts of their file names")
-    if all(_is_val_source(p, cfg) for p in plans):
-        raise InputError("`val_sources` selects every input raster for validation; leave some for training")
-
-
-def _is_val_source(plan, cfg: RoadChipConfig) -> bool:
-    return any(key in plan.image.name for key in cfg.val_sources or ())
-
-
-@dataclass
-class _SourcePlan:
-    image: Path
-    centerlines: Path
-    lines: object  # GeoDataFrame in the raster CRS
-    windows: list
-    crs: object
-    pixel_size_m: float
-    transform: object = None
-    no_roads: bool = False  # the centerline file declares no roads (zero-byte / no features)
-    stretch: dict | None = None  # filled while exporting (see _stretch_record)
-    labeler: object = None  # RoadLabeler, made by _make_labelers
-
-
-def _make_labelers(plans, cfg: RoadChipConfig) -> None:
-    """One RoadLabeler per source (validates the label options before anything is written)."""
-    from geodefect.labels import RoadLabeler
-
-    for plan in plans:
-        plan.labeler = RoadLabeler(plan.lines, plan.crs, mode=cfg.label, buffer_m=_half_widths_m(plan.lines, cfg),
-                                   sigma_px=cfg.sigma_px, threshold=cfg.threshold,
-                                   bin_deg=cfg.orient_bin_deg, width_px=cfg.orient_width_px)
-
-
-def _plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[_SourcePlan]:
-    """Open and check every input; the window grid of each source (AOI-filtered)."""
-    import shapely
-    from shapely.geometry import box
-
-    from geodefect.io.raster import RasterReader
-    from geodefect.io.vector import read_aoi, read_lines_or_empty
-    from geodefect.windows import filter_windows_by_geometry, iter_windows
-
-    plans, lines_cache, aoi_cache, first_crs = [], {}, {}, None
-    aoi_hit = False
-    for image, lines_path in sources:
-        with RasterReader(image, bands=bands, stretch=cfg.stretch, cell_size_m=cfg.cell_size_m) as reader:
-            if first_crs is None:
-                first_crs = reader.crs
-            elif reader.crs != first_crs:
-                raise InputError(f"raster {str(image)!r} has another CRS than the first raster; "
-                                 "chip rasters of different CRSs into separate folders")
-            key = (str(lines_path), reader.crs.to_wkt())
-            if key not in lines_cache:
-                lines_cache[key] = read_lines_or_empty(lines_path, to_crs=reader.crs)
-            lines, no_roads = lines_cache[key]
-            footprint = box(*reader.bounds)
-            touching = lines[lines.intersects(footprint)]
-            _check_width_field(cfg.width_field, lines, lines_path)
-            _, h, w = reader.shape
-            windows = list(iter_windows(h, w, size_px=cfg.size_px, stride_px=cfg.stride_px))
-            if aoi_path is not None:
-                if key[1] not in aoi_cache:
-                    aoi_cache[key[1]] = read_aoi(aoi_path, to_crs=reader.crs)
-                aoi_geom = aoi_cache[key[1]]
-                aoi_hit = aoi_hit or shapely.intersects(aoi_geom, footprint)
-                windows = filter_windows_by_geometry(windows, reader.transform, aoi_geom)
-            plans.append(_SourcePlan(Path(image), Path(lines_path), touching, windows, reader.crs,
-                                     float(sum(reader.pixel_size_m) / 2), reader.transform, no_roads))
-    _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit)
-    return plans
-
-
-def _check_width_field(field, lines, lines_path) -> None:
-    if field and field not in lines.columns:
-        columns = ", ".join(c for c in lines.columns if c != lines.geometry.name) or "none"
-        raise InputError(f"`width_field` {field!r} is not an attribute of centerlines {str(lines_path)!r}; "
-                         f"its attributes: {columns}")
-
-
-def _half_widths_m(lines, cfg) -> float | np.ndarray:
-    """``buffer_m`` per centerline: half of ``width_field`` where it is a positive number."""
-    if not cfg.width_field:
-        return cfg.buffer_m
-    import pandas as pd
-
-    width = pd.to_numeric(lines[cfg.width_field], errors="coerce").to_numpy(dtype=float)
-    return np.where(np.isfinite(width) & (width > 0), width / 2.0, cfg.buffer_m)
-
-
-def _check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit) -> None:
-    if not any(len(p.lines) for p in plans) and not all(p.no_roads for p in plans):
-        lines_path = sources[0][1]
-        gdf = next(v[0] for v in lines_cache.values() if len(v[0]))
-        lb = ", ".join(f"{v:.6g}" for v in gdf.total_bounds)
-        raise InputError(
-            f"centerlines {str(lines_path)!r} do not touch raster {str(sources[0][0])!r} after "
-            f"reprojection to its CRS (centerline bounds {lb}); check that both cover the same "
-            "area and that the centerline file's CRS is right"
-        )
-    for p in plans:
-        if not len(p.lines) and not p.no_roads:
-            log.warning("no centerline touches %s: only road-free chips can come from it", p.image)
-    if aoi_path is not None and not aoi_hit:
-        raise InputError(f"AOI {str(aoi_path)!r} does not overlap any input raster after reprojection; "
-                         "pass an AOI polygon inside the raster (or drop --aoi)")
 
 
 def _validate_fractions(cfg: RoadChipConfig) -> None:
@@ -388,7 +187,7 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / SETTINGS_FILE, json.dumps(settings, indent=1))
     chips.remove_stale_temp_files(out)
-    block_px, val_blocks = _choose_split(plans, cfg)
+    block_px, val_blocks = choose_split(plans, cfg)
     n_bands = len(bands) if bands else None
     exporter = None
     results, names = [], _chip_name_stems(plans)
@@ -402,67 +201,6 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
             results.append(result)
     return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, task=task,
                    pan_sharpen=settings.get("pan_sharpen"))
-
-
-def _choose_split(plans, cfg: RoadChipConfig) -> tuple[int, set]:
-    """Split block side and val blocks. When the blocks give no train or no val window (an input
-    of one or two blocks), halve the block side, down to the stride, with a warning."""
-    block_px = first = cfg.split_block_px or 4 * cfg.stride_px
-    if cfg.val_sources:  # whole rasters on the val side
-        keys = {(i, int(w.row_off) // block_px, int(w.col_off) // block_px) for i, p in enumerate(plans) for w in p.windows}
-        return block_px, {k for k in keys if _is_val_source(plans[k[0]], cfg)}
-    while True:
-        val_blocks, n_train, n_val = _try_split(plans, cfg, block_px)
-        if (n_train and n_val) or cfg.val_fraction <= 0 or cfg.split_block_px or block_px <= cfg.stride_px:
-            break
-        block_px = max(cfg.stride_px, block_px // 2)
-    if n_train and n_val and block_px != first:
-        log.warning("the input is too small for validation blocks of %d px; split by blocks of %d px "
-                    "instead (nearer train and val chips: pass --split-block-px or more rasters to choose)",
-                    first, block_px)
-    elif cfg.val_fraction > 0 and not (n_train and n_val):
-        log.warning("split blocks of %d px give %d train and %d val windows: every chip goes to one side; "
-                    "pass a smaller --split-block-px or more rasters to get both", block_px, n_train, n_val)
-    return block_px, val_blocks
-
-
-def _try_split(plans, cfg: RoadChipConfig, block_px: int) -> tuple[set, int, int]:
-    """Val blocks for ``block_px`` and the train / val window counts they give."""
-    from geodefect.chips import export as chips
-
-    keys = [(i, int(w.row_off) // block_px, int(w.col_off) // block_px)
-            for i, p in enumerate(plans) for w in p.windows]
-    val_blocks = chips.choose_val_blocks(keys, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                         road_blocks=_blocks_with_roads(plans, set(keys), block_px))
-    n_train = n_val = 0
-    for i, plan in enumerate(plans):
-        splits, _ = chips.assign_splits(plan.windows, block_px=block_px,
-                                        val_blocks={(b[1], b[2]) for b in val_blocks if b[0] == i})
-        n_train, n_val = n_train + splits.count("train"), n_val + splits.count("val")
-    return val_blocks, n_train, n_val
-
-
-def _blocks_with_roads(plans, block_keys: set, block_px: int) -> set:
-    """The split blocks (source, block row, block col) that some centerline crosses."""
-    from rasterio.windows import Window
-
-    from geodefect.windows import window_bounds
-
-    hits = set()
-    for i, r, c in block_keys:
-        plan = plans[i]
-        if len(plan.lines) == 0:
-            continue
-        bounds = window_bounds(Window(c * block_px, r * block_px, block_px, block_px), plan.transform)
-        if len(plan.lines.sindex.query(_box(bounds), predicate="intersects")):
-            hits.add((i, r, c))
-    return hits
-
-
-def _box(bounds):
-    from shapely.geometry import box
-
-    return box(*bounds)
 
 
 def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, out, cfg, bands, bar):
