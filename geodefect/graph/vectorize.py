@@ -2,9 +2,9 @@
 
 Pipeline: threshold -> (optionally remove small objects, fill small holes) -> skeletonize ->
 pixel graph -> merge degree-2 chains -> straighten ends cut by nodata (the AOI) -> open loops
-round small holes -> prune spurs (by length, then against the road width) -> merge close
-junctions -> bridge gaps end to end and end to road (direction from the predicted orientation
-bins, else the edge tangent) -> drop small components -> merge degree-2 chains ->
+round small holes -> prune spurs (by length) -> merge close junctions -> bridge gaps end to
+end and end to road (direction from the predicted orientation bins, else the edge tangent) ->
+prune spurs against the road width -> drop small components -> merge degree-2 chains ->
 Ramer–Douglas–Peucker in metres -> LineStrings in the raster CRS (pixel centres,
 ``transform * (col + 0.5, row + 0.5)``).
 
