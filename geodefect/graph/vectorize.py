@@ -2,9 +2,9 @@
 
 Pipeline: threshold -> (optionally remove small objects, fill small holes) -> skeletonize ->
 pixel graph -> merge degree-2 chains -> straighten ends cut by nodata (the AOI) -> open loops
-round small holes -> prune spurs (by length, then against the road width) -> merge close
-junctions -> bridge gaps end to end and end to road (direction from the predicted orientation
-bins, else the edge tangent) -> drop small components -> merge degree-2 chains ->
+round small holes -> prune spurs (by length) -> merge close junctions -> bridge gaps end to
+end and end to road (direction from the predicted orientation bins, else the edge tangent) ->
+prune spurs against the road width -> drop small components -> merge degree-2 chains ->
 Ramer–Douglas–Peucker in metres -> LineStrings in the raster CRS (pixel centres,
 ``transform * (col + 0.5, row + 0.5)``).
 
@@ -216,10 +216,9 @@ def vectorize_road_mask(
 
 
 def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction, mask=None) -> dict[str, int]:
-    """Prune spurs (also against the road width when ``mask`` is given), merge close junctions, bridge gaps (end to end, then end to road), drop small components, merge chains."""
+    """Prune spurs, merge close junctions, bridge gaps (end to end, then end to road), prune spurs
+    against the road width (when ``mask`` is given), drop small components, merge chains."""
     stats = {"spurs_pruned": prune_spurs(g, min_spur_m=params.min_spur_m)}
-    if mask is not None:
-        stats["wide_spurs_pruned"] = prune_wide_spurs(g, mask, spur_width_ratio=params.spur_width_ratio)
     stats["junctions_merged"] = merge_close_junctions(g, junction_merge_m=params.junction_merge_m)
     stats["gaps_bridged"] = bridge_gaps(
         g,
@@ -232,6 +231,8 @@ def clean_graph(g: EditableGraph, params: VectorizeParams, *, end_direction, mas
         g, max_gap_m=params.bridge_to_edge_gap_m, angle_deg=params.bridge_to_edge_angle_deg,
         end_direction=end_direction,
     )
+    if mask is not None:  # after bridging: a road cut by a gap beside a wide junction is joined first
+        stats["wide_spurs_pruned"] = prune_wide_spurs(g, mask, spur_width_ratio=params.spur_width_ratio)
     stats["small_edges_dropped"] = drop_small_components(g, min_component_m=params.min_component_m)
     merge_degree_two(g)
     return stats
