@@ -42,6 +42,8 @@ class RoadChipConfig:
         split_block_px: side of the spatial blocks drawn for train/val (default: 4 x stride).
         seed: seed of the split and the road-free draw.
         workers: threads exporting chips in parallel.
+        scheduler: local (this process), processes:N (a Dask LocalCluster of N workers) or a Dask
+            scheduler address tcp://HOST:PORT; one work unit per source raster.
         val_sources: validate on whole rasters: comma-separated parts of their file names (e.g.
             img1454,img38); all their chips are val, the rest train (default: spatial blocks).
     """
@@ -64,6 +66,7 @@ class RoadChipConfig:
     split_block_px: int | None = None
     seed: int = 0
     workers: int = 2
+    scheduler: str = "local"
     val_sources: list[str] | None = None
 
     def __post_init__(self) -> None:

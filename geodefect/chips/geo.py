@@ -17,6 +17,7 @@ from pathlib import Path
 from geodefect.chips.config import RoadChipConfig
 from geodefect.chips.sources import check_val_sources, make_labelers, plan_sources, resolve_inputs
 from geodefect.chips.split import choose_split
+from geodefect.distributed import parse_scheduler
 from geodefect.errors import GeodefectError, InputError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ SETTINGS_FILE = "chip_settings.json"
 #: touches in a 3-band raster ~20000 px wide; bounds memory (GDAL default: 5% of RAM)
 GDAL_CACHE_BYTES = 64 * 2**20
 #: options that change how chips are made, not what they hold (not compared on resume)
-RUN_ONLY_OPTIONS = ("workers",)
+RUN_ONLY_OPTIONS = ("workers", "scheduler")
 OUTPUT_NAMES = ("images", "labels", "orientation", "index.gpkg", "meta.json", SETTINGS_FILE)
 
 
@@ -68,6 +69,7 @@ def chip(images=(), out_dir=None, *, task: str, centerlines=None, aoi=None, data
     if cfg.stride_px is None:  # 512 -> 384: a quarter of overlap whatever the size
         cfg = dataclasses.replace(cfg, stride_px=max(1, cfg.size_px * 3 // 4))
     validate_grid(size_px=cfg.size_px, stride_px=cfg.stride_px)
+    parse_scheduler(cfg.scheduler)  # a bad value fails before anything is written
     _validate_fractions(cfg)
     if out_dir is None:
         raise InputError("no output folder given; pass -o OUT_DIR")
@@ -194,6 +196,12 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     total = sum(len(p.windows) for p in plans)
     from geodefect.progress import progress
 
+    if not parse_scheduler(cfg.scheduler).is_local:
+        from geodefect.chips.distributed import export_sources
+
+        exporter, results = export_sources(plans, names, n_bands, val_blocks, block_px, out, cfg, bands)
+        return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, task=task,
+                       pan_sharpen=settings.get("pan_sharpen"))
     with progress(total=total, desc="chips", unit="win") as bar:
         for i, plan in enumerate(plans):
             exporter, result = _export_source(plan, i, names[i], exporter, n_bands, val_blocks,

@@ -37,6 +37,7 @@ VSIMEM_DIR = "/vsimem/geodefect-pansharpen"
 NODATA = 0
 
 _OPEN: dict[str, object] = {}  # vsimem path -> MemoryFile kept alive for the process
+_XML: dict[str, str] = {}  # vsimem path -> its VRT XML (for other processes)
 
 
 def mul_band_names(mul_path: str | os.PathLike) -> list[str]:
@@ -115,7 +116,21 @@ def pansharpened_path(pan_path: str | os.PathLike, mul_path: str | os.PathLike, 
     path = f"{VSIMEM_DIR}/{key}/{Path(pan_path).stem}.vrt"
     if path not in _OPEN:
         _OPEN[path] = _write_vsimem(path, xml, pan_path, mul_path)
+        _XML[path] = xml
     return path
+
+
+def vsimem_source(path: str) -> str | None:
+    """The VRT XML behind a pan-sharpened ``/vsimem`` path made in this process (None otherwise);
+    another process (a Dask worker) recreates the same path with :func:`ensure_vsimem`."""
+    return _XML.get(str(path))
+
+
+def ensure_vsimem(path: str, xml: str) -> None:
+    """Make ``path`` exist in this process's /vsimem with ``xml`` (idempotent)."""
+    if path not in _OPEN:
+        _OPEN[path] = _write_vsimem(path, xml, path, path)
+        _XML[path] = xml
 
 
 def _write_vsimem(path: str, xml: str, pan_path, mul_path):

@@ -1,0 +1,79 @@
+"""``geodefect chip --scheduler processes:2``: one unit per raster, the same chips, index and statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyogrio
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geodefect.cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from geodefect.testing.tiny import make_tiny_scene
+
+    root = tmp_path_factory.mktemp("chipscenes")
+    return [make_tiny_scene(root / f"s{i}", road_rows=(50 + 30 * i,), road_cols=(120,), seed=i) for i in range(3)]
+
+
+def chip(scenes, out: Path, *extra):
+    lines = scenes[0].centerlines
+    args = ["chip", *[str(s.image) for s in scenes], "--centerlines", str(lines), "-o", str(out), "--size-px", "64",
+            "--stride-px", "48", "--keep-empty", "1", "-q", *extra]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def test_two_workers_write_the_same_chips_index_and_statistics(scenes, tmp_path):
+    chip(scenes, tmp_path / "local")
+    chip(scenes, tmp_path / "dask", "--scheduler", "processes:2")
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    files = sorted(p.relative_to(local) for p in local.rglob("*.tif"))
+    assert files and files == sorted(p.relative_to(dask) for p in dask.rglob("*.tif"))
+    for f in files:
+        assert (local / f).read_bytes() == (dask / f).read_bytes(), f
+    ml, md = json.loads((local / "meta.json").read_text()), json.loads((dask / "meta.json").read_text())
+    for key in ("mean", "std", "n_chips", "split", "road_km", "sources"):
+        assert ml[key] == md[key], key
+    il = pyogrio.read_dataframe(local / "index.gpkg", layer="chips")
+    idx = pyogrio.read_dataframe(dask / "index.gpkg", layer="chips")
+    assert il.drop(columns="geometry").equals(idx.drop(columns="geometry"))
+
+
+def test_a_bad_scheduler_writes_nothing(scenes, tmp_path):
+    res = CliRunner().invoke(cli, ["chip", str(scenes[0].image), "--centerlines", str(scenes[0].centerlines),
+                                   "-o", str(tmp_path / "x"), "--scheduler", "threads:4"])
+    assert res.exit_code == 1 and "processes:N" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_pan_sharpened_sources_reach_the_workers(tmp_path):
+    """A pan-sharpened source lives in the client's /vsimem: the unit recreates the same VRT."""
+    import numpy as np
+    from shapely.geometry import LineString
+
+    from geodefect.testing.tiny import write_lines, write_tiny_geotiff
+
+    rng = np.random.default_rng(0)
+    pan = rng.integers(200, 1800, size=(1, 128, 128)).astype(np.uint16)
+    mul = np.stack([np.full((32, 32), v, np.uint16) for v in (100, 200, 300, 400, 500, 600, 700, 800)])
+    write_tiny_geotiff(tmp_path / "pan.tif", pan, pixel_size_m=0.5)
+    write_tiny_geotiff(tmp_path / "mul.tif", mul, pixel_size_m=2.0)
+    with rasterio.open(tmp_path / "pan.tif") as ds:
+        b = ds.bounds
+    lines = write_lines(tmp_path / "roads.geojson", [LineString([(b.left, (b.bottom + b.top) / 2),
+                                                                (b.right, (b.bottom + b.top) / 2)])])
+    outs = []
+    for name, extra in (("local", []), ("dask", ["--scheduler", "processes:1"])):
+        res = CliRunner().invoke(cli, ["chip", str(tmp_path / "pan.tif"), "--pan-sharpen", str(tmp_path / "mul.tif"),
+                                       "--centerlines", str(lines), "-o", str(tmp_path / name), "--size-px", "64",
+                                       "--stride-px", "64", "--keep-empty", "1", "-q", *extra])
+        assert res.exit_code == 0, res.output
+        outs.append(json.loads((tmp_path / name / "meta.json").read_text()))
+    assert outs[0]["n_chips"] == outs[1]["n_chips"] > 0 and outs[0]["mean"] == outs[1]["mean"]
