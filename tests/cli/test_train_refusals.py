@@ -115,3 +115,28 @@ def test_broken_chip_images_leave_no_run_folder(chips, tmp_path, damage):
     assert res.exit_code == 1 and res.output.startswith("Error:") and "Traceback" not in res.output, res.output
     assert victim.name in res.output
     assert not run.exists()
+
+
+def test_torchrun_ranks_all_stop_with_the_same_line(chips, tmp_path):
+    """Two CPU ranks, an existing run: each prints the one-line error; no rank's traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists() and shutil.which("torchrun") is None:
+        pytest.skip("torchrun not installed")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"x")  # an existing run (never read: the check comes first)
+    (run / "config.yaml").write_text("loop: {}\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([str(torchrun if torchrun.exists() else "torchrun"), "--standalone", "--nproc-per-node", "2",
+                           "-m", "geodefect.cli.main", "train", str(chips), "-o", str(run), "--device", "cpu", "-q"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error:")]
+    assert proc.returncode != 0
+    assert len(errors) == 2 and len(set(errors)) == 1 and "already exists" in errors[0], proc.stderr[-2000:]
+    assert "geodefect/" not in proc.stderr.replace("geodefect.cli.main", "")  # no frame of ours: ranks stopped cleanly
