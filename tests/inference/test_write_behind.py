@@ -98,3 +98,13 @@ def test_write_behind_only_where_the_writer_has_a_core_of_its_own(monkeypatch):
     assert road_infer.write_behind_blocks("cuda") == 0
     cfg, _ = road_infer.resolve_infer_config(None, {"device": "cpu"}, recipe={"size_px": 64})
     assert road_infer.sliding_params(cfg, {"size_px": 64}).held_blocks == 1
+
+
+def test_the_gdal_block_cache_of_inference_is_megabytes_not_bytes():
+    """rasterio.Env takes GDAL_CACHEMAX in bytes: 128 meant a 128-byte cache, and pan-sharpened
+    inputs read through the resampling WarpedVRT took minutes per window."""
+    import rasterio
+    from rasterio._env import get_gdal_config
+
+    with rasterio.Env(GDAL_CACHEMAX=road_infer.GDAL_CACHE_BYTES):
+        assert int(get_gdal_config("GDAL_CACHEMAX")) >= 64 * 2**20
