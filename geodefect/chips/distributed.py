@@ -19,8 +19,12 @@ class _NoBar:
         pass
 
 
-def export_sources(plans, names, n_bands, val_blocks, block_px: int, out: Path, cfg, bands):
-    """Export every plan as a Dask unit; returns ``(merged ChipExporter, [SourceResult per plan])``."""
+def export_sources(plans, names, n_bands, val_blocks, block_px: int, out: Path, cfg, bands, *, export_source):
+    """Export every plan as a Dask unit; returns ``(merged ChipExporter, [SourceResult per plan])``.
+
+    ``export_source``: the local path's per-source export (``chips.geo._export_source``), passed in
+    so that this module does not import its caller.
+    """
     from geodefect.chips import export as chips
     from geodefect.distributed import open_client, parse_scheduler, run_units, unit_key
     from geodefect.io.pansharpen import vsimem_source
@@ -30,7 +34,7 @@ def export_sources(plans, names, n_bands, val_blocks, block_px: int, out: Path, 
     units = []
     for i, plan in enumerate(plans):
         vrt = vsimem_source(str(plan.image))  # a pan-sharpened source lives in this process's /vsimem
-        args = (plan, i, names[i], n_bands, val_blocks, block_px, str(out), worker_cfg, bands, vrt)
+        args = (export_source, plan, i, names[i], n_bands, val_blocks, block_px, str(out), worker_cfg, bands, vrt)
         units.append((unit_key("geodefect-chip", str(out), str(plan.image), names[i]), args))
     with open_client(parse_scheduler(cfg.scheduler)) as client, progress(total=len(units), desc="rasters") as bar:
         parts = run_units(client, chip_source_unit, units, on_done=lambda: bar.update(1))
@@ -46,16 +50,14 @@ def export_sources(plans, names, n_bands, val_blocks, block_px: int, out: Path, 
     return exporter, results
 
 
-def chip_source_unit(plan, index: int, stem: str, n_bands, val_blocks, block_px: int, out: str, cfg, bands,
-                     vrt_xml: str | None):
+def chip_source_unit(export_source, plan, index: int, stem: str, n_bands, val_blocks, block_px: int, out: str,
+                     cfg, bands, vrt_xml: str | None):
     """One source raster's chips on a worker; returns ``(records, band sums, result, stretch, n_bands)``."""
-    from geodefect.chips.geo import _export_source
-
     if vrt_xml is not None:
         from geodefect.io.pansharpen import ensure_vsimem
 
         ensure_vsimem(str(plan.image), vrt_xml)
-    exporter, result = _export_source(plan, index, stem, None, n_bands, val_blocks, block_px, Path(out), cfg,
+    exporter, result = export_source(plan, index, stem, None, n_bands, val_blocks, block_px, Path(out), cfg,
                                       bands, _NoBar())
     stats = exporter.stats
     return exporter.records, (stats.total, stats.total_sq, stats.count), result, plan.stretch, stats.n_bands

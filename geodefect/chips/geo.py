@@ -199,7 +199,8 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
     if not parse_scheduler(cfg.scheduler).is_local:
         from geodefect.chips.distributed import export_sources
 
-        exporter, results = export_sources(plans, names, n_bands, val_blocks, block_px, out, cfg, bands)
+        exporter, results = export_sources(plans, names, n_bands, val_blocks, block_px, out, cfg, bands,
+                                           export_source=_export_source)
         return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, task=task,
                        pan_sharpen=settings.get("pan_sharpen"))
     with progress(total=total, desc="chips", unit="win") as bar:
