@@ -36,7 +36,7 @@ def resolve_model(spec: str | Path) -> Path:
             raise InputFileNotFoundError(f"pretrained model {name!r} is missing from the installation ({str(shipped)!r}); "
                                          "reinstall geodefect")
         return shipped
-    raise InputFileNotFoundError(f"model {name!r} is neither a model file nor a pretrained model name; "
+    raise InputFileNotFoundError(f"model file {name!r} does not exist and is not a pretrained model name; "
                                  f"pass a package from `geodefect train` or one of: {', '.join(sorted(PRETRAINED))}")
 
 
