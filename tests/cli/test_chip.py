@@ -137,15 +137,18 @@ def test_aoi_outside_raster(scene, tmp_path):
 
 
 def test_empty_centerline_file_means_no_roads(scene, tmp_path):
-    """SpaceNet's convention: a feature-less (or zero-byte) centerline file says "no roads here"."""
+    """Issue 14: a feature-less (or zero-byte, SpaceNet's way) file says "no roads here": negatives."""
     empty = tmp_path / "empty.geojson"
     empty.write_text('{"type": "FeatureCollection", "features": []}')
     out = tmp_path / "o"
-    res = invoke(scene.image, "--centerlines", empty, "-o", out, "--keep-empty", 1)
-    assert res.exit_code == 0, res.output
-    assert "no roads there" in res.output
-    with rasterio.open(next((out / "labels").glob("*.tif"))) as ds:
-        assert ds.read(1).max() == 0
+    result = invoke(scene.image, "--centerlines", empty, "-o", out, *FAST, "--keep-empty", "0")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["sources"][0]["no_roads"] and meta["n_chips"] > 0  # every window kept but split-overlap drops:
+    assert meta["n_chips"] + meta["split"]["n_dropped_overlap"] == meta["sources"][0]["n_windows"]
+    for path in (out / "labels").glob("*.tif"):
+        with rasterio.open(path) as ds:
+            assert not ds.read().any()
 
 
 def test_invalid_geometries_repaired_with_warning(scene, tmp_path):
