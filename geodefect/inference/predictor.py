@@ -137,3 +137,18 @@ class TorchPredictor:
                 return logits.permute(0, 2, 3, 1).softmax(dim=-1).permute(0, 3, 1, 2)
             return logits.softmax(dim=1)
         return logits
+
+
+class TimedPredictor:
+    """A predictor wrapper that adds up the time spent in the model."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.seconds = predictor, 0.0
+
+    def __call__(self, batch):
+        import time
+
+        t = time.perf_counter()
+        out = self.predictor(batch)
+        self.seconds += time.perf_counter() - t
+        return out

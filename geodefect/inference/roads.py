@@ -326,6 +326,8 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
     from geodefect.inference.road_outputs import RoadBlockWriter
 
     dest.mkdir(parents=True, exist_ok=True)
+    from geodefect.inference.predictor import TimedPredictor
+
     timer = TimedPredictor(predictor)
     t0 = time.perf_counter()
     orient = recipe.get("orientation") or {}
@@ -401,19 +403,6 @@ def write_network_files(network, dest: Path, *, crs) -> None:
 
     write_road_network(dest / "roads.gpkg", network, crs)
     write_graphml(dest / "graph.graphml", network)
-
-
-class TimedPredictor:
-    """A predictor wrapper that adds up the time spent in the model."""
-
-    def __init__(self, predictor) -> None:
-        self.predictor, self.seconds = predictor, 0.0
-
-    def __call__(self, batch):
-        t = time.perf_counter()
-        out = self.predictor(batch)
-        self.seconds += time.perf_counter() - t
-        return out
 
 
 def _summary(model_path, recipe, cfg, vparams, params, images, t0, device) -> dict:

@@ -8,7 +8,7 @@ only tensors and plain Python containers/scalars are allowed inside)::
 
 The recipe (smp's ``config.json`` idea, ArcGIS's ``.emd``) holds at least::
 
-    task            "roads" | "crack_classify" | "crack_segment" | "rail_segment" | "damage_classify" | ...
+    task            a registered task name (geodefect.tasks.TASKS), e.g. the road task
     model           {"name": registry name, "kwargs": {...}}   -> build_model(name, **kwargs)
     bands           source band indexes (1-based) the model expects, in order
     normalization   {"mean": [...], "std": [...]} per band, on the 0..255 scale

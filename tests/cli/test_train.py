@@ -9,32 +9,17 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from train_helpers import make_road_chips, one_thread  # noqa: F401  (autouse fixture)
 
 from geodefect.cli.main import cli
 from geodefect.models.checkpoint import load_package, read_recipe
 
 TINY = ["--model", "road_hourglass", "--width", "8", "--batch-size", "4", "--steps-per-epoch", "2", "-q"]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and two threads crawl when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
-    from geodefect.testing.scenes import make_road_scene
-    from geodefect.workflows.chip import chip
-
-    root = tmp_path_factory.mktemp("trainchips")
-    scene = make_road_scene(root / "scene", size_px=256, seed=1)
-    chip([scene.image], root / "chips", centerlines=scene.centerlines,
-         overrides={"size_px": 32, "stride_px": 32, "keep_empty": 1.0, "val_fraction": 0.3})
-    return root / "chips"
+    return make_road_chips(tmp_path_factory.mktemp("trainchips"), scene_px=256, seed=1)
 
 
 def invoke(*args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
+from train_helpers import make_road_chips, one_thread  # noqa: F401  (autouse fixture)
 
 from geodefect.cli.main import cli
 from geodefect.models.checkpoint import load_package, read_recipe, save_package
@@ -12,24 +13,9 @@ from geodefect.models.checkpoint import load_package, read_recipe, save_package
 TINY = ["--model", "road_hourglass", "--width", "8", "--batch-size", "4", "--steps-per-epoch", "1", "--epochs", "1", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
-    from geodefect.testing.scenes import make_road_scene
-    from geodefect.workflows.chip import chip
-
-    root = tmp_path_factory.mktemp("initchips")
-    scene = make_road_scene(root / "scene", size_px=128, seed=2)
-    chip([scene.image], root / "chips", centerlines=scene.centerlines,
-         overrides={"size_px": 32, "stride_px": 32, "keep_empty": 1.0, "val_fraction": 0.3, "split_block_px": 64})
-    return root / "chips"
+    return make_road_chips(tmp_path_factory.mktemp("initchips"), scene_px=128, seed=2, split_block_px=64)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from click.testing import CliRunner
+from train_helpers import make_road_chips, one_thread  # noqa: F401  (autouse fixture)
 
 from geodefect.cli.main import cli
 from geodefect.errors import OutputExistsError
@@ -13,24 +13,9 @@ TINY = ["--model", "road_hourglass", "--width", "8", "--batch-size", "4", "--ste
 OVERRIDES = {"model": "road_hourglass", "width": 8, "batch_size": 4, "steps_per_epoch": 1, "epochs": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
-    from geodefect.testing.scenes import make_road_scene
-    from geodefect.workflows.chip import chip
-
-    root = tmp_path_factory.mktemp("refusechips")
-    scene = make_road_scene(root / "scene", size_px=128, seed=1)
-    chip([scene.image], root / "chips", centerlines=scene.centerlines,
-         overrides={"size_px": 32, "stride_px": 32, "keep_empty": 1.0, "val_fraction": 0.3})
-    return root / "chips"
+    return make_road_chips(tmp_path_factory.mktemp("refusechips"), scene_px=128, seed=1)
 
 
 def invoke(*args):
