@@ -193,9 +193,14 @@ def compute_stretch(ds, bands: Sequence[int], *, percentiles=STRETCH_PERCENTILES
         (C, 2) float64 array of ``lo, hi`` per selected band.
     """
     factor = max(1.0, max(ds.width, ds.height) / STRETCH_SAMPLE_PX)
-    h, w = max(1, int(ds.height / factor)), max(1, int(ds.width / factor))
-    data = ds.read(list(bands), out_shape=(len(bands), h, w), resampling=Resampling.nearest)
-    valid = ds.dataset_mask(out_shape=(h, w), resampling=Resampling.nearest) > 0
+    if factor <= 2.0:  # small rasters: a plain full read (GDAL's decimated read of a pan-sharpened
+        # VRT inside a rasterio.Env was measured at 124-150 s for a 1300 px tile, the full read 0.06 s)
+        data = ds.read(list(bands))
+        valid = ds.dataset_mask() > 0
+    else:
+        h, w = max(1, int(ds.height / factor)), max(1, int(ds.width / factor))
+        data = ds.read(list(bands), out_shape=(len(bands), h, w), resampling=Resampling.nearest)
+        valid = ds.dataset_mask(out_shape=(h, w), resampling=Resampling.nearest) > 0
     out = np.zeros((len(bands), 2))
     for i, band in enumerate(data):
         vals = band[valid] if valid.any() else band.ravel()
