@@ -117,7 +117,7 @@ def resolve_road_inputs(entry: DatasetEntry) -> RoadInputs:
 
         mul = [_mul_for(entry, img) for img, _ in sources]
         spec = {"mul_bands": resolve_mul_bands(entry.raw.get("mul_bands"), mul[0])}
-        sources = [(Path(pansharpened_path(img, m, spec["mul_bands"])), c) for (img, c), m in zip(sources, mul)]
+        sources = [(Path(pansharpened_path(img, m, spec["mul_bands"])), c) for (img, c), m in zip(sources, mul, strict=True)]
         return RoadInputs(sources=sources, aoi=aoi, bands=None, pan_sharpen=spec)
     return RoadInputs(sources=sources, aoi=aoi, bands=bands)
 

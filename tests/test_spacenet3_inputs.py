@@ -81,7 +81,7 @@ def test_pan_mul_entry_pan_sharpens_and_a_zero_byte_geojson_gives_negatives(tmp_
 
 def test_val_sources_puts_whole_rasters_on_the_val_side(tmp_path):
     a = make_tiny_scene(tmp_path / "a", height_px=128, width_px=128, road_rows=(40,), road_cols=(70,))
-    b = make_tiny_scene(tmp_path / "b", height_px=128, width_px=128, road_rows=(40,), road_cols=(70,), seed=1)
+    make_tiny_scene(tmp_path / "b", height_px=128, width_px=128, road_rows=(40,), road_cols=(70,), seed=1)
     (tmp_path / "b" / "tiny.tif").rename(tmp_path / "b" / "other.tif")
     out = tmp_path / "chips"
     res = CliRunner().invoke(cli, ["chip", str(a.image), str(tmp_path / "b" / "other.tif"), "--centerlines",
