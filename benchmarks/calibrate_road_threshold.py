@@ -65,18 +65,22 @@ def calibrate(model_path: str, chips_dir: Path) -> tuple[float, dict[float, floa
 
     torch.set_num_threads(1)
     model, recipe = load_package(model_path)
-    tp = np.zeros(len(THRESHOLDS)); fp = np.zeros(len(THRESHOLDS)); fn = np.zeros(len(THRESHOLDS))
+    tp, fp, fn = (np.zeros(len(THRESHOLDS)) for _ in range(3))
     for prob, truth, _ in train_chip_probs(model, recipe, chips_dir):
         pred = prob[None] > THRESHOLDS[:, None, None]
-        tp += (pred & truth).sum(axis=(1, 2)); fp += (pred & ~truth).sum(axis=(1, 2)); fn += (~pred & truth).sum(axis=(1, 2))
+        tp += (pred & truth).sum(axis=(1, 2))
+        fp += (pred & ~truth).sum(axis=(1, 2))
+        fn += (~pred & truth).sum(axis=(1, 2))
     iou = tp / np.maximum(tp + fp + fn, 1)
     best = float(THRESHOLDS[int(np.argmax(iou))])
-    return best, {float(t): float(v) for t, v in zip(THRESHOLDS, iou)}
+    return best, {float(t): float(v) for t, v in zip(THRESHOLDS, iou, strict=True)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model"); ap.add_argument("chips_dir", type=Path); ap.add_argument("--write", type=Path)
+    ap.add_argument("model")
+    ap.add_argument("chips_dir", type=Path)
+    ap.add_argument("--write", type=Path)
     ap.add_argument("--val-at", type=float, help="only score the val chips at this threshold, per city")
     args = ap.parse_args()
     if args.val_at is not None:

@@ -147,7 +147,9 @@ def open_image_for_model(path, recipe: dict, *, bands: list[int] | None = None, 
     if cell_m is None:
         return reader
     reader.close()
-    return RasterReader(path, bands=chosen, cell_size_m=cell_m)
+    reader = RasterReader(path, bands=chosen, cell_size_m=cell_m)
+    reader.stretch_limits  # noqa: B018 -- computed now, in this thread, before reader threads start
+    return reader
 
 
 def read_aoi_in_crs(path, crs):
