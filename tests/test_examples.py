@@ -122,8 +122,8 @@ def _dataset_absent(argv: list[str]) -> bool:
         return False
     from geodefect.catalog import get_dataset
 
-    entry = get_dataset(argv[argv.index("--dataset") + 1])
-    return not entry.root.exists()
+    names = argv[argv.index("--dataset") + 1].split(",")  # several datasets: a,b,c
+    return any(not get_dataset(name.strip()).root.exists() for name in names)
 
 
 def _run_readme(tmp_path, monkeypatch, *, fast_only: bool) -> list[int]:
