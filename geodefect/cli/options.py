@@ -40,7 +40,7 @@ def setup_logging(*, verbose: bool, quiet: bool) -> None:
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
-    for noisy in ("pyogrio", "rasterio", "fiona", "matplotlib", "PIL"):  # library chatter, not ours
+    for noisy in ("pyogrio", "rasterio", "fiona", "matplotlib", "PIL", "distributed"):  # library chatter
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     if quiet:
         os.environ["GEODEFECT_NO_PROGRESS"] = "1"

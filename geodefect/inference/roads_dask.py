@@ -76,10 +76,12 @@ def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, 
 def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_dict: dict, recipe: dict,
                dest: str) -> dict:
     """One image on a worker: the local ``run_image`` into ``dest`` (temporary name, then renamed)."""
+    from geodefect.distributed import worker_setup
     from geodefect.graph.vectorize import VectorizeParams
     from geodefect.inference.roads import RoadInferConfig, _prepare_one, run_image, sliding_params
     from geodefect.io.raster import parse_bands
 
+    worker_setup()
     cfg, vparams = RoadInferConfig(**cfg_dict), VectorizeParams(**vparams_dict)
     params = sliding_params(cfg, recipe)
     job = _prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
