@@ -71,6 +71,8 @@ def open_client(scheduler: Scheduler) -> Iterator[Any]:
         from dask.distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - dask is a dependency
         raise ConfigError("`--scheduler` needs dask[distributed]: pip install -c constraints.txt 'dask[distributed]'") from None
+    if logging.getLogger().level > logging.DEBUG:  # Dask's own INFO lines only with -v
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler.kind == "processes":
         cluster = LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
