@@ -324,6 +324,7 @@ def _unique_name(path: Path, jobs: list[ImageJob]) -> str:
 def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, recipe: dict, dest: Path) -> dict:
     """Predict one image, write its rasters, vectorise; returns its summary entry."""
     from geodefect.inference.road_outputs import RoadBlockWriter
+    from geodefect.io.pansharpen import display_path
 
     dest.mkdir(parents=True, exist_ok=True)
     from geodefect.inference.predictor import TimedPredictor
@@ -339,7 +340,7 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
     paths = writer.publish(source=job.source_grid)
     t_write = time.perf_counter() - t0 - t_pred
     entry = {
-        "image": str(job.path),
+        "image": display_path(job.path),  # the PAN file, not the /vsimem VRT, for pan-sharpened inputs
         "outputs": sorted(p.name for p in paths.values()),
         "windows": n_windows, "area_km2": writer.area_km2(),
         "timings_s": {"predict": round(t_pred, 3), "model": round(timer.seconds, 3), "write_rasters": round(t_write, 3)},

@@ -45,6 +45,7 @@ def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, 
     """Run the checked ``jobs`` as Dask units and assemble OUT_DIR; returns the run summary."""
     from geodefect.distributed import open_client, run_units, unit_key
     from geodefect.inference.roads import _summary, format_summary
+    from geodefect.io.pansharpen import display_path, vsimem_source
     from geodefect.progress import progress
 
     names = [(str(job.path), job.name) for job in jobs]
@@ -59,7 +60,9 @@ def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, 
         if (dest / "entry.json").is_file():
             entries[name] = json.loads((dest / "entry.json").read_text())
             continue
-        args = (str(model_path), path, name, dataclasses.asdict(cfg), dataclasses.asdict(vparams), recipe, str(dest))
+        vrt = vsimem_source(path)  # a pan-sharpened input lives in this process's /vsimem: the unit remakes it
+        args = (str(model_path), path, name, dataclasses.asdict(cfg), dataclasses.asdict(vparams), recipe, str(dest),
+                vrt, display_path(path))
         units.append((unit_key("geodefect-infer", settings["hash"], path, name), args))
     if entries:
         log.info("resuming: %d of %d images already done in %s", len(entries), len(names), work)
@@ -74,7 +77,7 @@ def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, 
 
 
 def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_dict: dict, recipe: dict,
-               dest: str) -> dict:
+               dest: str, vrt_xml: str | None = None, shown: str | None = None) -> dict:
     """One image on a worker: the local ``run_image`` into ``dest`` (temporary name, then renamed)."""
     from geodefect.distributed import worker_setup
     from geodefect.graph.vectorize import VectorizeParams
@@ -82,6 +85,10 @@ def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_di
     from geodefect.io.raster import parse_bands
 
     worker_setup()
+    if vrt_xml is not None:
+        from geodefect.io.pansharpen import ensure_vsimem
+
+        ensure_vsimem(path, vrt_xml)
     cfg, vparams = RoadInferConfig(**cfg_dict), VectorizeParams(**vparams_dict)
     params = sliding_params(cfg, recipe)
     job = _prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
@@ -93,6 +100,8 @@ def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_di
     finally:
         job.reader.close()
     entry["name"] = name
+    if shown:
+        entry["image"] = shown
     (tmp / "entry.json").write_text(json.dumps(entry, indent=2, default=str))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)

@@ -38,6 +38,7 @@ NODATA = 0
 
 _OPEN: dict[str, object] = {}  # vsimem path -> MemoryFile kept alive for the process
 _XML: dict[str, str] = {}  # vsimem path -> its VRT XML (for other processes)
+_PAN: dict[str, str] = {}  # vsimem path -> the panchromatic file it was made from (for messages)
 
 
 def mul_band_names(mul_path: str | os.PathLike) -> list[str]:
@@ -117,7 +118,13 @@ def pansharpened_path(pan_path: str | os.PathLike, mul_path: str | os.PathLike, 
     if path not in _OPEN:
         _OPEN[path] = _write_vsimem(path, xml, pan_path, mul_path)
         _XML[path] = xml
+    _PAN[path] = str(pan_path)
     return path
+
+
+def display_path(path) -> str:
+    """The panchromatic file behind a pan-sharpened ``/vsimem`` path (what a user gave), else ``path``."""
+    return _PAN.get(str(path), str(path))
 
 
 def vsimem_source(path: str) -> str | None:

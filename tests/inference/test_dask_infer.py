@@ -3,6 +3,7 @@ a rerun after an interruption keeps the finished images, and bad schedulers are 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -131,3 +132,25 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_the_same(hourglas
         killer.join(timeout=60)
     assert killed and res.exit_code == 0, res.output
     _same_outputs(local_run, out, [Path(s).stem for s in scenes])
+
+
+def test_a_pan_sharpened_input_reaches_the_workers(hourglass_model, tmp_path):
+    """--pan-sharpen makes a VRT in the client's /vsimem: the unit remakes it on the worker."""
+    import numpy as np
+
+    from geodefect.testing.tiny import write_tiny_geotiff
+
+    rng = np.random.default_rng(0)
+    write_tiny_geotiff(tmp_path / "pan.tif", rng.integers(60, 250, size=(1, 128, 128)).astype(np.uint8),
+                       pixel_size_m=0.5)
+    write_tiny_geotiff(tmp_path / "mul.tif", np.stack([np.full((32, 32), v, np.uint8) for v in (90, 120, 150, 180)]),
+                       pixel_size_m=2.0)
+    outs = []
+    for name, extra in (("local", []), ("dask", ["--scheduler", "processes:1"])):
+        res = infer(hourglass_model, [tmp_path / "pan.tif"], tmp_path / name, "--pan-sharpen", tmp_path / "mul.tif",
+                    "--bands", "1,2,3", *extra)
+        assert res.exit_code == 0, res.output
+        outs.append(tmp_path / name)
+    assert (outs[0] / "road_prob.tif").read_bytes() == (outs[1] / "road_prob.tif").read_bytes()
+    run = json.loads((outs[1] / "run.json").read_text())
+    assert run["images"][0]["image"] == str(tmp_path / "pan.tif")

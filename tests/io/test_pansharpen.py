@@ -97,3 +97,12 @@ def test_chip_cli_pan_sharpens_a_pan_image(tmp_path):
     assert first.name.startswith("pan_")
     with rasterio.open(first) as ds:
         assert ds.count == 3 and ds.dtypes[0] == "uint8"
+
+
+def test_messages_name_the_panchromatic_file_not_the_vsimem_vrt(tmp_path):
+    from geodefect.io.pansharpen import display_path
+
+    pan_path, mul_path, _ = _pair(tmp_path)
+    vrt = pansharpened_path(pan_path, mul_path, "5,3,2")
+    assert vrt.startswith("/vsimem/") and display_path(vrt) == str(pan_path)
+    assert display_path(tmp_path / "plain.tif") == str(tmp_path / "plain.tif")
