@@ -124,12 +124,12 @@ def prune_spurs(g: EditableGraph, *, min_spur_m: float) -> int:
     """
     removed = 0
     while True:
-        spurs = sorted((g.length_m(eid), eid) for eid in list(g.edges) if _is_spur(g, eid))
+        spurs = sorted((g.length_m(eid), eid) for eid in list(g.edges) if is_spur(g, eid))
         changed = []
         for length, eid in spurs:
             if length >= min_spur_m:
                 break
-            if eid in g.edges and _is_spur(g, eid):
+            if eid in g.edges and is_spur(g, eid):
                 e = g.remove_edge(eid)
                 changed.extend([e.u, e.v])
                 removed += 1
@@ -138,7 +138,8 @@ def prune_spurs(g: EditableGraph, *, min_spur_m: float) -> int:
         merge_degree_two(g, changed)
 
 
-def _is_spur(g: EditableGraph, eid: int) -> bool:
+def is_spur(g: EditableGraph, eid: int) -> bool:
+    """A dead-end edge hanging off a junction (neither end protected: raster border, nodata)."""
     e = g.edges[eid]
     du, dv = g.degree(e.u), g.degree(e.v)
     if e.u in g.protected or e.v in g.protected:

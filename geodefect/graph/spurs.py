@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import block_reduce
 
-from geodefect.graph.simplify import EditableGraph, merge_degree_two
+from geodefect.graph.simplify import EditableGraph, is_spur, merge_degree_two
 
 #: cell size (m) of the distance transform that measures road half-widths
 COARSE_M = 1.0
@@ -44,12 +44,12 @@ def prune_wide_spurs(g: EditableGraph, mask: np.ndarray, *, spur_width_ratio: fl
         return 0
     removed, checked = 0, {}
     while True:
-        spurs = sorted((g.length_m(eid), eid) for eid in list(g.edges) if _is_spur(g, eid))
+        spurs = sorted((g.length_m(eid), eid) for eid in list(g.edges) if is_spur(g, eid))
         changed = []
         for length, eid in spurs:
             if length >= spur_width_ratio * MAX_HALF_WIDTH_M:
                 break
-            if eid not in g.edges or not _is_spur(g, eid):
+            if eid not in g.edges or not is_spur(g, eid):
                 continue
             if eid not in checked:
                 checked[eid] = _spur_half_width_m(g, eid, mask, limit_m=length / spur_width_ratio)
@@ -60,14 +60,6 @@ def prune_wide_spurs(g: EditableGraph, mask: np.ndarray, *, spur_width_ratio: fl
         if not changed:
             return removed
         merge_degree_two(g, changed)
-
-
-def _is_spur(g: EditableGraph, eid: int) -> bool:
-    e = g.edges[eid]
-    if e.u in g.protected or e.v in g.protected:
-        return False
-    du, dv = g.degree(e.u), g.degree(e.v)
-    return (du == 1 and dv >= 3) or (dv == 1 and du >= 3)
 
 
 def _spur_half_width_m(g: EditableGraph, eid: int, mask: np.ndarray, *, limit_m: float) -> float:

@@ -9,10 +9,12 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from train_helpers import make_road_chips, one_thread  # noqa: F401  (autouse fixture)
+from train_helpers import make_road_chips
 
 from geodefect.cli.main import cli
 from geodefect.models.checkpoint import load_package, read_recipe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--model", "road_hourglass", "--width", "8", "--batch-size", "4", "--steps-per-epoch", "2", "-q"]
 

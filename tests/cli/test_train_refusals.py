@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from train_helpers import make_road_chips, one_thread  # noqa: F401  (autouse fixture)
+from train_helpers import make_road_chips
 
 from geodefect.cli.main import cli
 from geodefect.errors import OutputExistsError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--model", "road_hourglass", "--width", "8", "--batch-size", "4", "--steps-per-epoch", "1", "-q"]
 OVERRIDES = {"model": "road_hourglass", "width": 8, "batch_size": 4, "steps_per_epoch": 1, "epochs": 1}

@@ -1,20 +1,8 @@
-"""What the `geodefect train` CLI tests share: one torch thread, and small road chip folders."""
+"""What the `geodefect train` CLI tests share: small road chip folders."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and two threads crawl when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_road_chips(root: Path, *, scene_px: int, seed: int, **overrides) -> Path:
