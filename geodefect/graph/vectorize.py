@@ -185,9 +185,24 @@ def vectorize_road_mask(
         raise InputError(f"`mask` must be a (H, W) array, got shape {mask.shape}")
     bins = _check_orientation(orientation, bin_deg, mask.shape)
     scale_rc = pixel_size_m(transform, crs, mask.shape)
-    area_px = scale_rc[0] * scale_rc[1]
     mean_px = (scale_rc[0] + scale_rc[1]) / 2
     pad_px = int(math.ceil(params.border_pad_m / mean_px))
+    mask = prepare_mask(mask, params, scale_rc)
+    skel = skeletonize_mask(mask, border_pad_px=pad_px)
+    pixel_graph = skeleton_to_graph(skel, max_cluster_span_px=junction_span_px(params, scale_rc))
+    del skel
+    g = EditableGraph.from_pixel_graph(pixel_graph, scale_rc=scale_rc)
+    return finish_network(g, mask, prob, transform, crs=crs, bins=bins, bin_deg=bin_deg, params=params)
+
+
+def junction_span_px(params: VectorizeParams, scale_rc) -> int:
+    """``max_junction_span_m`` in pixels (at least 2): the cell size of large junction clusters."""
+    return max(int(round(params.max_junction_span_m / ((scale_rc[0] + scale_rc[1]) / 2))), 2)
+
+
+def prepare_mask(mask: np.ndarray, params: VectorizeParams, scale_rc) -> np.ndarray:
+    """The road mask as thinned: small objects removed, small holes filled (both off by default)."""
+    area_px = scale_rc[0] * scale_rc[1]
     mask = mask.astype(bool, copy=False)
     if params.min_object_area_m2 > 0:
         mask = remove_small_objects(mask, min_object_area_px=int(params.min_object_area_m2 / area_px))
@@ -195,10 +210,21 @@ def vectorize_road_mask(
         diameter_m = 2 * math.sqrt(params.fill_hole_area_m2 / math.pi)  # a hole must fit in a disc of that area
         mask = fill_small_holes(mask, max_hole_area_px=params.fill_hole_area_m2 / area_px,
                                 max_extent_rc_px=(diameter_m / scale_rc[0], diameter_m / scale_rc[1]))
-    span_px = max(int(round(params.max_junction_span_m / mean_px)), 2)
-    skel = skeletonize_mask(mask, border_pad_px=pad_px)
-    g = EditableGraph.from_pixel_graph(skeleton_to_graph(skel, max_cluster_span_px=span_px), scale_rc=scale_rc)
-    del skel
+    return mask
+
+
+def finish_network(g: EditableGraph, mask, prob, transform, *, crs, bins, bin_deg, params: VectorizeParams) -> RoadNetwork:
+    """Pixel graph (before any merge) -> clean RoadNetwork: the steps after thinning.
+
+    Marks ends where the data stops, merges chains, straightens ends cut by nodata, opens
+    loops round holes, cleans (:func:`clean_graph`) and georeferences. ``mask`` and ``prob``
+    are only read near nodes and along edges (windows, point lookups), so they may be lazy
+    block readers (:mod:`geodefect.graph.tiled`) with ``shape``, ``dtype`` and numpy indexing.
+    """
+    scale_rc = g.scale_rc
+    area_px = scale_rc[0] * scale_rc[1]
+    mean_px = (scale_rc[0] + scale_rc[1]) / 2
+    pad_px = int(math.ceil(params.border_pad_m / mean_px))
     ends = np.array([n for n, inc in g.incident.items() if len(inc) <= 1], dtype=np.int64)
     g.protected = {int(ends[i]) for i in edge_of_data_nodes(g.node_rc[ends], mask, prob, radius_px=pad_px)}
     merge_degree_two(g)
