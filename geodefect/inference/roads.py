@@ -63,6 +63,9 @@ class RoadInferConfig:
         resample: resample on the fly when the pixel size differs from the model's by > 10 %.
         max_memory_mb: budget of the stitching buffers.
         vectorize: build roads.gpkg and graph.graphml.
+        vector_block_px: vectorise in blocks of this many pixels (a halo round each, joined at the
+            seams; memory bounded by the block) when the AOI's box is larger than one block;
+            smaller boxes are vectorised whole. 0 = always whole (memory grows with the area).
         scheduler: local (this process), processes:N (a Dask LocalCluster of N one-thread
             workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image,
             finished images are kept and skipped when the command is rerun.
@@ -82,9 +85,14 @@ class RoadInferConfig:
     resample: bool = True
     max_memory_mb: float = 256.0
     vectorize: bool = True
+    vector_block_px: int = 4096
     scheduler: str = "local"
     backend: str = "auto"
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vector_block_px, int) or not (self.vector_block_px == 0 or self.vector_block_px >= 64):
+            raise ConfigError(f"`vector_block_px` must be 0 (vectorise whole) or at least 64 pixels, got {self.vector_block_px!r}")
 
 
 def resolve_infer_config(config_file=None, overrides: dict | None = None, *, recipe: dict | None = None):
@@ -346,7 +354,7 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
         "timings_s": {"predict": round(t_pred, 3), "model": round(timer.seconds, 3), "write_rasters": round(t_write, 3)},
     }
     if writer.vectorize_enabled:
-        entry.update(_vectorize(writer, vparams, dest))
+        entry.update(_vectorize(writer, vparams, dest, block_px=cfg.vector_block_px))
         if job.aoi is not None:  # what was processed, beside what was found
             from geodefect.io.qgis_styles import write_aoi_layer
 
@@ -385,14 +393,18 @@ def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> i
     return len(wins)
 
 
-def _vectorize(writer, vparams, dest: Path) -> dict:
+def _vectorize(writer, vparams, dest: Path, *, block_px: int = 0) -> dict:
+    """Vectorise the AOI box: in blocks (``geodefect.graph.tiled``) when it is larger than one block."""
+    from geodefect.graph.tiled import vectorize_probability_tiled
     from geodefect.graph.vectorize import vectorize_road_probability
 
     prob, orientation, transform = writer.vector_inputs()
-    network = vectorize_road_probability(
-        prob, transform, orientation=orientation, bin_deg=writer.bin_deg if orientation is not None else None,
-        params=vparams, crs=writer.crs,
-    )
+    kw = {"orientation": orientation, "bin_deg": writer.bin_deg if orientation is not None else None,
+          "params": vparams, "crs": writer.crs}
+    if block_px and max(prob.shape) > block_px:
+        network = vectorize_probability_tiled(prob, transform, block_px=block_px, **kw)
+    else:
+        network = vectorize_road_probability(prob, transform, **kw)
     write_network_files(network, dest, crs=writer.crs)
     return {"road_km": round(network.total_length_m / 1000.0, 4), "n_edges": network.n_edges,
             "n_nodes": network.n_nodes, "graph_stats": dict(network.stats)}
