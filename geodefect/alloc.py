@@ -26,6 +26,7 @@ tcmalloc) the settings reach glibc's malloc, which then serves nothing: harmless
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -57,3 +58,35 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+@contextlib.contextmanager
+def large_blocks_unmapped(threshold_bytes: int = 2**20):
+    """Within the block, malloc serves requests above ``threshold_bytes`` with ``mmap`` again.
+
+    For loops over large, short-lived arrays between which small, long-lived objects are made
+    (the tiled vectoriser: a block's mask and skeleton, then its graph pieces): with
+    :func:`tune_malloc`'s thresholds the arrays come from the heap, and the pieces left above
+    them keep the freed pages from going back, so the heap grows block after block. Only acts
+    when :func:`tune_malloc` has set its thresholds in this process; restores them on exit.
+    """
+    tuned = tune_malloc.cache_info().currsize > 0 and tune_malloc()
+    if tuned:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, int(threshold_bytes))
+    try:
+        yield
+    finally:
+        if tuned:
+            ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim(0)``; a no-op elsewhere).
+
+    With :func:`tune_malloc`'s trim threshold the heap never shrinks by itself: a loop that frees
+    the arrays of one block before making the next (the tiled vectoriser) calls this between blocks.
+    """
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

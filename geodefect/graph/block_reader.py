@@ -1,7 +1,7 @@
 """Window reads of a large 2-D raster without holding it in memory (for the tiled vectoriser).
 
-:class:`WindowSource` copies windows out of an array or a memory-mapped ``.npy`` (each read
-maps the file afresh and unmaps it, so pages read do not stay in the process's resident set).
+:class:`WindowSource` copies windows out of an array or a memory-mapped ``.npy`` (read with file reads,
+never through the mapping, so the file's pages do not enter the process's resident set).
 :class:`MaskWindows` computes the road mask of any window exactly as the whole-raster path does
 (threshold with Gaussian smoothing, small objects, small holes), from the window grown by the
 reach of those steps. :class:`BlockedRaster` presents such a window function as a read-only
@@ -22,9 +22,9 @@ import numpy as np
 from geodefect.graph.skeleton import threshold_probability
 
 #: side of the tiles that :class:`BlockedRaster` computes and caches (pixels)
-TILE_PX = 512
-#: tiles kept per :class:`BlockedRaster` (32 x 512² x 4 bytes = 32 MiB for float32)
-CACHE_TILES = 32
+TILE_PX = 256
+#: tiles kept per :class:`BlockedRaster` (16 x 256² x 4 bytes = 4 MiB for float32)
+CACHE_TILES = 16
 #: reach (pixels) of ``remove_small_objects`` looked at beyond a window: exact for blobs up to this area
 MAX_OBJECT_MARGIN_PX = 512
 
@@ -34,25 +34,36 @@ Window = tuple[slice, slice]
 class WindowSource:
     """Windows of a 2-D array-like (ndarray, ``np.memmap``, anything sliceable with ``shape``/``dtype``).
 
+    A C-ordered memory map that owns its mapping (``np.load(..., mmap_mode="r")``) is read with
+    plain file reads, one row segment at a time, never through the mapping: a mapped read would
+    also map the kernel's fault-around pages (64 KiB per row touched), which count in the
+    process's RSS while mapped -- for a wide raster many times the window itself.
+
     Args:
-        array: (H, W) array. A memory map that owns its mapping is re-mapped for each read.
+        array: (H, W) array.
     """
 
     def __init__(self, array) -> None:
         self.array = array
         self.shape = tuple(int(n) for n in array.shape)
         self.dtype = np.dtype(array.dtype)
-        self._remap = isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and bool(array.filename)
+        self._file = None
+        if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename \
+                and array.flags.c_contiguous:
+            self._file = (str(array.filename), int(array.offset))
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         """A copy of ``array[rows, cols]`` (unit steps)."""
-        a = self.array
-        if not self._remap:
-            return np.array(a[rows, cols])
-        order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-        fresh = np.memmap(a.filename, dtype=a.dtype, mode="r", offset=a.offset, shape=a.shape, order=order)
-        out = np.array(fresh[rows, cols])
-        del fresh  # the last reference: unmapped now, so the pages read leave this process's RSS
+        if self._file is None:
+            return np.array(self.array[rows, cols])
+        (r0, r1), (c0, c1) = _bounds(rows, self.shape[0]), _bounds(cols, self.shape[1])
+        out = np.empty((r1 - r0, c1 - c0), self.dtype)
+        path, offset = self._file
+        size, width = self.dtype.itemsize, self.shape[1]
+        with open(path, "rb", buffering=0) as f:
+            for i in range(r1 - r0):
+                f.seek(offset + ((r0 + i) * width + c0) * size)
+                f.readinto(memoryview(out[i]).cast("B"))
         return out
 
 

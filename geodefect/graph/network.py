@@ -121,10 +121,11 @@ def build_road_network(g, transform, *, crs, shape, prob=None, simplify_toleranc
         return RoadNetwork(graph=graph, crs=crs)
     renumber = {n: i for i, n in enumerate(nodes)}
     paths = [g.edges[e].path for e in eids]
-    lines = _simplified_lines(paths, [g.edges[e].u == g.edges[e].v for e in eids], simplify_tolerance_px)
-    lines = _georeference(lines, transform)
+    closed = [g.edges[e].u == g.edges[e].v for e in eids]
+    parts = _point_chunks(paths)  # the pixel paths' temporaries a chunk at a time (a city's graph is large)
+    lines = np.concatenate([_georeference(_simplified_lines(paths[s], closed[s], simplify_tolerance_px), transform) for s in parts])
     lengths = line_lengths_m(lines, crs)
-    mean_prob = _mean_along(paths, prob)
+    mean_prob = np.concatenate([_mean_along(paths[s], prob) for s in parts])
     xy = _georeference_points(g.node_rc[nodes], transform)
     degree = {n: g.degree(n) for n in nodes}
     boundary = getattr(g, "protected", set())
@@ -138,6 +139,18 @@ def build_road_network(g, transform, *, crs, shape, prob=None, simplify_toleranc
             bridged=edge.bridged, n_vertices=int(shapely.get_num_coordinates(lines[i])),
         )
     return RoadNetwork(graph=graph, crs=crs)
+
+
+def _point_chunks(paths, max_points: int = 2**16) -> list[slice]:
+    """Slices of ``paths`` holding about ``max_points`` points each (at least one path)."""
+    ends = np.cumsum([len(p) for p in paths])
+    out, start = [], 0
+    while start < len(paths):
+        base = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, base + max_points, side="right")), start + 1)
+        out.append(slice(start, stop))
+        start = stop
+    return out
 
 
 def _simplified_lines(paths, closed, tolerance_px):

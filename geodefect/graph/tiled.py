@@ -21,7 +21,10 @@ so its memory grows with the area. Here:
    (:class:`~geodefect.graph.block_reader.BlockedRaster`).
 
 Memory: one block with its halo (mask, skeleton, thinning buffers, probability), the cached
-tiles (a few tens of MiB) and the graph, whatever the raster's size.
+tiles (about 10 MiB) and the graph, whatever the raster's size. With the CLI's allocator settings
+(``geodefect.alloc.tune_malloc``: arrays up to 256 MiB from the heap) the blocks' arrays would stay
+pinned under the graph pieces made between them; the block loop runs with large requests mapped
+(``alloc.large_blocks_unmapped``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from functools import partial
 
 import numpy as np
 
+from geodefect.alloc import large_blocks_unmapped, release_free_memory
 from geodefect.errors import InputError
 from geodefect.graph.block_reader import MAX_OBJECT_MARGIN_PX, BlockedRaster, MaskWindows, WindowSource
 from geodefect.graph.build import skeleton_to_graph
@@ -182,11 +186,15 @@ def _vectorize_blocks(masks: MaskWindows, prob_tiles, transform, *, crs, orienta
     halo = int(halo_px) if halo_px is not None else default_halo_px(params, scale_rc)
     grid = BlockGrid(shape, int(block_px), halo, align_px=span_px)
     pad_px = int(math.ceil(params.border_pad_m / ((scale_rc[0] + scale_rc[1]) / 2)))
-    parts = [_block_pieces(grid, masks, i, j, pad_px=pad_px, span_px=span_px) for i, j in _progress(grid)]
-    g = EditableGraph.from_pixel_graph(join_pieces(parts, shape), scale_rc=scale_rc)
-    del parts
-    mask_tiles = BlockedRaster(shape, bool, masks.read)
-    network = finish_network(g, mask_tiles, prob_tiles, transform, crs=crs, bins=bins, bin_deg=bin_deg, params=params)
+    with large_blocks_unmapped():  # large temporaries go back to the system, not stay pinned under the graph
+        parts = [_block_pieces(grid, masks, i, j, pad_px=pad_px, span_px=span_px) for i, j in _progress(grid)]
+        joined = join_pieces(parts, shape)
+        del parts
+        release_free_memory()
+        g = EditableGraph.from_pixel_graph(joined, scale_rc=scale_rc)
+        del joined
+        mask_tiles = BlockedRaster(shape, bool, masks.read)
+        network = finish_network(g, mask_tiles, prob_tiles, transform, crs=crs, bins=bins, bin_deg=bin_deg, params=params)
     network.stats.update(vector_blocks=len(grid.blocks()), vector_block_px=grid.block_px, vector_halo_px=grid.halo_px)
     return network
 
@@ -201,8 +209,11 @@ def _block_pieces(grid: BlockGrid, masks: MaskWindows, i: int, j: int, *, pad_px
     del mask
     pg = skeleton_to_graph(skel, max_cluster_span_px=span_px)
     del skel
-    return owned_pieces(pg, (rows.start, cols.start), block=i * grid.grid_rc[1] + j,
-                        block_px=grid.block_px, grid_rc=grid.grid_rc)
+    pieces = owned_pieces(pg, (rows.start, cols.start), block=i * grid.grid_rc[1] + j,
+                          block_px=grid.block_px, grid_rc=grid.grid_rc)
+    del pg
+    release_free_memory()  # the block's small arrays too: the heap would keep them under the pieces
+    return pieces
 
 
 def _progress(grid: BlockGrid):

@@ -180,14 +180,14 @@ def test_mask_windows_are_bit_identical_to_the_whole_mask():
     assert np.array_equal(tiles[-5:400, 400:999], whole[-5:, 400:])  # numpy's clipping of slices
 
 
-def test_window_source_reads_a_memory_map_without_keeping_it(tmp_path):
+def test_window_source_reads_a_memory_map_with_file_reads(tmp_path):
     arr = np.arange(200 * 300, dtype=np.float32).reshape(200, 300)
     np.save(tmp_path / "a.npy", arr)
     source = WindowSource(np.load(tmp_path / "a.npy", mmap_mode="r"))
-    assert source._remap
-    out = source.read(slice(10, 50), slice(250, 300))
-    assert isinstance(out, np.ndarray) and not isinstance(out, np.memmap)
-    assert np.array_equal(out, arr[10:50, 250:300])
+    assert source._file is not None  # read with file reads, not through the mapping
+    for rows, cols in ((slice(10, 50), slice(250, 300)), (slice(0, 200), slice(0, 300)), (slice(199, 400), slice(-3, None))):
+        out = source.read(rows, cols)
+        assert type(out) is np.ndarray and np.array_equal(out, arr[rows, cols])
 
 
 def test_empty_raster_and_bad_block_size():
@@ -212,3 +212,13 @@ def test_mask_preparation_options_and_orientation_bins_match_whole(demo_scene):
     whole = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=params, orientation=bins, bin_deg=20)
     tiled = vectorize_mask_tiled(mask, TRANSFORM, crs=CRS, params=params, orientation=bins, bin_deg=20, block_px=256)
     assert_same_network(whole, tiled, min_apls=0.999, length_rel=1e-4)
+
+
+def test_point_chunks_cover_every_path_once():
+    from geodefect.graph.network import _point_chunks
+
+    paths = [np.zeros((n, 2)) for n in (5, 70, 3, 3, 200, 1, 9)]
+    chunks = _point_chunks(paths, max_points=80)
+    assert [i for s in chunks for i in range(len(paths))[s]] == list(range(len(paths)))
+    assert all(sum(len(p) for p in paths[s]) <= 80 or s.stop - s.start == 1 for s in chunks)
+    assert len(chunks) == 4  # 75 | 6 | 200 | 10
