@@ -164,7 +164,7 @@ def main() -> None:
                       f"{res['n_edges']} edges, {res['blocks']} blocks", flush=True)
             raster.unlink()
         for label in ("tiled", "whole"):
-            mine = [(a, r["maxrss_mb"]) for a, l, r in rows if l == label]
+            mine = [(a, r["maxrss_mb"]) for a, name, r in rows if name == label]
             if len(mine) > 1:
                 print(f"{label}: peak RSS vs the smallest: " + ", ".join(f"{a}x area {m / mine[0][1]:.3f}" for a, m in mine)
                       + "; above the floor: " + ", ".join(f"{m - floor['maxrss_mb']:.0f} MB" for _, m in mine))

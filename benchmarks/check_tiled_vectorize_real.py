@@ -52,7 +52,7 @@ def main() -> None:
     from geodefect.pretrained import __file__ as pretrained_init
 
     threshold = float(read_recipe(Path(pretrained_init).parent / "spacenet3-roads.pt").get("road_threshold") or 0.5)
-    print(f"| tile | probability raster px | blocks | whole km | tiled km | length diff | edges whole / tiled | APLS(tiled vs whole) |")
+    print("| tile | probability raster px | blocks | whole km | tiled km | length diff | edges whole / tiled | APLS(tiled vs whole) |")
     print("|---|---|---|---|---|---|---|---|")
     for city, img in TILES:
         pan = SAMPLES / f"AOI_{city}_Roads_Sample" / "PAN" / f"PAN_AOI_{city}_{img}.tif"

@@ -14,10 +14,11 @@ path points, pixel centres or node centroids, in global (row, col)):
   a pixel centre just across the core boundary, present in the neighbouring block's piece too).
 
 Joining (:func:`join_pieces`): piece ends that coincide (within :data:`SNAP_PX`, float noise
-of centroids computed in block coordinates) are one node; the result is a
-:class:`~geodefect.graph.build.PixelGraph` of the whole raster. A seam point is then a node of
-degree 2 joining two pieces of one road, and ``merge_degree_two`` (the first clean-up step of
-the whole path) restores the edge point for point: no vertex is added or moved at a seam.
+of centroids computed in block coordinates) are one node; the result is the
+:class:`~geodefect.graph.simplify.EditableGraph` of the whole raster, each piece an edge. A seam
+point is then a node of degree 2 joining two pieces of one road, and ``merge_degree_two`` (the
+whole path's first clean-up step) restores the edge point for point: no vertex is added or moved
+at a seam.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
-from geodefect.graph.build import PixelGraph, empty_pixel_graph
+from geodefect.graph.build import PixelGraph
+from geodefect.graph.simplify import EditableGraph
 
 #: piece ends closer than this (pixels) are the same node
 SNAP_PX = 1e-6
@@ -42,7 +44,7 @@ def owner_of_points(rc: np.ndarray, *, block_px: int, grid_rc: tuple[int, int]) 
 
 
 def owned_pieces(pg: PixelGraph, origin_rc: tuple[int, int], *, block: int, block_px: int,
-                 grid_rc: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                 grid_rc: tuple[int, int]) -> list[np.ndarray]:
     """The pieces of ``pg``'s edges that ``block`` owns, in global (row, col).
 
     Args:
@@ -53,11 +55,10 @@ def owned_pieces(pg: PixelGraph, origin_rc: tuple[int, int], *, block: int, bloc
         grid_rc: number of blocks along rows and columns.
 
     Returns:
-        ``(coords (M, 2) float64, offsets (P + 1,) int64)``: piece ``k`` is
-        ``coords[offsets[k]:offsets[k + 1]]`` (at least two points).
+        One (K, 2) float64 array (its own copy, K >= 2) per piece.
     """
     if pg.n_edges == 0:
-        return np.zeros((0, 2)), np.zeros(1, np.int64)
+        return []
     coords = pg.coords + np.asarray(origin_rc, dtype=np.float64)
     a, b = coords[:-1], coords[1:]
     a_first = (a[:, 0] < b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] <= b[:, 1]))
@@ -65,41 +66,38 @@ def owned_pieces(pg: PixelGraph, origin_rc: tuple[int, int], *, block: int, bloc
     mine[pg.offsets[1:-1] - 1] = False  # the pseudo-segments from one edge's end to the next edge's start
     n_seg = np.diff(pg.offsets) - 1
     owned = np.add.reduceat(mine.astype(np.int64), pg.offsets[:-1]) if mine.size else np.zeros(pg.n_edges, np.int64)
-    runs = []
+    pieces = []
     for i in np.flatnonzero(owned > 0).tolist():
         s, e = int(pg.offsets[i]), int(pg.offsets[i + 1])
         if owned[i] == n_seg[i]:
-            runs.append((s, e))
+            pieces.append(coords[s:e].copy())
             continue
         d = np.diff(np.r_[0, mine[s : e - 1].astype(np.int8), 0])
-        runs.extend((s + int(r0), s + int(r1) + 1) for r0, r1 in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True))
-    lengths = np.array([e - s for s, e in runs], dtype=np.int64)
-    index = np.concatenate([np.arange(s, e) for s, e in runs]) if runs else np.zeros(0, np.int64)
-    return coords[index], np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        for r0, r1 in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+            pieces.append(coords[s + int(r0) : s + int(r1) + 1].copy())
+    return pieces
 
 
-def join_pieces(parts: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]) -> PixelGraph:
-    """One pixel graph of all blocks' pieces; coinciding piece ends become one node.
+def join_pieces(pieces: list[np.ndarray], *, scale_rc: tuple[float, float]) -> EditableGraph:
+    """One graph of all blocks' pieces; coinciding piece ends become one node.
 
     Args:
-        parts: ``(coords, offsets)`` of each block, from :func:`owned_pieces`.
-        shape: (H, W) of the whole raster.
+        pieces: the (K, 2) global (row, col) paths of every block (:func:`owned_pieces`); they
+            become the edges' paths as they are (no copy, no concatenation).
+        scale_rc: pixel size (row_m, col_m).
 
     Returns:
-        :class:`PixelGraph` in global (row, col) (``node_kind`` is not set: all 0).
+        :class:`~geodefect.graph.simplify.EditableGraph` (edge ``k`` is piece ``k``).
     """
-    parts = [p for p in parts if len(p[1]) > 1]
-    if not parts:
-        return empty_pixel_graph(shape)
-    coords = np.concatenate([c for c, _ in parts])
-    shifts = np.cumsum([0] + [len(c) for c, _ in parts[:-1]])
-    offsets = np.concatenate([o[:-1] + s for (_, o), s in zip(parts, shifts, strict=True)] + [[len(coords)]]).astype(np.int64)
-    n_pieces = len(offsets) - 1
-    ends = np.concatenate([coords[offsets[:-1]], coords[offsets[1:] - 1]])
+    if not pieces:
+        return EditableGraph(node_rc=np.zeros((0, 2)), scale_rc=scale_rc)
+    n_pieces = len(pieces)
+    ends = np.array([p[0] for p in pieces] + [p[-1] for p in pieces], dtype=np.float64)
     pairs = cKDTree(ends).query_pairs(SNAP_PX, output_type="ndarray")
     adj = sparse.coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(ends), len(ends)))
     _, label = csgraph.connected_components(adj.tocsr(), directed=False)
     _, first = np.unique(label, return_index=True)
-    edge_uv = np.stack([label[:n_pieces], label[n_pieces:]], axis=1).astype(np.int64)
-    return PixelGraph(node_rc=ends[first].copy(), node_kind=np.zeros(len(first), np.int8), edge_uv=edge_uv,
-                      coords=coords, offsets=offsets, shape=tuple(shape))
+    g = EditableGraph(node_rc=ends[first].copy(), scale_rc=scale_rc)
+    for k, path in enumerate(pieces):
+        g.add_edge(int(label[k]), int(label[n_pieces + k]), path)
+    return g

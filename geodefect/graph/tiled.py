@@ -37,11 +37,16 @@ import numpy as np
 
 from geodefect.alloc import large_blocks_unmapped, release_free_memory
 from geodefect.errors import InputError
-from geodefect.graph.block_reader import MAX_OBJECT_MARGIN_PX, BlockedRaster, MaskWindows, WindowSource
+from geodefect.graph.block_reader import (
+    MAX_OBJECT_MARGIN_PX,
+    BlockedRaster,
+    MaskWindows,
+    WindowSource,
+)
 from geodefect.graph.build import skeleton_to_graph
 from geodefect.graph.network import RoadNetwork
 from geodefect.graph.seams import join_pieces, owned_pieces
-from geodefect.graph.simplify import EditableGraph
+from geodefect.graph.simplify import merge_degree_two
 from geodefect.graph.skeleton import skeletonize_mask
 from geodefect.graph.vectorize import (
     VectorizeParams,
@@ -187,12 +192,11 @@ def _vectorize_blocks(masks: MaskWindows, prob_tiles, transform, *, crs, orienta
     grid = BlockGrid(shape, int(block_px), halo, align_px=span_px)
     pad_px = int(math.ceil(params.border_pad_m / ((scale_rc[0] + scale_rc[1]) / 2)))
     with large_blocks_unmapped():  # large temporaries go back to the system, not stay pinned under the graph
-        parts = [_block_pieces(grid, masks, i, j, pad_px=pad_px, span_px=span_px) for i, j in _progress(grid)]
-        joined = join_pieces(parts, shape)
-        del parts
+        pieces = [p for i, j in _progress(grid) for p in _block_pieces(grid, masks, i, j, pad_px=pad_px, span_px=span_px)]
+        g = join_pieces(pieces, scale_rc=scale_rc)
+        del pieces
+        merge_degree_two(g)  # as the whole path's first merge (ends, degree 1, are untouched): the seam points go
         release_free_memory()
-        g = EditableGraph.from_pixel_graph(joined, scale_rc=scale_rc)
-        del joined
         mask_tiles = BlockedRaster(shape, bool, masks.read)
         network = finish_network(g, mask_tiles, prob_tiles, transform, crs=crs, bins=bins, bin_deg=bin_deg, params=params)
     network.stats.update(vector_blocks=len(grid.blocks()), vector_block_px=grid.block_px, vector_halo_px=grid.halo_px)
@@ -204,7 +208,7 @@ def _block_pieces(grid: BlockGrid, masks: MaskWindows, i: int, j: int, *, pad_px
     rows, cols = grid.read_window(i, j)
     mask = masks.read(rows, cols)
     if not mask.any():
-        return np.zeros((0, 2)), np.zeros(1, np.int64)
+        return []
     skel = skeletonize_mask(mask, border_pad_px=pad_px)
     del mask
     pg = skeleton_to_graph(skel, max_cluster_span_px=span_px)

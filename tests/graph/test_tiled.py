@@ -86,8 +86,8 @@ def test_joined_pixel_graph_is_the_whole_pixel_graph(demo_scene):
     for i, j in grid.blocks():
         rows, cols = grid.read_window(i, j)
         pg = skeleton_to_graph(skeletonize_mask(mask[rows, cols], border_pad_px=34), max_cluster_span_px=67)
-        parts.append(owned_pieces(pg, (rows.start, cols.start), block=i * 4 + j, block_px=256, grid_rc=grid.grid_rc))
-    tiled = EditableGraph.from_pixel_graph(join_pieces(parts, mask.shape), scale_rc=(0.3, 0.3))
+        parts += owned_pieces(pg, (rows.start, cols.start), block=i * 4 + j, block_px=256, grid_rc=grid.grid_rc)
+    tiled = join_pieces(parts, scale_rc=(0.3, 0.3))
     assert len(tiled.edges) > len(whole.edges)  # cut at the seams
     for g in (whole, tiled):
         merge_degree_two(g)
