@@ -190,6 +190,7 @@ def _vectorize_blocks(masks: MaskWindows, prob_tiles, transform, *, crs, orienta
     span_px = junction_span_px(params, scale_rc)
     halo = int(halo_px) if halo_px is not None else default_halo_px(params, scale_rc)
     grid = BlockGrid(shape, int(block_px), halo, align_px=span_px)
+    release_free_memory()  # what inference freed (its heap is never trimmed under tune_malloc) goes back first
     pad_px = int(math.ceil(params.border_pad_m / ((scale_rc[0] + scale_rc[1]) / 2)))
     with large_blocks_unmapped():  # large temporaries go back to the system, not stay pinned under the graph
         pieces = [p for i, j in _progress(grid) for p in _block_pieces(grid, masks, i, j, pad_px=pad_px, span_px=span_px)]
