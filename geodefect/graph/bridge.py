@@ -97,19 +97,23 @@ def bridge_ends_to_edges(g: EditableGraph, *, max_gap_m: float, angle_deg: float
         return 0
     scale = np.asarray(g.scale_rc)
     eids = list(g.edges)
-    paths = [g.edges[e].path for e in eids]
-    index = np.repeat(np.arange(len(paths)), [len(p) for p in paths])
-    tree = shapely.STRtree(shapely.linestrings(np.concatenate(paths) * scale, indices=index))
+    # candidates by the edges' bounding boxes (not their pixel paths as geometries: those cost
+    # memory in proportion to the whole graph's pixels); the exact distance is measured below
+    lo = np.array([g.edges[e].path.min(axis=0) for e in eids]) * scale
+    hi = np.array([g.edges[e].path.max(axis=0) for e in eids]) * scale
+    tree = shapely.STRtree(shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]))
     points = shapely.points(g.node_rc[ends] * scale)
     i_end, i_edge = tree.query(points, predicate="dwithin", distance=max_gap_m)
     best: dict[int, tuple[float, int, np.ndarray]] = {}
-    for k, j in zip(i_end.tolist(), i_edge.tolist(), strict=True):
+    for k, j in sorted(zip(i_end.tolist(), i_edge.tolist(), strict=True)):
         end, eid = ends[k], eids[j]
         if eid in g.incident[end]:
             continue
         target = _nearest_on_path(g.edges[eid].path * scale, g.node_rc[end] * scale)
         gap = target - g.node_rc[end] * scale
         dist = float(np.hypot(*gap))
+        if dist > max_gap_m:
+            continue
         if end not in best or dist < best[end][0]:
             best[end] = (dist, eid, target)
     joined = 0
