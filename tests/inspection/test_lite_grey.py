@@ -78,3 +78,21 @@ def test_crack_segment_lite_encoder_on_grey_chips(grey_cracks, tmp_path):
     assert model(torch.zeros(1, 1, 40, 56)).shape == (1, 1, 40, 56)
     _run(["infer", str(tmp_path / "run" / "model.pt"), str(grey_cracks / "images"), "-o", str(tmp_path / "out")])
     assert len(list((tmp_path / "out" / "masks").iterdir())) == 6
+
+
+def test_crack_classify_defaults_to_pretrained_lite0_and_the_paper_is_one_flag_away():
+    from geodefect.tasks import get_task
+    from geodefect.tasks.inspection import InspectionOptions
+
+    task = get_task("crack_classify")
+    default = task.options_for_run(InspectionOptions())
+    assert (default.model, default.variant, default.encoder_weights) == ("crack_densenet169", "efficientnet_lite0", "imagenet")
+    paper = task.options_for_run(InspectionOptions(variant="densenet169"))
+    assert (paper.variant, paper.encoder_weights) == ("densenet169", None)
+    scratch = task.options_for_run(InspectionOptions(variant="efficientnet_lite2", encoder_weights="none"))
+    assert scratch.encoder_weights == "none"
+    spec = task.model_spec(default, {"channels": 1, "mean": [100.0], "std": [20.0]})
+    assert spec["kwargs"] == {"in_channels": 1, "variant": "efficientnet_lite0", "weights_path": "imagenet",
+                              "input_mean": [100.0], "input_std": [20.0]}
+    assert "input_mean" not in task.model_spec(paper, {"channels": 3, "mean": [1.0] * 3, "std": [1.0] * 3})["kwargs"]
+    assert get_task("crack_segment").options_for_run(InspectionOptions()).variant is None
