@@ -127,3 +127,25 @@ def test_damage_backbones_are_the_classifier_backbones():
     from geodefect.tasks.damage import BACKBONES as DAMAGE_BACKBONES
 
     assert DAMAGE_BACKBONES == BACKBONES
+
+
+def test_grey_lite_classifier_exports_to_onnx_with_its_adapter(tmp_path, one_thread):
+    """The adapter is part of the graph: ONNX Runtime on grey input gives torch's probabilities."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from geodefect.inference.backends import load_predictor
+    from geodefect.models.checkpoint import save_package
+    from geodefect.workflows.export import export
+
+    kwargs = {"variant": "efficientnet_lite0", "in_channels": 1, "input_mean": [110.0], "input_std": [45.0]}
+    torch.manual_seed(0)
+    model = build_model("crack_densenet169", **kwargs).eval()
+    recipe = {"task": "crack_classify", "model": {"name": "crack_densenet169", "kwargs": kwargs}, "bands": [1],
+              "channels": 1, "normalization": {"mean": [110.0], "std": [45.0]}, "input_px": 64}
+    save_package(tmp_path / "m.pt", model=model, recipe=recipe)
+    export(tmp_path / "m.pt", tmp_path / "m.onnx")
+    batch = np.random.default_rng(1).integers(0, 256, (3, 1, 64, 64)).astype(np.float32)
+    want = load_predictor(tmp_path / "m.pt", device="cpu")(batch)
+    got = load_predictor(tmp_path / "m.onnx", device="cpu", threads=1)(batch)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], atol=1e-4)
