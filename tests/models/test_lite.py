@@ -149,3 +149,12 @@ def test_grey_lite_classifier_exports_to_onnx_with_its_adapter(tmp_path, one_thr
     got = load_predictor(tmp_path / "m.onnx", device="cpu", threads=1)(batch)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], atol=1e-4)
+
+
+def test_panorama_stage1_can_be_a_lite_classifier():
+    stage1 = {"name": "classifier_efficientnet_lite0", "kwargs": {"n_classes": 3, "input_mean": [100.0] * 3,
+                                                                  "input_std": [50.0] * 3}}
+    model = build_model("panorama_stacked", stage1=stage1, stage2={"name": "panorama_stack_cnn", "kwargs": {"in_channels": 3}})
+    out = model.stage1(torch.zeros(2, 3, 64, 64))
+    assert out.logits.shape == (2, 3) and out.embedding.shape == (2, 1280)
+    torch.testing.assert_close(model.stage1.features.input.offset.flatten(), torch.full((3,), (100.0 - 127.0) / 128.0))
