@@ -27,7 +27,6 @@ from geodefect.config import option
 from geodefect.errors import ConfigError, InputError
 from geodefect.losses.defects import SEGMENT_LOSSES
 from geodefect.models.encoder_weights import lite_name
-from geodefect.models.lite import uses_input_adapter
 from geodefect.summary import Summary
 from geodefect.tasks.base import Task, TaskData, fit_once, train_summary
 from geodefect.tasks.kfold import fold_groups
@@ -177,6 +176,8 @@ class InspectionTask(Task):
                 raise ConfigError(f"`{flag}` does not apply to model {opts.model!r}; it accepts: {', '.join(accepted)}")
             kwargs[key] = value
         kwargs.update(self.extra_model_kwargs(opts))
+        from geodefect.models.lite import uses_input_adapter  # imports torch: not at module import
+
         if uses_input_adapter(opts.model, kwargs):  # the pretrained trunk's input adapter undoes the chips' stats
             kwargs.update(input_mean=[float(v) for v in meta["mean"]], input_std=[float(v) for v in meta["std"]])
         return {"name": opts.model, "kwargs": kwargs}

@@ -158,3 +158,13 @@ def test_panorama_stage1_can_be_a_lite_classifier():
     out = model.stage1(torch.zeros(2, 3, 64, 64))
     assert out.logits.shape == (2, 3) and out.embedding.shape == (2, 1280)
     torch.testing.assert_close(model.stage1.features.input.offset.flatten(), torch.full((3,), (100.0 - 127.0) / 128.0))
+
+
+def test_task_registry_and_cli_import_no_torch():
+    """The Lite options live in the task layer, whose import (``geodefect --help``) stays torch-free."""
+    import subprocess
+    import sys
+
+    code = "import sys, geodefect.tasks, geodefect.cli.main\nassert 'torch' not in sys.modules\n"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
