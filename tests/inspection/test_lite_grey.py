@@ -60,6 +60,9 @@ def test_crack_classify_lite_on_grey_chips(grey_cracks, tmp_path):
     with (tmp_path / "out" / "predictions.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 6 and all(0 <= float(r["stage1_prob"]) <= 1 for r in rows)
+    _run(["explain", str(tmp_path / "run" / "model.pt"), str(grey_cracks / "images" / "f0.png"), "--layer",
+          "trunk.blocks.6", "--max-maps", "8", "-o", str(tmp_path / "cam")])
+    assert np.asarray(Image.open(tmp_path / "cam" / "f0_trunk-blocks-6_scorecam.png")).shape == (64, 96, 3)
 
 
 def test_crack_segment_lite_encoder_on_grey_chips(grey_cracks, tmp_path):
