@@ -11,8 +11,9 @@ from geodefect.cli.options import overwrite_option, run_command, verbosity_optio
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--layer", required=True,
-              help="Module name of the layer to explain, e.g. features.denseblock4 (DenseNet) or "
-                   "net.encoder.layer4 (DeepLabV3+); a wrong name lists the valid ones.")
+              help="Module name of the layer to explain, e.g. features.denseblock4 (DenseNet), "
+                   "trunk.blocks.6 (EfficientNet-Lite classifier) or net.encoder.layer4 (DeepLabV3+); a wrong "
+                   "name lists the valid ones.")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--target", type=int, default=1, show_default=True, help="Class explained (1 = crack / defect).")
 @click.option("--max-maps", type=click.IntRange(min=0), default=128, show_default=True,

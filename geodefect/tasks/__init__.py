@@ -40,10 +40,14 @@ def unregister_task(name: str) -> None:
 
 
 register_task(RoadTask())
+# crack_classify: EfficientNet-Lite0 from offline ImageNet weights beat the paper's DenseNet-169 from scratch on
+# CrackForest under the same CPU budget (BENCHMARKS.md "Pretrained encoders"); the paper: `--variant densenet169`.
 register_task(ClassifyTask(
-    "crack_classify", description="crack / no crack per photo or window (stage 1, DenseNet-169)",
+    "crack_classify", description="crack / no crack per photo or window (stage 1, EfficientNet-Lite0 ImageNet; "
+                                  "paper: --variant densenet169)",
     default_model="crack_densenet169", defect_class="crack",
-    loop_defaults={"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4}, option_defaults={"loss": "ce"}))
+    loop_defaults={"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4},
+    option_defaults={"loss": "ce", "variant": "efficientnet_lite0"}))
 register_task(SegmentTask(
     "crack_segment", description="crack masks in tunnel-lining / pavement photos (stage 2, DeepLabV3+)",
     default_model="crack_deeplabv3plus", defect_class="crack",

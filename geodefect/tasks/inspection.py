@@ -6,7 +6,10 @@ Two classes, configured in the registry:
   ``rail_segment`` (the slim VGG19 FCN on strips cut on the railhead, ``ce_dice``; Kim et al.'s
   recipe is ``--lr 1e-4 --lr-schedule constant --loss ce --defect-oversample 0`` +
   ``batch_norm: false``; DESIGN.md section 13 has the measurements behind the defaults).
-* :class:`ClassifyTask` -- ``crack_classify`` (stage 1, DenseNet-169, cross-entropy, step schedule).
+* :class:`ClassifyTask` -- ``crack_classify`` (stage 1, cross-entropy, step schedule). Default:
+  EfficientNet-Lite0 from its offline ImageNet weights (``--variant efficientnet_lite0``,
+  ``--encoder-weights imagenet`` implied for Lite variants), chosen on CrackForest (BENCHMARKS.md,
+  "Pretrained encoders"); the paper's DenseNet-169 from scratch is ``--variant densenet169``.
 
 Chips: :mod:`geodefect.chips.images`; inference: :mod:`geodefect.inference.inspection`;
 scores: :mod:`geodefect.evaluation.inspection_eval`. With ``folds`` >= 2 training is a k-fold
@@ -23,6 +26,7 @@ from typing import Any
 from geodefect.config import option
 from geodefect.errors import ConfigError, InputError
 from geodefect.losses.defects import SEGMENT_LOSSES
+from geodefect.models.encoder_weights import lite_name
 from geodefect.summary import Summary
 from geodefect.tasks.base import Task, TaskData, fit_once, train_summary
 from geodefect.tasks.kfold import fold_groups
@@ -36,8 +40,10 @@ class InspectionOptions:
     """Options of inspection training (None = the task's default)."""
 
     model: str | None = option(None, "Model name (road_linknet | road_hourglass for roads).")
-    variant: str | None = option(None, "crack_densenet169: densenet169 | densenet121 | tiny.")
-    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0).")
+    variant: str | None = option(None, "crack_densenet169: densenet169 (paper) | densenet121 | tiny | "
+                                       "efficientnet_lite0|1|2 (from offline ImageNet weights unless "
+                                       "--encoder-weights none).")
+    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0|1|2).")
     width_mult: float | None = option(None, "rail_vgg_fcn / vgg16 / mobilenet_v2 width multiplier.")
     batch_norm: bool | None = option(None, "rail_vgg_fcn: BatchNorm after each conv (off = the paper's VGG19).")
     decoder_channels: int | None = option(None, "crack_deeplabv3plus decoder width.")
@@ -116,7 +122,13 @@ class InspectionTask(Task):
         fill = {k: v for k, v in self.option_defaults.items() if getattr(opts, k) is None}
         if model != "rail_vgg_fcn":
             fill.pop("batch_norm", None)  # a model option of the rail FCN only
-        return dataclasses.replace(opts, model=model, **fill)
+        if model != "crack_densenet169":
+            fill.pop("variant", None)  # a model option of the stage-1 classifier only
+        opts = dataclasses.replace(opts, model=model, **fill)
+        if opts.encoder_weights is None and lite_name(opts.variant):
+            # a Lite variant starts from its offline ImageNet weights unless told otherwise (BENCHMARKS.md)
+            opts = dataclasses.replace(opts, encoder_weights="imagenet")
+        return opts
 
     def prepare(self, data_dir: Path, cfg, meta: dict) -> TaskData:
         from geodefect.chips.images import read_index
@@ -164,6 +176,10 @@ class InspectionTask(Task):
                 raise ConfigError(f"`{flag}` does not apply to model {opts.model!r}; it accepts: {', '.join(accepted)}")
             kwargs[key] = value
         kwargs.update(self.extra_model_kwargs(opts))
+        from geodefect.models.lite import uses_input_adapter  # imports torch: not at module import
+
+        if uses_input_adapter(opts.model, kwargs):  # the pretrained trunk's input adapter undoes the chips' stats
+            kwargs.update(input_mean=[float(v) for v in meta["mean"]], input_std=[float(v) for v in meta["std"]])
         return {"name": opts.model, "kwargs": kwargs}
 
     def extra_model_kwargs(self, opts: InspectionOptions) -> dict:

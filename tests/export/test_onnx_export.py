@@ -40,6 +40,9 @@ NOT_EXPORTABLE = {
     "classifier_mobilenet_v2": "damage_classify",
     "classifier_resnet18": "damage_classify",
     "classifier_vgg16": "damage_classify",
+    "classifier_efficientnet_lite0": "damage_classify",
+    "classifier_efficientnet_lite1": "damage_classify",
+    "classifier_efficientnet_lite2": "damage_classify",
     "panorama_stack_cnn": "panorama_stack: two-stage panorama pipeline",
     "panorama_stacked": "panorama_stack",
 }
