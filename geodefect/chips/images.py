@@ -6,8 +6,11 @@ Tasks and what a chip is:
   ``strip_stride_px`` rows down a long rail image, the full image width or, with
   ``strip_width_px``, a band of that width centred on the railhead (found as the brightest
   run of columns); image + 0/255 mask.
-* ``crack_segment``: square windows of ``size_px`` (default 256) with ``stride_px`` (default
-  ``size_px``), at native resolution; image + mask.
+* ``crack_segment``: square windows of ``size_px`` (default 128) with ``stride_px`` (default
+  ``size_px``), at native resolution; image + mask. Windows without defect pixels are kept with
+  probability ``keep_empty`` (drawn per chip id with ``seed``, as road chipping does; default
+  0.5 for ``crack_segment``, 1 = all for the other tasks): at 256 px not one CrackForest window
+  is crack-free, at 128 px 43 % are, so a model also learns to leave crack-free windows empty.
 * ``crack_classify``: windows of ``size_px`` (or the whole image when ``size_px`` is None),
   resized to ``input_px`` (paper: 224); label 1 (crack) when the window holds at least
   ``min_defect_px`` mask pixels.
@@ -55,14 +58,16 @@ class InspectionChipConfig:
     are set by the task (:mod:`geodefect.tasks`), not by the user.
 
     Attributes:
-        size_px, stride_px: crack windows: side and step in pixels (default: 256 for
-            segmentation; the whole image for classification).
+        size_px, stride_px: crack windows: side and step in pixels (default: the task's: 128
+            for crack_segment; the whole image for classification).
         input_px: crack_classify: model input side.
         min_defect_px: crack_classify: crack pixels for a chip to count as crack.
         strip_height_px: rail strips: height.
         strip_stride_px: rail strips: step between strips (default: the strip height).
         strip_width_px: rail strips: band width centred on the railhead (default: the image width).
         coco_category: COCO category names used as defects (default: all).
+        keep_empty: share of defect-free windows kept, 0..1, drawn per chip id with --seed
+            (default: the task's; 0.5 for crack_segment, 1 = all otherwise).
     """
 
     task: str = ""
@@ -79,12 +84,21 @@ class InspectionChipConfig:
     val_fraction: float = 0.2
     seed: int = 0
     coco_category: tuple[str, ...] | list[str] | None = None
+    keep_empty: float | None = None
+    default_keep_empty: float = 1.0
+
+    @property
+    def keep_empty_share(self) -> float:
+        """The share of defect-free windows kept (``keep_empty``, else the task's default)."""
+        return float(self.default_keep_empty if self.keep_empty is None else self.keep_empty)
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ConfigError(f"`layout` must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"`val_fraction` must be in [0, 1), got {self.val_fraction!r}")
+        if not 0 <= self.keep_empty_share <= 1:
+            raise ConfigError(f"`keep_empty` must be in [0, 1] (share of defect-free windows kept), got {self.keep_empty!r}")
         for name in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
@@ -142,6 +156,13 @@ def iter_chip_windows(image_shape: tuple[int, int], cfg: InspectionChipConfig, i
     stride = min(cfg.stride_px or size, size)
     for win in iter_windows(h, w, size_px=size, stride_px=stride):
         yield ChipWindow(int(win.row_off), int(win.col_off), int(win.height), int(win.width))
+
+
+def keeps_empty(chip_id: str, *, share: float, seed: int) -> bool:
+    """Deterministic draw in [0, 1) per (seed, chip id), as road chipping: keep a defect-free chip?"""
+    import zlib
+
+    return share >= 1 or zlib.crc32(f"{seed}:{chip_id}".encode()) / 2**32 < share
 
 
 def split_sources(stems: list[str], *, val_frac: float, seed: int) -> dict[str, str]:
@@ -219,6 +240,8 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
             chip, chip_mask = image[:, rs, cs], mask[rs, cs]
             defect_px = int(chip_mask.sum())
             chip_id = f"{item.stem}_{k:04d}"
+            if not defect_px and not keeps_empty(chip_id, share=cfg.keep_empty_share, seed=cfg.seed):
+                continue
             if not segment:
                 chip = resize_chip(chip, cfg.input_px)
             write_png(out_dir / "images" / f"{chip_id}.png", chip)
@@ -256,8 +279,9 @@ def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
         "label": {"source": label_source, "threshold": MASK_THRESHOLD,
                   "coco_categories": list(cfg.coco_category) if cfg.coco_category else None,
                   "min_defect_px": cfg.min_defect_px},
-        "windows": {k: v for k, v in dataclasses.asdict(cfg).items()
-                    if k not in ("coco_category", "layout", "default_size_px", "defect_class")},
+        "windows": {**{k: v for k, v in dataclasses.asdict(cfg).items()
+                       if k not in ("coco_category", "layout", "default_size_px", "defect_class", "default_keep_empty")},
+                    "keep_empty": cfg.keep_empty_share},
         "sources": [str(it.image) for it in items], "n_chips": len(rows),
         "n_positive": int(sum(r["label"] for r in rows)),
         "split": {"train": n_train, "val": len(rows) - n_train, "by": "source image"},

@@ -76,6 +76,7 @@ class InspectionTask(Task):
     Options = InspectionOptions
     layout = "segment"            # chip layout (chips.images.LAYOUTS)
     default_size_px: int | None = 256
+    default_keep_empty = 1.0      # share of defect-free windows kept when chipping
     defect_class = "crack"
     default_model = ""
     option_defaults: dict[str, Any] = {}
@@ -92,7 +93,8 @@ class InspectionTask(Task):
         from geodefect.chips.images import chip_folder
 
         overrides = {**(overrides or {}), "task": self.name, "layout": self.layout,
-                     "default_size_px": self.default_size_px, "defect_class": self.defect_class}
+                     "default_size_px": self.default_size_px, "defect_class": self.defect_class,
+                     "default_keep_empty": self.default_keep_empty}
         meta, n_images = chip_folder(inputs, out_dir, masks=masks, coco=coco, dataset=dataset,
                                      config_file=config_file, overrides=overrides, overwrite=overwrite)
         lines = [
