@@ -6,8 +6,9 @@ A sample is a dict of tensors:
 * segment tasks: ``mask`` ``(1, H, W) float32`` in {0, 1} (1 = crack / defect);
 * ``crack_classify``: ``label`` ``() int64`` (1 = crack).
 
-Chips smaller than the folder's ``chip_shape_px`` (at image edges) are padded at the bottom/
-right with 0 (the mean after normalisation) and mask 0, so batches stack. Augmentation
+Chips smaller than the folder's ``chip_shape_px`` (images smaller than the window) are padded
+at the bottom/right by reflection, image and mask alike, so batches stack: a flat grey border
+taught models to draw cracks along it, a mirrored one is more of the same surface. Augmentation
 (training only) uses NumPy's global RNG, which the training loop seeds per sample:
 horizontal and vertical flips, and 90-degree rotations for square chips of crack tasks.
 
@@ -132,10 +133,10 @@ def _crop_columns(image: np.ndarray, mask: np.ndarray, width_px: int) -> tuple[n
 
 
 def _pad_to(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Pad ``(C, h, w)`` at the bottom/right with zeros to ``(C, *shape)``."""
+    """Pad ``(C, h, w)`` at the bottom/right by reflection to ``(C, *shape)`` (larger parts are cut)."""
     h, w = arr.shape[-2:]
     if (h, w) == tuple(shape):
         return arr
-    out = np.zeros((arr.shape[0], *shape), dtype=arr.dtype)
-    out[:, :h, :w] = arr
-    return out
+    arr = arr[:, : shape[0], : shape[1]]
+    widths = ((0, 0), (0, shape[0] - arr.shape[1]), (0, shape[1] - arr.shape[2]))
+    return np.pad(arr, widths, mode="reflect")

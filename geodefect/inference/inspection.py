@@ -8,7 +8,8 @@ its windows. Images with probability < ``threshold`` are not segmented (empty ma
 Stage 2 (``crack_segment`` / ``rail_segment`` package): the whole image goes through the
 sliding-window engine (:func:`geodefect.sliding.predict_array`) at native resolution with
 windows of ``size_px`` and ``stride_px`` (default: the training chip size, 3/4 of it) —
-images are tiled and stitched, never squashed. Defect = probability > ``mask_threshold``.
+images are tiled and stitched, never squashed. Images smaller than the window are padded by
+reflection (a flat grey border made false cracks along it). Defect = probability > ``mask_threshold``.
 Rail models trained on strips cut on the railhead (recipe ``rail_band_px``) predict only on
 that band of each image, found the same way as when chipping
 (:func:`geodefect.chips.images.find_rail_columns`); outside it the mask is background.
@@ -168,7 +169,7 @@ class Stage2:
         from geodefect.sliding import predict_array
 
         c0, c1 = self.band_columns(image)
-        out = predict_array(image[:, :, c0:c1], self.predictor, self.params, fill=self.fill)["out"]
+        out = predict_array(image[:, :, c0:c1], self.predictor, self.params, fill=self.fill, pad="reflect")["out"]
         band = out[0] if out.shape[0] == 1 else out[1]
         if (c0, c1) == (0, image.shape[2]):
             return band
