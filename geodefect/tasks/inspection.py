@@ -202,9 +202,14 @@ class InspectionTask(Task):
         from geodefect.inference.inspection import InspectionInferConfig, infer_images
 
         cfg = resolve_config(InspectionInferConfig, config_file, overrides)
-        if not 0 <= cfg.threshold <= 1 or not 0 <= cfg.mask_threshold <= 1:
+        mask_threshold = 0.5 if cfg.mask_threshold is None else cfg.mask_threshold
+        if not 0 <= cfg.threshold <= 1 or not 0 <= mask_threshold <= 1:
             raise ConfigError(f"`threshold` and `mask_threshold` must be in [0, 1], got {cfg.threshold}, "
                               f"{cfg.mask_threshold}")
+        if cfg.min_component_px is not None and (int(cfg.min_component_px) != cfg.min_component_px
+                                                 or cfg.min_component_px < 0):
+            raise ConfigError(f"`min_component_px` must be an integer >= 0 (0 keeps every component), "
+                              f"got {cfg.min_component_px!r}")
         data = infer_images(model_path, inputs, out_dir, cfg=cfg, overwrite=overwrite)
         flagged = f" ({data['n_flagged']} flagged by stage 1)" if data.get("stage1") else ""
         lines = [f"{data['n_images']} images{flagged} in {data['seconds']} s ({data['images_per_s']} images/s) "
@@ -225,7 +230,14 @@ class InspectionTask(Task):
 
 
 class SegmentTask(InspectionTask):
-    """Defect masks from photos or strips (crack_segment, rail_segment)."""
+    """Defect masks from photos or strips (crack_segment, rail_segment).
+
+    After training, :meth:`tune` picks the mask threshold and the minimum component size that
+    maximise ``postprocess_metric`` on the validation chips
+    (:func:`geodefect.evaluation.postprocess.choose_postprocess`); ``model.pt`` carries them.
+    """
+
+    postprocess_metric = "iou"
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         opts = self.options_for_run(cfg.task)
@@ -234,6 +246,18 @@ class SegmentTask(InspectionTask):
     @property
     def fold_keys_have_boxes(self) -> bool:
         return "box_recall" in self.fold_keys
+
+    def tune(self, model, cfg, data: TaskData) -> dict[str, Any]:
+        from geodefect.evaluation.postprocess import choose_postprocess, iter_val_probabilities
+
+        if data.val is None or not len(data.val):
+            return {}
+        device = next(model.parameters()).device
+        choice = choose_postprocess(iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size,
+                                                           device=device), metric=self.postprocess_metric)
+        log.info("validation (%d chips): mask threshold %.2f, min component %d px -> %s %.4f", choice.n_chips,
+                 choice.threshold, choice.min_component_px, choice.metric, choice.score)
+        return choice.to_recipe()
 
     def extra_model_kwargs(self, opts: InspectionOptions) -> dict:
         return {"num_classes": 2} if opts.model == "rail_vgg_fcn" and self.layout == "strips" else {}
