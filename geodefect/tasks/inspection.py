@@ -46,6 +46,8 @@ class InspectionOptions:
     defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")
     defect_oversample: float | None = option(None, "rail: share of defect strips per batch, 0 = the data's own share.")
     crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
+    scale_range: float | None = option(None, "Random rescale of training chips by a factor in [1/r, r] "
+                                       "(log-uniform; crack widths differ ~10x between sources); 1 = off.")
     folds: int = option(0, "k-fold cross-validation by source image (>= 2); 0 = off.")
     augment: bool = option(True, "Random flips (and rot90 of square chips).", cli=False)
 
@@ -57,6 +59,8 @@ class InspectionOptions:
                               f"got {self.defect_oversample!r}")
         if self.crop_width_px is not None and (int(self.crop_width_px) != self.crop_width_px or self.crop_width_px < 16):
             raise ConfigError(f"`crop_width_px` must be an integer >= 16 (e.g. 160 as Kim et al.), got {self.crop_width_px!r}")
+        if self.scale_range is not None and not self.scale_range >= 1:
+            raise ConfigError(f"`scale_range` must be >= 1 (1 = no rescaling; 2 = factors 0.5..2), got {self.scale_range!r}")
         if self.folds == 1 or self.folds < 0:
             raise ConfigError(f"`folds` must be 0 (no cross-validation) or >= 2, got {self.folds!r}")
 
@@ -136,7 +140,8 @@ class InspectionTask(Task):
         opts = self.options_for_run(cfg.task)
         rotate = self.layout != "strips"
         train_ds = InspectionChipDataset(data_dir, train_rows, meta, augment=opts.augment, rotate90=rotate,
-                                         defect_share=opts.defect_oversample or 0.0, crop_width_px=opts.crop_width_px)
+                                         defect_share=opts.defect_oversample or 0.0, crop_width_px=opts.crop_width_px,
+                                         scale_range=opts.scale_range or 1.0)
         val_ds = InspectionChipDataset(data_dir, val_rows, meta, augment=False, rotate90=rotate)
         return TaskData(train_ds, val_ds, {"rows": rows})
 
