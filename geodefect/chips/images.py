@@ -68,6 +68,8 @@ class InspectionChipConfig:
         coco_category: COCO category names used as defects (default: all).
         keep_empty: share of defect-free windows kept, 0..1, drawn per chip id with --seed
             (default: the task's; 0.5 for crack_segment, 1 = all otherwise).
+        group_sep: crops of one photo: images whose names agree up to the last occurrence of this
+            string (e.g. - for CRACK500's 20160222_080933-101) are split together (default: by image).
     """
 
     task: str = ""
@@ -86,6 +88,7 @@ class InspectionChipConfig:
     coco_category: tuple[str, ...] | list[str] | None = None
     keep_empty: float | None = None
     default_keep_empty: float = 1.0
+    group_sep: str | None = None
 
     @property
     def keep_empty_share(self) -> float:
@@ -165,15 +168,20 @@ def keeps_empty(chip_id: str, *, share: float, seed: int) -> bool:
     return share >= 1 or zlib.crc32(f"{seed}:{chip_id}".encode()) / 2**32 < share
 
 
-def split_sources(stems: list[str], *, val_frac: float, seed: int) -> dict[str, str]:
+def split_sources(stems: list[str], *, val_frac: float, seed: int, group_sep: str | None = None) -> dict[str, str]:
     """``stem -> "train"|"val"``: a seeded shuffle of source images, ``val_fraction`` of them to val
-    (at least one when there are two or more images and ``val_fraction`` > 0)."""
-    order = list(np.random.default_rng(seed).permutation(len(stems)))
-    n_val = int(round(len(stems) * val_frac))
-    if val_frac > 0 and len(stems) >= 2:
-        n_val = min(max(n_val, 1), len(stems) - 1)
-    val = {stems[i] for i in order[:n_val]}
-    return {s: "val" if s in val else "train" for s in stems}
+    (at least one when there are two or more images and ``val_fraction`` > 0).
+
+    With ``group_sep``, the unit shuffled is the photo an image was cropped from: its name up to
+    the last ``group_sep`` (overlapping crops of one photo never straddle the split).
+    """
+    groups = list(dict.fromkeys(s.rsplit(group_sep, 1)[0] if group_sep else s for s in stems))
+    order = list(np.random.default_rng(seed).permutation(len(groups)))
+    n_val = int(round(len(groups) * val_frac))
+    if val_frac > 0 and len(groups) >= 2:
+        n_val = min(max(n_val, 1), len(groups) - 1)
+    val = {groups[i] for i in order[:n_val]}
+    return {s: "val" if (s.rsplit(group_sep, 1)[0] if group_sep else s) in val else "train" for s in stems}
 
 
 class ChannelStats:
@@ -227,7 +235,7 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
     segment = cfg.layout != "classify"
     if segment:
         (out_dir / "masks").mkdir(exist_ok=True)
-    splits = split_sources([it.stem for it in items], val_frac=cfg.val_fraction, seed=cfg.seed)
+    splits = split_sources([it.stem for it in items], val_frac=cfg.val_fraction, seed=cfg.seed, group_sep=cfg.group_sep)
     stats, rows, channels = ChannelStats(), [], None
     for item in progress(items, desc="chipping", unit="image"):
         image = read_image_chw(item.image)
@@ -284,7 +292,8 @@ def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
                     "keep_empty": cfg.keep_empty_share},
         "sources": [str(it.image) for it in items], "n_chips": len(rows),
         "n_positive": int(sum(r["label"] for r in rows)),
-        "split": {"train": n_train, "val": len(rows) - n_train, "by": "source image"},
+        "split": {"train": n_train, "val": len(rows) - n_train,
+                  "by": f"source photo (name up to the last {cfg.group_sep!r})" if cfg.group_sep else "source image"},
     }
 
 

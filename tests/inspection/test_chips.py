@@ -127,3 +127,15 @@ def test_keep_empty_share_of_crack_free_windows(tmp_path):
 def test_keep_empty_outside_0_1_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="keep_empty"):
         InspectionChipConfig(keep_empty=1.5)
+
+
+def test_group_sep_keeps_crops_of_one_photo_on_one_side():
+    stems = [f"photo{p}-{k}" for p in range(10) for k in range(5)] + ["single"]
+    split = split_sources(stems, val_frac=0.3, seed=1, group_sep="-")
+    by_photo: dict[str, set] = {}
+    for s, side in split.items():
+        by_photo.setdefault(s.rsplit("-", 1)[0], set()).add(side)
+    assert all(len(sides) == 1 for sides in by_photo.values())
+    assert sum(sides == {"val"} for sides in by_photo.values()) == 3  # 30 % of the 11 photos
+    plain = split_sources(stems, val_frac=0.3, seed=1)
+    assert any(len({plain[f"photo{p}-{k}"] for k in range(5)}) == 2 for p in range(10))  # by image: crops straddle
