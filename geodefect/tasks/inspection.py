@@ -215,6 +215,8 @@ class InspectionTask(Task):
                                                  or cfg.min_component_px < 0):
             raise ConfigError(f"`min_component_px` must be an integer >= 0 (0 keeps every component), "
                               f"got {cfg.min_component_px!r}")
+        if cfg.pixel_size_mm is not None and not cfg.pixel_size_mm > 0:
+            raise ConfigError(f"`pixel_size_mm` must be > 0 (ground size of one pixel in mm), got {cfg.pixel_size_mm!r}")
         data = infer_images(model_path, inputs, out_dir, cfg=cfg, overwrite=overwrite)
         flagged = f" ({data['n_flagged']} flagged by stage 1)" if data.get("stage1") else ""
         lines = [f"{data['n_images']} images{flagged} in {data['seconds']} s ({data['images_per_s']} images/s) "
