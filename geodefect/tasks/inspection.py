@@ -104,7 +104,7 @@ class InspectionTask(Task):
         lines = [
             f"{meta['n_chips']} {self.name} chips of {meta['chip_shape_px'][0]}x{meta['chip_shape_px'][1]} px "
             f"({meta['n_positive']} with defects) from {n_images} images -> {out_dir}",
-            f"split by image: {meta['split']['train']} train / {meta['split']['val']} val chips; "
+            f"split by {meta['split']['by']}: {meta['split']['train']} train / {meta['split']['val']} val chips; "
             f"mean {meta['mean']} std {meta['std']}",
         ]
         return Summary("chip", self.name, lines, meta)
