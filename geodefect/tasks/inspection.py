@@ -245,6 +245,18 @@ class SegmentTask(InspectionTask):
     """
 
     postprocess_metric = "iou"
+    #: encoders whose ImageNet weights install offline: they start from them unless --encoder-weights says otherwise
+    offline_pretrained = ("tu-efficientnet_lite0", "tu-efficientnet_lite1", "tu-efficientnet_lite2")
+
+    def options_for_run(self, opts: InspectionOptions) -> InspectionOptions:
+        """The task's defaults; DeepLabV3+ encoder defaults only for that model; a Lite encoder implies
+        ``encoder_weights`` imagenet (offline, ``geodefect[pretrained]``) unless given."""
+        run = super().options_for_run(opts)
+        if run.model != "crack_deeplabv3plus":
+            return dataclasses.replace(run, encoder=opts.encoder, encoder_weights=opts.encoder_weights)
+        if run.encoder_weights is None and run.encoder in self.offline_pretrained:
+            return dataclasses.replace(run, encoder_weights="imagenet")
+        return run
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         opts = self.options_for_run(cfg.task)
