@@ -47,7 +47,7 @@ class InspectionOptions:
     defect_oversample: float | None = option(None, "rail: share of defect strips per batch, 0 = the data's own share.")
     crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
     scale_range: float | None = option(None, "Random rescale of training chips by a factor in [1/r, r] "
-                                       "(log-uniform; crack widths differ ~10x between sources); 1 = off.")
+                                       "(log-uniform; crack widths differ ~10x between sources); 1 = off (default).")
     folds: int = option(0, "k-fold cross-validation by source image (>= 2); 0 = off.")
     augment: bool = option(True, "Random flips (and rot90 of square chips).", cli=False)
 
