@@ -6,8 +6,11 @@ Tasks and what a chip is:
   ``strip_stride_px`` rows down a long rail image, the full image width or, with
   ``strip_width_px``, a band of that width centred on the railhead (found as the brightest
   run of columns); image + 0/255 mask.
-* ``crack_segment``: square windows of ``size_px`` (default 256) with ``stride_px`` (default
-  ``size_px``), at native resolution; image + mask.
+* ``crack_segment``: square windows of ``size_px`` (default 128) with ``stride_px`` (default
+  ``size_px``), at native resolution; image + mask. Windows without defect pixels are kept with
+  probability ``keep_empty`` (drawn per chip id with ``seed``, as road chipping does; default
+  0.5 for ``crack_segment``, 1 = all for the other tasks): at 256 px not one CrackForest window
+  is crack-free, at 128 px 43 % are, so a model also learns to leave crack-free windows empty.
 * ``crack_classify``: windows of ``size_px`` (or the whole image when ``size_px`` is None),
   resized to ``input_px`` (paper: 224); label 1 (crack) when the window holds at least
   ``min_defect_px`` mask pixels.
@@ -55,14 +58,18 @@ class InspectionChipConfig:
     are set by the task (:mod:`geodefect.tasks`), not by the user.
 
     Attributes:
-        size_px, stride_px: crack windows: side and step in pixels (default: 256 for
-            segmentation; the whole image for classification).
+        size_px, stride_px: crack windows: side and step in pixels (default: the task's: 128
+            for crack_segment; the whole image for classification).
         input_px: crack_classify: model input side.
         min_defect_px: crack_classify: crack pixels for a chip to count as crack.
         strip_height_px: rail strips: height.
         strip_stride_px: rail strips: step between strips (default: the strip height).
         strip_width_px: rail strips: band width centred on the railhead (default: the image width).
         coco_category: COCO category names used as defects (default: all).
+        keep_empty: share of defect-free windows kept, 0..1, drawn per chip id with --seed
+            (default: the task's; 0.5 for crack_segment, 1 = all otherwise).
+        group_sep: crops of one photo: images whose names agree up to the last occurrence of this
+            string (e.g. - for CRACK500's 20160222_080933-101) are split together (default: by image).
     """
 
     task: str = ""
@@ -79,12 +86,22 @@ class InspectionChipConfig:
     val_fraction: float = 0.2
     seed: int = 0
     coco_category: tuple[str, ...] | list[str] | None = None
+    keep_empty: float | None = None
+    default_keep_empty: float = 1.0
+    group_sep: str | None = None
+
+    @property
+    def keep_empty_share(self) -> float:
+        """The share of defect-free windows kept (``keep_empty``, else the task's default)."""
+        return float(self.default_keep_empty if self.keep_empty is None else self.keep_empty)
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ConfigError(f"`layout` must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"`val_fraction` must be in [0, 1), got {self.val_fraction!r}")
+        if not 0 <= self.keep_empty_share <= 1:
+            raise ConfigError(f"`keep_empty` must be in [0, 1] (share of defect-free windows kept), got {self.keep_empty!r}")
         for name in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
@@ -144,15 +161,27 @@ def iter_chip_windows(image_shape: tuple[int, int], cfg: InspectionChipConfig, i
         yield ChipWindow(int(win.row_off), int(win.col_off), int(win.height), int(win.width))
 
 
-def split_sources(stems: list[str], *, val_frac: float, seed: int) -> dict[str, str]:
+def keeps_empty(chip_id: str, *, share: float, seed: int) -> bool:
+    """Deterministic draw in [0, 1) per (seed, chip id), as road chipping: keep a defect-free chip?"""
+    import zlib
+
+    return share >= 1 or zlib.crc32(f"{seed}:{chip_id}".encode()) / 2**32 < share
+
+
+def split_sources(stems: list[str], *, val_frac: float, seed: int, group_sep: str | None = None) -> dict[str, str]:
     """``stem -> "train"|"val"``: a seeded shuffle of source images, ``val_fraction`` of them to val
-    (at least one when there are two or more images and ``val_fraction`` > 0)."""
-    order = list(np.random.default_rng(seed).permutation(len(stems)))
-    n_val = int(round(len(stems) * val_frac))
-    if val_frac > 0 and len(stems) >= 2:
-        n_val = min(max(n_val, 1), len(stems) - 1)
-    val = {stems[i] for i in order[:n_val]}
-    return {s: "val" if s in val else "train" for s in stems}
+    (at least one when there are two or more images and ``val_fraction`` > 0).
+
+    With ``group_sep``, the unit shuffled is the photo an image was cropped from: its name up to
+    the last ``group_sep`` (overlapping crops of one photo never straddle the split).
+    """
+    groups = list(dict.fromkeys(s.rsplit(group_sep, 1)[0] if group_sep else s for s in stems))
+    order = list(np.random.default_rng(seed).permutation(len(groups)))
+    n_val = int(round(len(groups) * val_frac))
+    if val_frac > 0 and len(groups) >= 2:
+        n_val = min(max(n_val, 1), len(groups) - 1)
+    val = {groups[i] for i in order[:n_val]}
+    return {s: "val" if (s.rsplit(group_sep, 1)[0] if group_sep else s) in val else "train" for s in stems}
 
 
 class ChannelStats:
@@ -206,7 +235,7 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
     segment = cfg.layout != "classify"
     if segment:
         (out_dir / "masks").mkdir(exist_ok=True)
-    splits = split_sources([it.stem for it in items], val_frac=cfg.val_fraction, seed=cfg.seed)
+    splits = split_sources([it.stem for it in items], val_frac=cfg.val_fraction, seed=cfg.seed, group_sep=cfg.group_sep)
     stats, rows, channels = ChannelStats(), [], None
     for item in progress(items, desc="chipping", unit="image"):
         image = read_image_chw(item.image)
@@ -219,6 +248,8 @@ def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipCon
             chip, chip_mask = image[:, rs, cs], mask[rs, cs]
             defect_px = int(chip_mask.sum())
             chip_id = f"{item.stem}_{k:04d}"
+            if not defect_px and not keeps_empty(chip_id, share=cfg.keep_empty_share, seed=cfg.seed):
+                continue
             if not segment:
                 chip = resize_chip(chip, cfg.input_px)
             write_png(out_dir / "images" / f"{chip_id}.png", chip)
@@ -256,11 +287,13 @@ def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
         "label": {"source": label_source, "threshold": MASK_THRESHOLD,
                   "coco_categories": list(cfg.coco_category) if cfg.coco_category else None,
                   "min_defect_px": cfg.min_defect_px},
-        "windows": {k: v for k, v in dataclasses.asdict(cfg).items()
-                    if k not in ("coco_category", "layout", "default_size_px", "defect_class")},
+        "windows": {**{k: v for k, v in dataclasses.asdict(cfg).items()
+                       if k not in ("coco_category", "layout", "default_size_px", "defect_class", "default_keep_empty")},
+                    "keep_empty": cfg.keep_empty_share},
         "sources": [str(it.image) for it in items], "n_chips": len(rows),
         "n_positive": int(sum(r["label"] for r in rows)),
-        "split": {"train": n_train, "val": len(rows) - n_train, "by": "source image"},
+        "split": {"train": n_train, "val": len(rows) - n_train,
+                  "by": f"source photo (name up to the last {cfg.group_sep!r})" if cfg.group_sep else "source image"},
     }
 
 

@@ -23,7 +23,8 @@ def _chip_options():
     from geodefect.chips.images import InspectionChipConfig
     from geodefect.cli.generate import collect, options
 
-    images = {"size_px": "256 (crack_segment) or the whole image (crack_classify)", "stride_px": "the size"}
+    images = {"size_px": "128 (crack_segment), 256, or the whole image (crack_classify)", "stride_px": "the size",
+              "keep_empty": "0.5 (crack_segment), 1 (other image tasks)"}
     roads = {"stride_px": "3/4 of the size"}
     return options(collect([(RoadChipConfig, roads, "roads"), (InspectionChipConfig, images, "image folders")],
                            skip=("coco_category",)))

@@ -8,7 +8,12 @@ its windows. Images with probability < ``threshold`` are not segmented (empty ma
 Stage 2 (``crack_segment`` / ``rail_segment`` package): the whole image goes through the
 sliding-window engine (:func:`geodefect.sliding.predict_array`) at native resolution with
 windows of ``size_px`` and ``stride_px`` (default: the training chip size, 3/4 of it) —
-images are tiled and stitched, never squashed. Defect = probability > ``mask_threshold``.
+images are tiled and stitched, never squashed. Images smaller than the window are padded by
+reflection (a flat grey border made false cracks along it). Defect = probability >
+``mask_threshold``, without 8-connected components under ``min_component_px`` pixels: both
+default to the values chosen on validation chips after training and stored in the package
+(recipe ``mask_threshold``, ``min_component_px``; :mod:`geodefect.evaluation.postprocess`),
+else 0.5 and 0; the options override them.
 Rail models trained on strips cut on the railhead (recipe ``rail_band_px``) predict only on
 that band of each image, found the same way as when chipping
 (:func:`geodefect.chips.images.find_rail_columns`); outside it the mask is background.
@@ -54,7 +59,10 @@ class InspectionInferConfig:
     Attributes:
         classifier: stage-1 crack_classify package; MODEL (the segmenter) runs only on images it flags.
         threshold: stage-1 crack probability above which stage 2 runs.
-        mask_threshold: defect probability threshold of the masks.
+        mask_threshold: defect probability threshold of the masks (default: the package's, chosen
+            on validation chips; 0.5 for packages without one).
+        min_component_px: drop predicted defect components (8-connected) smaller than this, in
+            pixels; 0 keeps all (default: the package's, chosen on validation chips; else 0).
         size_px, stride_px: window size and stride (default: the training chip size, 3/4 of it).
         batch_size: windows per forward pass.
         blend: weight of overlapping windows: hann | crop | mean.
@@ -66,7 +74,8 @@ class InspectionInferConfig:
 
     classifier: str | None = None
     threshold: float = 0.5
-    mask_threshold: float = 0.5
+    mask_threshold: float | None = None
+    min_component_px: int | None = None
     size_px: int | None = None
     stride_px: int | None = None
     batch_size: int = 8
@@ -162,13 +171,21 @@ class Stage2:
         if band is not None and (int(band) != band or band < 0):
             raise InputError(f"`rail_band_px` must be an integer >= 0 (0 = the whole image), got {band!r}")
         self.rail_band_px = int(band or 0)
+        self.mask_threshold = float(_first_given(cfg.mask_threshold, self.recipe.get("mask_threshold"), 0.5))
+        self.min_component_px = int(_first_given(cfg.min_component_px, self.recipe.get("min_component_px"), 0))
+
+    def mask(self, prob: np.ndarray) -> np.ndarray:
+        """``(H, W) bool`` defect mask of a probability map: threshold, then small components dropped."""
+        from geodefect.evaluation.postprocess import apply_postprocess
+
+        return apply_postprocess(prob, threshold=self.mask_threshold, min_component_px=self.min_component_px)
 
     def probability(self, image: np.ndarray) -> np.ndarray:
         """``(H, W) float32`` defect probability of a ``(C, H, W) uint8`` image (0 off the rail band)."""
         from geodefect.sliding import predict_array
 
         c0, c1 = self.band_columns(image)
-        out = predict_array(image[:, :, c0:c1], self.predictor, self.params, fill=self.fill)["out"]
+        out = predict_array(image[:, :, c0:c1], self.predictor, self.params, fill=self.fill, pad="reflect")["out"]
         band = out[0] if out.shape[0] == 1 else out[1]
         if (c0, c1) == (0, image.shape[2]):
             return band
@@ -190,6 +207,10 @@ def _stage1_backend(cfg: InspectionInferConfig) -> str:
     from geodefect.inference.backends import is_onnx
 
     return cfg.backend if is_onnx(cfg.classifier) == (cfg.backend == "onnxruntime") else "auto"
+
+
+def _first_given(*values):
+    return next(v for v in values if v is not None)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -247,7 +268,7 @@ def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfi
             mask = np.zeros(image.shape[1:], bool)
             if flagged:
                 prob = stage2.probability(check_channels(image, stage2.recipe, path))
-                mask = prob > cfg.mask_threshold
+                mask = stage2.mask(prob)
                 write_png(out / "prob" / f"{path.stem}.png", (np.clip(prob, 0, 1) * 255).round().astype(np.uint8)[None])
             write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None])
             write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1))
@@ -278,6 +299,8 @@ def _summary(model_path, cfg, stage1, stage2, rows, elapsed) -> dict:
         "options": dataclasses.asdict(cfg),
         "window": None if stage2 is None else {"size_px": stage2.params.size_px, "stride_px": stage2.params.stride_px,
                                                "blend": stage2.params.blend, "rail_band_px": stage2.rail_band_px or None},
+        "postprocess": None if stage2 is None else {"mask_threshold": stage2.mask_threshold,
+                                                    "min_component_px": stage2.min_component_px},
         "n_images": len(rows), "n_flagged": sum(r["flagged"] for r in rows),
         "seconds": round(elapsed, 3), "images_per_s": round(len(rows) / elapsed, 3) if elapsed > 0 else None,
     }

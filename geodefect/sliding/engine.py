@@ -46,15 +46,25 @@ TTA_MERGES: tuple[str, ...] = ("mean", "max")
 
 
 class ArrayReader:
-    """Reader over an in-memory ``(C, H, W)`` (or ``(H, W)``) array; pads outside with ``fill``."""
+    """Reader over an in-memory ``(C, H, W)`` (or ``(H, W)``) array.
 
-    def __init__(self, array: np.ndarray, *, fill: float = 0) -> None:
+    Pixels outside the array are ``fill`` (``pad="constant"``) or the array mirrored at its
+    edge (``pad="reflect"``, NumPy's ``reflect`` mode): photos smaller than the window then
+    show the model more of the same surface instead of a flat border whose edge it may read
+    as a defect (cracks along the padded border of crack photos).
+    """
+
+    PADS = ("constant", "reflect")
+
+    def __init__(self, array: np.ndarray, *, fill: float = 0, pad: str = "constant") -> None:
         arr = np.asarray(array)
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim != 3:
             raise InputError(f"image array must be (C, H, W) or (H, W), got shape {arr.shape}")
-        self.array, self.fill = arr, fill
+        if pad not in self.PADS:
+            raise InputError(f"`pad` must be one of {', '.join(self.PADS)}, got {pad!r}")
+        self.array, self.fill, self.pad = arr, fill, pad
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -64,9 +74,12 @@ class ArrayReader:
         c, h, w = self.shape
         r0, c0 = int(window.row_off), int(window.col_off)
         wh, ww = int(window.height), int(window.width)
-        out = np.full((c, wh, ww), self.fill, dtype=self.array.dtype)
         rs, re = max(r0, 0), min(r0 + wh, h)
         cs, ce = max(c0, 0), min(c0 + ww, w)
+        if self.pad == "reflect" and re > rs and ce > cs:
+            widths = ((0, 0), (rs - r0, r0 + wh - re), (cs - c0, c0 + ww - ce))
+            return np.pad(self.array[:, rs:re, cs:ce], widths, mode="reflect")
+        out = np.full((c, wh, ww), self.fill, dtype=self.array.dtype)
         if re > rs and ce > cs:
             out[:, rs - r0 : re - r0, cs - c0 : ce - c0] = self.array[:, rs:re, cs:ce]
         return out
@@ -401,18 +414,21 @@ def predict_array(
     *,
     remap: Mapping[str, Remap] | None = None,
     fill: float = 0,
+    pad: str = "constant",
 ) -> dict[str, np.ndarray]:
     """Sliding-window prediction of a whole in-memory image (plain photos, small rasters).
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` array.
         predictor, params, remap: as for :func:`iter_blocks`.
-        fill: padding value for windows larger than the image.
+        fill: padding value for windows larger than the image (``pad="constant"``).
+        pad: ``constant`` (``fill``) | ``reflect`` (the image mirrored at its edges), see
+            :class:`ArrayReader`.
 
     Returns:
         name -> ``(K, H, W)`` float32 stitched outputs.
     """
-    reader = ArrayReader(image, fill=fill)
+    reader = ArrayReader(image, fill=fill, pad=pad)
     _, h, w = reader.shape
     full: dict[str, np.ndarray] = {}
     for block in iter_blocks(reader, predictor, params, remap=remap):

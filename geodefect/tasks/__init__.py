@@ -46,8 +46,9 @@ register_task(ClassifyTask(
     loop_defaults={"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4}, option_defaults={"loss": "ce"}))
 register_task(SegmentTask(
     "crack_segment", description="crack masks in tunnel-lining / pavement photos (stage 2, DeepLabV3+)",
-    default_model="crack_deeplabv3plus", defect_class="crack",
-    loop_defaults={"lr": 1e-3, "lr_schedule": "onecycle", "weight_decay": 1e-4}, option_defaults={"loss": "dice"}))
+    default_model="crack_deeplabv3plus", defect_class="crack", default_size_px=128, default_keep_empty=0.5,
+    loop_defaults={"lr": 1e-3, "lr_schedule": "onecycle", "weight_decay": 1e-4},
+    option_defaults={"loss": "dice", "scale_range": 2.0}))
 # rail: the paper trains plain VGG19 from ImageNet weights with CE at a constant 1e-4; without pretrained
 # weights that recipe stays at "all background" on a CPU budget (DESIGN.md section 13). The paper's recipe:
 # `--lr 1e-4 --lr-schedule constant --loss ce --defect-oversample 0` + `batch_norm: false`.

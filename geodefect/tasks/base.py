@@ -14,6 +14,8 @@ hook          what it returns
 ``adapter``   the :class:`~geodefect.training.loop.TaskAdapter` (loss, metrics, monitor, plots)
 ``recipe``    the model package recipe (everything ``infer`` needs besides the weights)
 ``fit``       runs the loop (default: one fit; k-fold tasks override)
+``tune``      recipe entries chosen on validation data after training (segmenters: mask
+              threshold and minimum component size), stored in ``model.pt``
 ``infer``     runs a package over inputs, writes outputs
 ``evaluate``  scores predictions or a model on labelled data
 ============  ====================================================================
@@ -112,6 +114,10 @@ class Task:
         """True when a resumable run keeps its state in sub-folders (k-fold)."""
         return False
 
+    def tune(self, model, cfg, data: TaskData) -> dict[str, Any]:
+        """Recipe entries chosen on the validation data with the best model (default: none)."""
+        return {}
+
     def fit(self, data_dir: Path, run_dir: Path, cfg, meta: dict, data: TaskData, *, resume: bool,
             callbacks=()) -> Summary:
         """One training run: model, adapter, recipe, the shared loop, then ``model.pt``."""
@@ -179,6 +185,7 @@ def fit_once(task: Task, data_dir: Path, run_dir: Path, cfg, meta: dict, data: T
     if _is_main_process():
         best, best_recipe = load_package(run_dir / "best.pt")
         best_recipe["final_metrics"] = result.best_metrics
+        best_recipe.update(task.tune(best, cfg, data))
         save_package(run_dir / "model.pt", model=best, recipe=best_recipe)
     return result, timer
 

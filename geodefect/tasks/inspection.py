@@ -48,6 +48,8 @@ class InspectionOptions:
     defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")
     defect_oversample: float | None = option(None, "rail: share of defect strips per batch, 0 = the data's own share.")
     crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
+    scale_range: float | None = option(None, "Random rescale of training chips by a factor in [1/r, r] "
+                                       "(log-uniform; crack widths differ ~10x between sources); 1 = off.")
     folds: int = option(0, "k-fold cross-validation by source image (>= 2); 0 = off.")
     augment: bool = option(True, "Random flips (and rot90 of square chips).", cli=False)
 
@@ -59,6 +61,8 @@ class InspectionOptions:
                               f"got {self.defect_oversample!r}")
         if self.crop_width_px is not None and (int(self.crop_width_px) != self.crop_width_px or self.crop_width_px < 16):
             raise ConfigError(f"`crop_width_px` must be an integer >= 16 (e.g. 160 as Kim et al.), got {self.crop_width_px!r}")
+        if self.scale_range is not None and not self.scale_range >= 1:
+            raise ConfigError(f"`scale_range` must be >= 1 (1 = no rescaling; 2 = factors 0.5..2), got {self.scale_range!r}")
         if self.folds == 1 or self.folds < 0:
             raise ConfigError(f"`folds` must be 0 (no cross-validation) or >= 2, got {self.folds!r}")
 
@@ -78,6 +82,7 @@ class InspectionTask(Task):
     Options = InspectionOptions
     layout = "segment"            # chip layout (chips.images.LAYOUTS)
     default_size_px: int | None = 256
+    default_keep_empty = 1.0      # share of defect-free windows kept when chipping
     defect_class = "crack"
     default_model = ""
     option_defaults: dict[str, Any] = {}
@@ -94,7 +99,8 @@ class InspectionTask(Task):
         from geodefect.chips.images import chip_folder
 
         overrides = {**(overrides or {}), "task": self.name, "layout": self.layout,
-                     "default_size_px": self.default_size_px, "defect_class": self.defect_class}
+                     "default_size_px": self.default_size_px, "defect_class": self.defect_class,
+                     "default_keep_empty": self.default_keep_empty}
         meta, n_images = chip_folder(inputs, out_dir, masks=masks, coco=coco, dataset=dataset,
                                      config_file=config_file, overrides=overrides, overwrite=overwrite)
         lines = [
@@ -136,7 +142,8 @@ class InspectionTask(Task):
         opts = self.options_for_run(cfg.task)
         rotate = self.layout != "strips"
         train_ds = InspectionChipDataset(data_dir, train_rows, meta, augment=opts.augment, rotate90=rotate,
-                                         defect_share=opts.defect_oversample or 0.0, crop_width_px=opts.crop_width_px)
+                                         defect_share=opts.defect_oversample or 0.0, crop_width_px=opts.crop_width_px,
+                                         scale_range=opts.scale_range or 1.0)
         val_ds = InspectionChipDataset(data_dir, val_rows, meta, augment=False, rotate90=rotate)
         return TaskData(train_ds, val_ds, {"rows": rows})
 
@@ -204,9 +211,14 @@ class InspectionTask(Task):
         from geodefect.inference.inspection import InspectionInferConfig, infer_images
 
         cfg = resolve_config(InspectionInferConfig, config_file, overrides)
-        if not 0 <= cfg.threshold <= 1 or not 0 <= cfg.mask_threshold <= 1:
+        mask_threshold = 0.5 if cfg.mask_threshold is None else cfg.mask_threshold
+        if not 0 <= cfg.threshold <= 1 or not 0 <= mask_threshold <= 1:
             raise ConfigError(f"`threshold` and `mask_threshold` must be in [0, 1], got {cfg.threshold}, "
                               f"{cfg.mask_threshold}")
+        if cfg.min_component_px is not None and (int(cfg.min_component_px) != cfg.min_component_px
+                                                 or cfg.min_component_px < 0):
+            raise ConfigError(f"`min_component_px` must be an integer >= 0 (0 keeps every component), "
+                              f"got {cfg.min_component_px!r}")
         data = infer_images(model_path, inputs, out_dir, cfg=cfg, overwrite=overwrite)
         flagged = f" ({data['n_flagged']} flagged by stage 1)" if data.get("stage1") else ""
         lines = [f"{data['n_images']} images{flagged} in {data['seconds']} s ({data['images_per_s']} images/s) "
@@ -227,7 +239,14 @@ class InspectionTask(Task):
 
 
 class SegmentTask(InspectionTask):
-    """Defect masks from photos or strips (crack_segment, rail_segment)."""
+    """Defect masks from photos or strips (crack_segment, rail_segment).
+
+    After training, :meth:`tune` picks the mask threshold and the minimum component size that
+    maximise ``postprocess_metric`` on the validation chips
+    (:func:`geodefect.evaluation.postprocess.choose_postprocess`); ``model.pt`` carries them.
+    """
+
+    postprocess_metric = "iou"
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         opts = self.options_for_run(cfg.task)
@@ -236,6 +255,18 @@ class SegmentTask(InspectionTask):
     @property
     def fold_keys_have_boxes(self) -> bool:
         return "box_recall" in self.fold_keys
+
+    def tune(self, model, cfg, data: TaskData) -> dict[str, Any]:
+        from geodefect.evaluation.postprocess import choose_postprocess, iter_val_probabilities
+
+        if data.val is None or not len(data.val):
+            return {}
+        device = next(model.parameters()).device
+        choice = choose_postprocess(iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size,
+                                                           device=device), metric=self.postprocess_metric)
+        log.info("validation (%d chips): mask threshold %.2f, min component %d px -> %s %.4f", choice.n_chips,
+                 choice.threshold, choice.min_component_px, choice.metric, choice.score)
+        return choice.to_recipe()
 
     def extra_model_kwargs(self, opts: InspectionOptions) -> dict:
         return {"num_classes": 2} if opts.model == "rail_vgg_fcn" and self.layout == "strips" else {}

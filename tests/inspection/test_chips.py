@@ -73,7 +73,8 @@ def test_coco_boxes_become_weak_masks(tmp_path):
 
 def test_crack_windows_and_classify_chips(tmp_path):
     d = make_crack_dataset(tmp_path / "c", n_images=4, height_px=80, width_px=120, seed=1)
-    seg = chip(d.images, tmp_path / "seg", masks=d.masks, overrides={"task": "crack_segment", "size_px": 64, "stride_px": 48})
+    seg = chip(d.images, tmp_path / "seg", masks=d.masks, overrides={"task": "crack_segment", "size_px": 64, "stride_px": 48,
+                                                                "keep_empty": 1.0})
     assert seg["chip_shape_px"] == [64, 64] and seg["n_chips"] == 4 * 2 * 3
     cls = chip(d.images, tmp_path / "cls", masks=d.masks, overrides={"task": "crack_classify", "input_px": 32})
     rows = _index(tmp_path / "cls")
@@ -102,3 +103,39 @@ def test_split_sources_keeps_one_of_each():
     assert sorted(s.values()) == ["train", "val"]
     with pytest.raises(ConfigError):
         InspectionChipConfig(layout="rail")
+
+
+def test_keep_empty_share_of_crack_free_windows(tmp_path):
+    """crack_segment keeps a seeded share of crack-free windows; 1 keeps all, 0 none."""
+    d = make_crack_dataset(tmp_path / "c", n_images=6, height_px=160, width_px=160, seed=5)
+    over = {"task": "crack_segment", "size_px": 32}
+    all_meta = chip(d.images, tmp_path / "all", masks=d.masks, overrides={**over, "keep_empty": 1.0})
+    n_empty = sum(int(r["defect_px"]) == 0 for r in _index(tmp_path / "all"))
+    assert 10 < n_empty < all_meta["n_chips"]  # the grid has crack-free windows to keep or drop
+    none = chip(d.images, tmp_path / "none", masks=d.masks, overrides={**over, "keep_empty": 0.0})
+    assert all(int(r["defect_px"]) > 0 for r in _index(tmp_path / "none"))
+    assert none["n_chips"] == all_meta["n_chips"] - n_empty
+    default = chip(d.images, tmp_path / "default", masks=d.masks, overrides=over)
+    kept = sum(int(r["defect_px"]) == 0 for r in _index(tmp_path / "default"))
+    assert default["windows"]["keep_empty"] == 0.5 and 0.25 * n_empty < kept < 0.75 * n_empty
+    again = chip(d.images, tmp_path / "again", masks=d.masks, overrides=over)
+    assert _index(tmp_path / "again") == _index(tmp_path / "default")  # the draw is seeded
+    rail = InspectionChipConfig(task="rail_segment", layout="strips")
+    assert rail.keep_empty_share == 1.0  # other tasks keep every window
+
+
+def test_keep_empty_outside_0_1_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="keep_empty"):
+        InspectionChipConfig(keep_empty=1.5)
+
+
+def test_group_sep_keeps_crops_of_one_photo_on_one_side():
+    stems = [f"photo{p}-{k}" for p in range(10) for k in range(5)] + ["single"]
+    split = split_sources(stems, val_frac=0.3, seed=1, group_sep="-")
+    by_photo: dict[str, set] = {}
+    for s, side in split.items():
+        by_photo.setdefault(s.rsplit("-", 1)[0], set()).add(side)
+    assert all(len(sides) == 1 for sides in by_photo.values())
+    assert sum(sides == {"val"} for sides in by_photo.values()) == 3  # 30 % of the 11 photos
+    plain = split_sources(stems, val_frac=0.3, seed=1)
+    assert any(len({plain[f"photo{p}-{k}"] for k in range(5)}) == 2 for p in range(10))  # by image: crops straddle

@@ -132,3 +132,23 @@ def test_explain_target_beyond_the_classes_is_one_line(crack_run):
                                       "features.denseblock3", "--target", "5", "-o", str(out)])
     assert result.exit_code == 1 and "`--target` must be a class index in 0..1" in result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_segmenter_package_carries_postprocess_chosen_on_validation(crack_run):
+    import torch
+
+    recipe = torch.load(crack_run / "seg_run" / "model.pt", weights_only=True)["recipe"]
+    assert 0 < recipe["mask_threshold"] < 1 and recipe["min_component_px"] >= 0
+    assert recipe["postprocess"]["chosen_on"] == "validation chips" and recipe["postprocess"]["n_chips"] > 0
+    data = crack_run / "data" / "images"
+    _run(["infer", str(crack_run / "seg_run" / "model.pt"), str(data), "-o", str(crack_run / "pp_default")])
+    used = json.loads((crack_run / "pp_default" / "run.json").read_text())["postprocess"]
+    assert used == {"mask_threshold": recipe["mask_threshold"], "min_component_px": recipe["min_component_px"]}
+    _run(["infer", str(crack_run / "seg_run" / "model.pt"), str(data), "--mask-threshold", "0.99",
+          "--min-component-px", "7", "-o", str(crack_run / "pp_flags")])
+    used = json.loads((crack_run / "pp_flags" / "run.json").read_text())["postprocess"]
+    assert used == {"mask_threshold": 0.99, "min_component_px": 7}
+    result = CliRunner().invoke(cli, ["infer", str(crack_run / "seg_run" / "model.pt"), str(data),
+                                      "--min-component-px", "-1", "-o", str(crack_run / "pp_bad")])
+    assert result.exit_code == 1 and "min_component_px" in result.output
+    assert not (crack_run / "pp_bad").exists()

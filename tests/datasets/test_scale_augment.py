@@ -1,0 +1,46 @@
+"""Scale augmentation of segment chips: random rescale, back to the chip shape, mask aligned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geodefect.datasets.inspection import rescale_chip
+from geodefect.errors import ConfigError
+from geodefect.tasks import get_task
+from geodefect.tasks.inspection import InspectionOptions
+
+
+def crack_chip(width_px: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[:, :, 30:30 + width_px] = 1
+    return np.repeat(mask * 100, 3, axis=0), mask
+
+
+def crack_width(mask: np.ndarray) -> float:
+    rows = mask[0].sum(1)
+    return float(np.median(rows[rows > 0])) if rows.any() else 0.0
+
+
+def test_rescale_changes_crack_width_and_keeps_shape_and_alignment():
+    image, mask = crack_chip(4)
+    np.random.seed(0)
+    widths = []
+    for _ in range(40):
+        img, msk = rescale_chip(image, mask, (64, 64), scale_range=3.0)
+        assert img.shape == (3, 64, 64) and msk.shape == (1, 64, 64)
+        assert set(np.unique(msk)) <= {0.0, 1.0}
+        cols = np.arange(64)
+        if msk.any():  # image and mask move together: same crack centre, widths within the blur
+            assert abs(((img[0] > 50) * cols).sum() / (img[0] > 50).sum() - (msk[0] * cols).sum() / msk.sum()) < 1
+            assert np.abs((img[0] > 50).sum(1) - msk[0].sum(1)).max() <= 2
+        widths.append(crack_width(msk))
+    assert min(widths) <= 2 and max(widths) >= 8  # 4 px cracks become ~1.3 .. 12 px
+
+
+def test_crack_segment_rescales_by_default_and_rail_does_not():
+    crack = get_task("crack_segment").options_for_run(InspectionOptions())
+    rail = get_task("rail_segment").options_for_run(InspectionOptions())
+    assert crack.scale_range == 2.0 and rail.scale_range is None
+    with pytest.raises(ConfigError, match="scale_range"):
+        InspectionOptions(scale_range=0.5)
