@@ -57,7 +57,8 @@ register_task(SegmentTask(
     default_model="rail_vgg_fcn", layout="strips", default_size_px=None, defect_class="defect",
     loop_defaults={"lr": 1e-3, "lr_schedule": "onecycle", "weight_decay": 0.0},
     option_defaults={"loss": "ce_dice", "batch_norm": True, "defect_oversample": 0.5},
-    fold_keys=("iou", "f1", "precision", "recall", "miou", "box_recall", "box_precision")))
+    fold_keys=("iou", "f1", "precision", "recall", "miou", "box_recall", "box_precision"),
+    postprocess_min_box_recall=0.85))
 register_task(DamageTask())
 register_task(PanoramaTask())
 

@@ -247,6 +247,9 @@ class SegmentTask(InspectionTask):
     """
 
     postprocess_metric = "iou"
+    #: set (rail: 0.85): choose by box scores instead, the best box precision at this box recall
+    #: (:mod:`geodefect.evaluation.postprocess_boxes`)
+    postprocess_min_box_recall: float | None = None
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         opts = self.options_for_run(cfg.task)
@@ -262,8 +265,13 @@ class SegmentTask(InspectionTask):
         if data.val is None or not len(data.val):
             return {}
         device = next(model.parameters()).device
-        choice = choose_postprocess(iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size,
-                                                           device=device), metric=self.postprocess_metric)
+        pairs = iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size, device=device)
+        if self.postprocess_min_box_recall is not None:
+            from geodefect.evaluation.postprocess_boxes import choose_postprocess_boxes
+
+            choice = choose_postprocess_boxes(pairs, min_box_recall=self.postprocess_min_box_recall)
+        else:
+            choice = choose_postprocess(pairs, metric=self.postprocess_metric)
         log.info("validation (%d chips): mask threshold %.2f, min component %d px -> %s %.4f", choice.n_chips,
                  choice.threshold, choice.min_component_px, choice.metric, choice.score)
         return choice.to_recipe()

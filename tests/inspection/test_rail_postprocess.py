@@ -1,0 +1,27 @@
+"""rail_segment stores a threshold and minimum component size chosen by box scores on its validation chips."""
+
+from __future__ import annotations
+
+import torch
+from click.testing import CliRunner
+
+from geodefect.cli.main import cli
+
+
+def _run(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_rail_package_carries_the_box_rule_choice(tmp_path):
+    _run(["synth", "rail", str(tmp_path / "rail"), "--n-images", "4", "--height-px", "200", "--width-px", "48"])
+    _run(["chip", str(tmp_path / "rail" / "images"), "--coco", str(tmp_path / "rail" / "boxes_coco.json"),
+          "--coco-category", "defect", "--val-fraction", "0.5", "-o", str(tmp_path / "chips")])
+    _run(["train", str(tmp_path / "chips"), "-o", str(tmp_path / "run"), "--model", "rail_vgg_fcn", "--width-mult",
+          "0.125", "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"])
+    recipe = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["recipe"]
+    info = recipe["postprocess"]
+    assert info["metric"] == "box_precision@box_recall>=0.85" and info["n_chips"] == 4
+    assert 0 < recipe["mask_threshold"] < 1 and recipe["min_component_px"] in (0, 20, 50, 100, 200, 400, 800, 1600)
+    assert {"box_recall", "box_precision", "iou"} <= set(info["scores"])
