@@ -12,6 +12,12 @@ but by region scores:
   strip); it is *found* when a kept predicted component overlaps it (box recall);
 * a kept predicted component is *right* when it overlaps a truth region (box precision).
 
+Box scores are a property of whole frames (a box cut into five strips is one box to find, and
+a defect's component is cut by strip borders), so the validation strips are first pasted back
+into their frames (:func:`iter_val_frames`: the railhead band of each validation frame, as
+``geodefect infer`` predicts it); truth regions are then the components of the frame's
+filled boxes (boxes that touch count once).
+
 Rule: the highest box precision among the pairs whose box recall is at least
 ``min_box_recall`` (rail: 0.85, the recall the untuned model had); when no pair reaches
 it, the pair with the highest box recall. Ties: higher pixel IoU, then the smaller component
@@ -102,3 +108,34 @@ def choose_postprocess_boxes(pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, 
     scores = {k: round(v, 6) for k, v in region_scores(counts[i, j]).items()}
     metric = f"box_precision@box_recall>={min_box_recall:g}"
     return PostprocessChoice(float(thresholds[i]), int(min_sizes[j]), metric, scores["box_precision"], scores, n, table)
+
+
+def iter_val_frames(pairs: Iterable[tuple[np.ndarray, np.ndarray]], rows: Sequence[dict]):
+    """``(prob, truth)`` per source frame, from per-chip pairs in the order of their index ``rows``.
+
+    Chips of one source (consecutive rows, as ``index.csv`` lists them) are pasted at
+    ``row_off``/``col_off`` into a canvas spanning them (overlaps: maximum probability, union
+    of truth).
+    """
+    group: list = []
+    for (prob, truth), row in zip(pairs, rows, strict=True):
+        if group and row["source"] != group[-1][2]["source"]:
+            yield _paste(group)
+            group = []
+        group.append((prob, truth, row))
+    if group:
+        yield _paste(group)
+
+
+def _paste(group: list) -> tuple[np.ndarray, np.ndarray]:
+    r0 = min(r["row_off"] for *_, r in group)
+    c0 = min(r["col_off"] for *_, r in group)
+    h = max(r["row_off"] + r["height"] for *_, r in group) - r0
+    w = max(r["col_off"] + r["width"] for *_, r in group) - c0
+    prob, truth = np.zeros((h, w), np.float32), np.zeros((h, w), bool)
+    for p, t, r in group:
+        rs = slice(r["row_off"] - r0, r["row_off"] - r0 + r["height"])
+        cs = slice(r["col_off"] - c0, r["col_off"] - c0 + r["width"])
+        prob[rs, cs] = np.maximum(prob[rs, cs], np.asarray(p)[:r["height"], :r["width"]])
+        truth[rs, cs] |= np.asarray(t, bool)[:r["height"], :r["width"]]
+    return prob, truth

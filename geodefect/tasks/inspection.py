@@ -86,6 +86,9 @@ class InspectionTask(Task):
     defect_class = "crack"
     default_model = ""
     option_defaults: dict[str, Any] = {}
+    #: defaults that depend on the model (rail: the pretrained DeepLabV3+ and the paper's FCN
+    #: train with different losses); they win over ``option_defaults``, explicit options over both
+    model_option_defaults: dict[str, dict[str, Any]] = {}
     fold_keys: tuple[str, ...] = ("iou", "f1", "precision", "recall", "miou")
 
     def __init__(self, name: str, **attributes: Any) -> None:
@@ -116,12 +119,14 @@ class InspectionTask(Task):
         return self.options_for_run(opts)
 
     def option_defaults_shown(self) -> dict[str, Any]:
-        return {**self.option_defaults, "model": self.default_model}
+        return {**self.option_defaults, **self.model_option_defaults.get(self.default_model, {}),
+                "model": self.default_model}
 
     def options_for_run(self, opts: InspectionOptions) -> InspectionOptions:
-        """``opts`` with this task's defaults filled in where None."""
+        """``opts`` with this task's defaults (and its model's) filled in where None."""
         model = opts.model or self.default_model
-        fill = {k: v for k, v in self.option_defaults.items() if getattr(opts, k) is None}
+        defaults = {**self.option_defaults, **self.model_option_defaults.get(model, {})}
+        fill = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
         if model != "rail_vgg_fcn":
             fill.pop("batch_norm", None)  # a model option of the rail FCN only
         return dataclasses.replace(opts, model=model, **fill)
@@ -266,15 +271,19 @@ class SegmentTask(InspectionTask):
             return {}
         device = next(model.parameters()).device
         pairs = iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size, device=device)
-        if self.postprocess_min_box_recall is not None:
-            from geodefect.evaluation.postprocess_boxes import choose_postprocess_boxes
+        if self.postprocess_min_box_recall is not None:  # box scores: on the val frames, strips pasted back
+            from geodefect.evaluation.postprocess_boxes import choose_postprocess_boxes, iter_val_frames
 
-            choice = choose_postprocess_boxes(pairs, min_box_recall=self.postprocess_min_box_recall)
+            choice = choose_postprocess_boxes(iter_val_frames(pairs, data.val.rows),
+                                              min_box_recall=self.postprocess_min_box_recall)
         else:
             choice = choose_postprocess(pairs, metric=self.postprocess_metric)
         log.info("validation (%d chips): mask threshold %.2f, min component %d px -> %s %.4f", choice.n_chips,
                  choice.threshold, choice.min_component_px, choice.metric, choice.score)
-        return choice.to_recipe()
+        recipe = choice.to_recipe()
+        if self.postprocess_min_box_recall is not None:
+            recipe["postprocess"]["chosen_on"] = "validation frames (strips pasted back)"
+        return recipe
 
     def extra_model_kwargs(self, opts: InspectionOptions) -> dict:
         return {"num_classes": 2} if opts.model == "rail_vgg_fcn" and self.layout == "strips" else {}

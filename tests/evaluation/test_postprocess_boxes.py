@@ -7,7 +7,12 @@ import pytest
 
 from geodefect.errors import InputError
 from geodefect.evaluation.postprocess import apply_postprocess
-from geodefect.evaluation.postprocess_boxes import choose_postprocess_boxes, region_grid_counts, region_scores
+from geodefect.evaluation.postprocess_boxes import (
+    choose_postprocess_boxes,
+    iter_val_frames,
+    region_grid_counts,
+    region_scores,
+)
 from geodefect.metrics.defects import region_counts
 
 
@@ -75,3 +80,26 @@ def test_bad_input():
         choose_postprocess_boxes([strip_with_marks(0)], min_box_recall=1.5)
     with pytest.raises(InputError, match="no validation chips"):
         choose_postprocess_boxes([])
+
+
+def test_strips_are_pasted_back_into_their_frames():
+    frame_prob = np.random.default_rng(0).random((250, 40)).astype(np.float32)
+    frame_truth = frame_prob > 0.7
+    rows, pairs = [], []
+    for src in ("a", "b"):
+        for r0 in (0, 100, 150):                      # the last strip snapped to the edge overlaps
+            rows.append({"source": src, "row_off": r0, "col_off": 30, "height": 100, "width": 40})
+            pairs.append((frame_prob[r0:r0 + 100], frame_truth[r0:r0 + 100]))
+    frames = list(iter_val_frames(pairs, rows))
+    assert len(frames) == 2
+    for prob, truth in frames:
+        assert np.array_equal(prob, frame_prob) and np.array_equal(truth, frame_truth)
+    # a box cut by a strip border is one region of the frame, two of the strips
+    truth = np.zeros((200, 40), bool)
+    truth[80:120, 10:20] = True
+    prob = truth.astype(np.float32)
+    strips = [(prob[:100], truth[:100]), (prob[100:], truth[100:])]
+    rows = [{"source": "f", "row_off": r, "col_off": 0, "height": 100, "width": 40} for r in (0, 100)]
+    by_strip = region_grid_counts(strips, thresholds=(0.5,), min_sizes=(0,))[0][0, 0]
+    by_frame = region_grid_counts(iter_val_frames(strips, rows), thresholds=(0.5,), min_sizes=(0,))[0][0, 0]
+    assert by_strip[3] == 2 and by_frame[3] == 1 and by_frame[5] == 1

@@ -22,6 +22,7 @@ def test_rail_package_carries_the_box_rule_choice(tmp_path):
           "0.125", "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"])
     recipe = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["recipe"]
     info = recipe["postprocess"]
-    assert info["metric"] == "box_precision@box_recall>=0.85" and info["n_chips"] == 4
+    assert info["metric"] == "box_precision@box_recall>=0.85" and info["n_chips"] == 2   # 2 val frames
+    assert info["chosen_on"].startswith("validation frames")
     assert 0 < recipe["mask_threshold"] < 1 and recipe["min_component_px"] in (0, 20, 50, 100, 200, 400, 800, 1600)
     assert {"box_recall", "box_precision", "iou"} <= set(info["scores"])
