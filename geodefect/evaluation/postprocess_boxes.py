@@ -35,7 +35,7 @@ from geodefect.evaluation.postprocess import EIGHT, THRESHOLDS, PostprocessChoic
 
 #: minimum component sizes tried for rail frames (px; 0 = keep all): larger than the generic
 #: grid because rail defects are hundreds to thousands of pixels in 2048 x 2000 frames
-RAIL_MIN_COMPONENT_PX: tuple[int, ...] = (0, 20, 50, 100, 200, 400, 800, 1600)
+RAIL_MIN_COMPONENT_PX: tuple[int, ...] = (0, 20, 50, 100, 200, 400, 800, 1600, 3200, 6400)
 
 
 def region_grid_counts(pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, thresholds: Sequence[float],

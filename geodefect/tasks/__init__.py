@@ -56,7 +56,11 @@ register_task(SegmentTask(
     "rail_segment", description="railhead surface defects on line-scan strips (slim VGG19 FCN)",
     default_model="rail_vgg_fcn", layout="strips", default_size_px=None, defect_class="defect",
     loop_defaults={"lr": 1e-3, "lr_schedule": "onecycle", "weight_decay": 0.0},
-    option_defaults={"loss": "ce_dice", "batch_norm": True, "defect_oversample": 0.5},
+    option_defaults={"defect_oversample": 0.5},
+    model_option_defaults={
+        "rail_vgg_fcn": {"loss": "ce_dice", "batch_norm": True},
+        "crack_deeplabv3plus": {"encoder": "tu-efficientnet_lite0", "encoder_weights": "imagenet",
+                                "decoder_channels": 128, "loss": "bce_dice"}},
     fold_keys=("iou", "f1", "precision", "recall", "miou", "box_recall", "box_precision"),
     postprocess_min_box_recall=0.85))
 register_task(DamageTask())

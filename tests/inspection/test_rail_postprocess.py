@@ -6,6 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from geodefect.cli.main import cli
+from geodefect.evaluation.postprocess_boxes import RAIL_MIN_COMPONENT_PX
 
 
 def _run(args):
@@ -24,5 +25,5 @@ def test_rail_package_carries_the_box_rule_choice(tmp_path):
     info = recipe["postprocess"]
     assert info["metric"] == "box_precision@box_recall>=0.85" and info["n_chips"] == 2   # 2 val frames
     assert info["chosen_on"].startswith("validation frames")
-    assert 0 < recipe["mask_threshold"] < 1 and recipe["min_component_px"] in (0, 20, 50, 100, 200, 400, 800, 1600)
+    assert 0 < recipe["mask_threshold"] < 1 and recipe["min_component_px"] in RAIL_MIN_COMPONENT_PX
     assert {"box_recall", "box_precision", "iou"} <= set(info["scores"])
