@@ -59,6 +59,8 @@ register_task(SegmentTask(
     option_defaults={"defect_oversample": 0.5},
     model_option_defaults={
         "rail_vgg_fcn": {"loss": "ce_dice", "batch_norm": True},
+        "defect_fpn": {"encoder": "tu-efficientnet_lite0", "encoder_weights": "imagenet", "decoder_channels": 64,
+                       "loss": "bce_dice"},
         "crack_deeplabv3plus": {"encoder": "tu-efficientnet_lite0", "encoder_weights": "imagenet",
                                 "decoder_channels": 128, "loss": "bce_dice"}},
     fold_keys=("iou", "f1", "precision", "recall", "miou", "box_recall", "box_precision"),

