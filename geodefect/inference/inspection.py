@@ -25,7 +25,10 @@ Outputs in OUT_DIR (written under a temporary name, renamed when complete)::
     prob/<stem>.png       uint8 defect probability x 255 (segmented images only)
     overlays/<stem>.png   the image with predicted defects painted red
     predictions.csv       image, height_px, width_px, stage1_prob, flagged, defect_px,
-                          defect_area_frac, n_components, seconds
+                          defect_area_frac, n_components, crack_length_px, max_width_px,
+                          crack_length_mm, max_width_mm (with --pixel-size-mm), seconds
+                          (length: skeleton length; width: at the widest point;
+                          :mod:`geodefect.inference.crack_geometry`)
     run.json              models, options, timings, images per second
 """
 
@@ -44,7 +47,8 @@ from geodefect.errors import InputError, InputFileNotFoundError
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ["image", "height_px", "width_px", "stage1_prob", "flagged", "defect_px", "defect_area_frac", "n_components", "seconds"]
+CSV_FIELDS = ["image", "height_px", "width_px", "stage1_prob", "flagged", "defect_px", "defect_area_frac", "n_components",
+              "crack_length_px", "max_width_px", "crack_length_mm", "max_width_mm", "seconds"]
 
 
 def is_classifier_recipe(recipe: dict) -> bool:
@@ -70,6 +74,8 @@ class InspectionInferConfig:
         rail_band_px: rail models: predict only on a band this wide centred on the railhead, 0 = the
             whole image (default: the strip width the model was trained on).
         backend, threads: model backend (auto = the file's: .pt torch, .onnx onnxruntime) and CPU threads.
+        pixel_size_mm: ground size of one image pixel in millimetres: crack length and width are
+            also written in mm (predictions.csv).
     """
 
     classifier: str | None = None
@@ -84,6 +90,7 @@ class InspectionInferConfig:
     rail_band_px: int | None = None
     backend: str = "auto"
     threads: int | None = None
+    pixel_size_mm: float | None = None
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -248,6 +255,7 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
 
 def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfig) -> list[dict]:
     from geodefect.chips.images import read_image_chw, write_png
+    from geodefect.inference.crack_geometry import measure_cracks
     from geodefect.plots.inspection import mask_overlay
     from geodefect.progress import progress
 
@@ -273,6 +281,7 @@ def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfi
             write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None])
             write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1))
             row.update(_mask_stats(mask))
+            row.update(measure_cracks(mask, pixel_size_mm=cfg.pixel_size_mm))
         row["seconds"] = round(time.perf_counter() - t0, 4)
         rows.append(row)
     with (out / "predictions.csv").open("w", newline="") as fh:

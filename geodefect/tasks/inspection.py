@@ -114,7 +114,7 @@ class InspectionTask(Task):
         lines = [
             f"{meta['n_chips']} {self.name} chips of {meta['chip_shape_px'][0]}x{meta['chip_shape_px'][1]} px "
             f"({meta['n_positive']} with defects) from {n_images} images -> {out_dir}",
-            f"split by image: {meta['split']['train']} train / {meta['split']['val']} val chips; "
+            f"split by {meta['split']['by']}: {meta['split']['train']} train / {meta['split']['val']} val chips; "
             f"mean {meta['mean']} std {meta['std']}",
         ]
         return Summary("chip", self.name, lines, meta)
@@ -229,6 +229,8 @@ class InspectionTask(Task):
                                                  or cfg.min_component_px < 0):
             raise ConfigError(f"`min_component_px` must be an integer >= 0 (0 keeps every component), "
                               f"got {cfg.min_component_px!r}")
+        if cfg.pixel_size_mm is not None and not cfg.pixel_size_mm > 0:
+            raise ConfigError(f"`pixel_size_mm` must be > 0 (ground size of one pixel in mm), got {cfg.pixel_size_mm!r}")
         data = infer_images(model_path, inputs, out_dir, cfg=cfg, overwrite=overwrite)
         flagged = f" ({data['n_flagged']} flagged by stage 1)" if data.get("stage1") else ""
         lines = [f"{data['n_images']} images{flagged} in {data['seconds']} s ({data['images_per_s']} images/s) "
@@ -260,6 +262,18 @@ class SegmentTask(InspectionTask):
     #: set (rail: 0.85): choose by box scores instead, the best box precision at this box recall
     #: (:mod:`geodefect.evaluation.postprocess_boxes`)
     postprocess_min_box_recall: float | None = None
+    #: encoders whose ImageNet weights install offline: they start from them unless --encoder-weights says otherwise
+    offline_pretrained = ("tu-efficientnet_lite0", "tu-efficientnet_lite1", "tu-efficientnet_lite2")
+
+    def options_for_run(self, opts: InspectionOptions) -> InspectionOptions:
+        """The task's defaults; encoder defaults only for models with an smp encoder; a Lite encoder implies
+        ``encoder_weights`` imagenet (offline, ``geodefect[pretrained]``) unless given."""
+        run = super().options_for_run(opts)
+        if "encoder" not in MODEL_OPTIONS.get(run.model, ()):  # models without an smp encoder
+            return dataclasses.replace(run, encoder=opts.encoder, encoder_weights=opts.encoder_weights)
+        if run.encoder_weights is None and run.encoder in self.offline_pretrained:
+            return dataclasses.replace(run, encoder_weights="imagenet")
+        return run
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         opts = self.options_for_run(cfg.task)

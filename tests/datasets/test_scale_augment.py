@@ -44,3 +44,17 @@ def test_crack_segment_rescales_by_default_and_rail_does_not():
     assert crack.scale_range == 2.0 and rail.scale_range is None
     with pytest.raises(ConfigError, match="scale_range"):
         InspectionOptions(scale_range=0.5)
+
+
+def test_crack_segment_defaults_to_pretrained_lite0_and_the_paper_is_one_flag_away():
+    task = get_task("crack_segment")
+    run = task.options_for_run(InspectionOptions())
+    assert (run.model, run.encoder, run.encoder_weights) == ("crack_deeplabv3plus", "tu-efficientnet_lite0", "imagenet")
+    paper = task.options_for_run(InspectionOptions(encoder="resnet101"))
+    assert paper.encoder_weights is None  # from scratch: no offline ResNet weights
+    scratch = task.options_for_run(InspectionOptions(encoder_weights="none"))
+    assert scratch.encoder_weights == "none"
+    other = task.options_for_run(InspectionOptions(model="rail_vgg_fcn"))
+    assert other.encoder is None and other.encoder_weights is None  # DeepLab defaults stay with DeepLab
+    rail = get_task("rail_segment").options_for_run(InspectionOptions(model="rail_vgg_fcn"))
+    assert rail.encoder is None and rail.encoder_weights is None

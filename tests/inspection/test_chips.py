@@ -118,7 +118,7 @@ def test_keep_empty_share_of_crack_free_windows(tmp_path):
     default = chip(d.images, tmp_path / "default", masks=d.masks, overrides=over)
     kept = sum(int(r["defect_px"]) == 0 for r in _index(tmp_path / "default"))
     assert default["windows"]["keep_empty"] == 0.5 and 0.25 * n_empty < kept < 0.75 * n_empty
-    again = chip(d.images, tmp_path / "again", masks=d.masks, overrides=over)
+    chip(d.images, tmp_path / "again", masks=d.masks, overrides=over)
     assert _index(tmp_path / "again") == _index(tmp_path / "default")  # the draw is seeded
     rail = InspectionChipConfig(task="rail_segment", layout="strips")
     assert rail.keep_empty_share == 1.0  # other tasks keep every window

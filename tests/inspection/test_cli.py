@@ -152,3 +152,18 @@ def test_segmenter_package_carries_postprocess_chosen_on_validation(crack_run):
                                       "--min-component-px", "-1", "-o", str(crack_run / "pp_bad")])
     assert result.exit_code == 1 and "min_component_px" in result.output
     assert not (crack_run / "pp_bad").exists()
+
+
+def test_predictions_csv_has_crack_length_and_width(crack_run):
+    out = crack_run / "geom"
+    _run(["infer", str(crack_run / "seg_run" / "model.pt"), str(crack_run / "data" / "images"), "--mask-threshold", "0.3",
+          "--pixel-size-mm", "0.5", "-o", str(out)])
+    with (out / "predictions.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        assert float(r["crack_length_mm"]) == pytest.approx(float(r["crack_length_px"]) * 0.5, abs=0.01)
+        assert float(r["max_width_mm"]) == pytest.approx(float(r["max_width_px"]) * 0.5, abs=0.01)
+        if int(r["defect_px"]) == 0:
+            assert float(r["crack_length_px"]) == 0 and float(r["max_width_px"]) == 0
+        else:
+            assert float(r["max_width_px"]) >= 1
