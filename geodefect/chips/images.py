@@ -318,57 +318,98 @@ def chip_folder(images, out_dir, *, masks=None, coco=None, dataset=None, config_
                 overwrite: bool = False) -> tuple[dict, int]:
     """Chip an image folder with a mask folder (``masks``) or COCO boxes (``coco``), atomically.
 
+    ``dataset`` may name several catalog datasets (``"rail400_train,rail400_val"``): their images
+    are chipped into one set (file stems must be unique across them) and split by image as one.
     ``overrides`` keys: the fields of :class:`InspectionChipConfig` (the task sets ``task``,
     ``layout``, ``default_size_px`` and ``defect_class``). Returns ``(meta, n_images)``.
     """
     from geodefect.config import resolve_config
     from geodefect.io.atomic import atomic_dir, check_output_free
-    from geodefect.labels.defects import pair_coco, pair_masks
 
-    images_dir, masks, coco, defaults = _resolve_sources(images, masks, coco, dataset)
+    sources, defaults = _resolve_sources(images, masks, coco, dataset)
     overrides = {**defaults, **dict(overrides or {})}
     if overrides.get("coco_category"):
         overrides["coco_category"] = list(overrides["coco_category"])
     cfg = resolve_config(InspectionChipConfig, config_file, overrides)
     check_output_free(out_dir, overwrite=overwrite)
-    if masks:
-        items, source = pair_masks(images_dir, masks), "masks"
-    else:
-        items, source = pair_coco(images_dir, coco, categories=cfg.coco_category), "coco"
+    items, source = _pair_sources(sources, cfg)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         meta = chip_images(items, tmp, cfg, label_source=source)
         write_meta(tmp, meta)
     return meta, len(items)
 
 
-def _resolve_sources(images, masks, coco, dataset):
-    """``(images_dir, masks, coco, config defaults)`` from CLI inputs or a catalog dataset."""
-    defaults: dict = {}
-    if dataset:
-        from geodefect.catalog import get_dataset
+def _pair_sources(sources: list[tuple[Path, object, object]], cfg: InspectionChipConfig) -> tuple[list[LabeledImage], str]:
+    """Labelled images of every ``(images_dir, masks, coco)`` source, with unique stems, and the label kind."""
+    from geodefect.labels.defects import pair_coco, pair_masks
 
-        entry = get_dataset(dataset)
-        pattern = str(entry.raw.get("images", "images/*"))
-        images = [entry.root / Path(pattern).parent]
-        _check_dataset_present(entry, images[0])
-        masks = masks or (entry.root / entry.raw["masks"] if entry.raw.get("masks") else None)
-        coco = coco or (entry.root / entry.raw["coco"] if entry.raw.get("coco") else None)
-        if entry.raw.get("coco_category"):
-            defaults["coco_category"] = list(_as_list(entry.raw["coco_category"]))
-        for key in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
-            if entry.raw.get(key) is not None:
-                defaults[key] = entry.raw[key]
+    kinds = {"masks" if m else "coco" for _, m, _ in sources}
+    if len(kinds) > 1:
+        raise InputError("the datasets label their images with both masks and COCO boxes; chip them separately")
+    items: list[LabeledImage] = []
+    for images_dir, m, c in sources:
+        items += pair_masks(images_dir, m) if m else pair_coco(images_dir, c, categories=cfg.coco_category)
+    stems = [it.stem for it in items]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise InputError(f"{len(dupes)} image names occur in more than one folder (first: {dupes[0]!r}); chips are "
+                         "named by image stem: rename the images or chip the folders separately")
+    return items, kinds.pop()
+
+
+def _resolve_sources(images, masks, coco, dataset) -> tuple[list[tuple[Path, object, object]], dict]:
+    """``([(images_dir, masks, coco), ...], config defaults)`` from CLI inputs or catalog dataset(s)."""
+    names = [n.strip() for n in str(dataset).split(",") if n.strip()] if dataset else []
+    if len(names) > 1:
+        if masks or coco:
+            from geodefect.errors import UsageError
+
+            raise UsageError("--masks/--coco label ONE image folder; several --dataset names bring their own labels")
+        resolved = [_resolve_sources(None, None, None, n) for n in names]
+        return [src for srcs, _ in resolved for src in srcs], _same_defaults(names, [d for _, d in resolved])
+    defaults: dict = {}
+    if names:
+        images, masks, coco, defaults = _dataset_sources(names[0], masks, coco)
     images = [images] if isinstance(images, str | Path) else list(images or [])
     if len(images) != 1 or not Path(images[0]).is_dir():
         raise InputError(
             f"inspection chipping takes ONE image folder, got {[str(p) for p in images]}; "
-            "e.g. geodefect chip IMAGES_DIR --masks MASKS_DIR -o CHIPS"
+            "e.g. geodefect chip IMAGES_DIR --masks MASKS_DIR -o CHIPS (several: --dataset a,b)"
         )
     if bool(masks) == bool(coco):
         from geodefect.errors import UsageError
 
         raise UsageError("give exactly one label source: --masks MASKS_DIR or --coco FILE.json")
-    return Path(images[0]), masks, coco, defaults
+    return [(Path(images[0]), masks, coco)], defaults
+
+
+def _dataset_sources(name: str, masks, coco):
+    """``(images, masks, coco, config defaults)`` of one catalog dataset (CLI --masks/--coco win)."""
+    from geodefect.catalog import get_dataset
+
+    entry = get_dataset(name)
+    pattern = str(entry.raw.get("images", "images/*"))
+    images = entry.root / Path(pattern).parent
+    _check_dataset_present(entry, images)
+    masks = masks or (entry.root / entry.raw["masks"] if entry.raw.get("masks") else None)
+    coco = coco or (entry.root / entry.raw["coco"] if entry.raw.get("coco") else None)
+    defaults: dict = {}
+    if entry.raw.get("coco_category"):
+        defaults["coco_category"] = list(_as_list(entry.raw["coco_category"]))
+    for key in ("size_px", "stride_px", "strip_height_px", "strip_stride_px", "strip_width_px", "input_px"):
+        if entry.raw.get(key) is not None:
+            defaults[key] = entry.raw[key]
+    return images, masks, coco, defaults
+
+
+def _same_defaults(names: list[str], defaults: list[dict]) -> dict:
+    """The chip settings several datasets share; settings that differ between them are an error."""
+    for key in sorted({k for d in defaults for k in d}):
+        values = [d.get(key) for d in defaults]
+        if any(v != values[0] for v in values[1:]):
+            raise InputError(f"datasets {', '.join(names)} set `{key}` differently in the catalog ({values}); "
+                             "chip them separately, or give them the same value in data_catalog.yaml")
+    return defaults[0] if defaults else {}
 
 
 def _check_dataset_present(entry, folder: Path) -> None:

@@ -19,6 +19,7 @@ _MODEL_MODULES: tuple[str, ...] = (
     "geodefect.models.road_hourglass",
     "geodefect.models.crack",
     "geodefect.models.rail_fcn",
+    "geodefect.models.defect_fpn",
     "geodefect.models.classifiers",
 )
 _loaded = False

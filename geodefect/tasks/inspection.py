@@ -3,9 +3,13 @@
 Two classes, configured in the registry:
 
 * :class:`SegmentTask` -- ``crack_segment`` (stage 2, DeepLabV3+, dice loss) and
-  ``rail_segment`` (the slim VGG19 FCN on strips cut on the railhead, ``ce_dice``; Kim et al.'s
-  recipe is ``--lr 1e-4 --lr-schedule constant --loss ce --defect-oversample 0`` +
-  ``batch_norm: false``; DESIGN.md section 13 has the measurements behind the defaults).
+  ``rail_segment`` on strips cut on the railhead: by default ``defect_fpn`` (FPN with the offline
+  ImageNet EfficientNet-Lite0, ``bce_dice``), chosen over the paper's net on 72 held-out rail400
+  frames (BENCHMARKS.md); ``--model rail_vgg_fcn`` is the slim VGG19 FCN of Kim et al. with its
+  measured recipe (``ce_dice``, BatchNorm); the paper's own recipe adds ``--no-batch-norm --loss ce
+  --defect-oversample 0 --lr 1e-4 --lr-schedule constant`` (DESIGN.md section 13). After training,
+  rail chooses its mask threshold and minimum component size by box scores on the validation
+  frames (:mod:`geodefect.evaluation.postprocess_boxes`); the package stores them.
 * :class:`ClassifyTask` -- ``crack_classify`` (stage 1, cross-entropy, step schedule). Default:
   EfficientNet-Lite0 from its offline ImageNet weights (``--variant efficientnet_lite0``,
   ``--encoder-weights imagenet`` implied for Lite variants), chosen on CrackForest (BENCHMARKS.md,
@@ -43,10 +47,10 @@ class InspectionOptions:
     variant: str | None = option(None, "crack_densenet169: densenet169 (paper) | densenet121 | tiny | "
                                        "efficientnet_lite0|1|2 (from offline ImageNet weights unless "
                                        "--encoder-weights none).")
-    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus (e.g. resnet18, tu-efficientnet_lite0|1|2).")
+    encoder: str | None = option(None, "smp encoder of crack_deeplabv3plus / defect_fpn (e.g. resnet18, tu-efficientnet_lite0|1|2).")
     width_mult: float | None = option(None, "rail_vgg_fcn / vgg16 / mobilenet_v2 width multiplier.")
     batch_norm: bool | None = option(None, "rail_vgg_fcn: BatchNorm after each conv (off = the paper's VGG19).")
-    decoder_channels: int | None = option(None, "crack_deeplabv3plus decoder width.")
+    decoder_channels: int | None = option(None, "crack_deeplabv3plus / defect_fpn decoder width (FPN: a multiple of 32).")
     encoder_weights: str | None = option(None, "none | imagenet | PATH to a local state dict.")
     loss: str | None = option(None, "Inspection loss (classifier: ce).", choices=SEGMENT_LOSSES)
     defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")
@@ -76,6 +80,7 @@ MODEL_OPTIONS = {
     "crack_densenet169": ("variant", "weights_path"),
     "crack_deeplabv3plus": ("encoder", "decoder_channels", "encoder_weights"),
     "rail_vgg_fcn": ("width_mult", "batch_norm"),
+    "defect_fpn": ("encoder", "decoder_channels", "encoder_weights"),
 }
 
 
@@ -90,6 +95,9 @@ class InspectionTask(Task):
     defect_class = "crack"
     default_model = ""
     option_defaults: dict[str, Any] = {}
+    #: defaults that depend on the model (rail: the pretrained DeepLabV3+ and the paper's FCN
+    #: train with different losses); they win over ``option_defaults``, explicit options over both
+    model_option_defaults: dict[str, dict[str, Any]] = {}
     fold_keys: tuple[str, ...] = ("iou", "f1", "precision", "recall", "miou")
 
     def __init__(self, name: str, **attributes: Any) -> None:
@@ -120,12 +128,14 @@ class InspectionTask(Task):
         return self.options_for_run(opts)
 
     def option_defaults_shown(self) -> dict[str, Any]:
-        return {**self.option_defaults, "model": self.default_model}
+        return {**self.option_defaults, **self.model_option_defaults.get(self.default_model, {}),
+                "model": self.default_model}
 
     def options_for_run(self, opts: InspectionOptions) -> InspectionOptions:
-        """``opts`` with this task's defaults filled in where None."""
+        """``opts`` with this task's defaults (and its model's) filled in where None."""
         model = opts.model or self.default_model
-        fill = {k: v for k, v in self.option_defaults.items() if getattr(opts, k) is None}
+        defaults = {**self.option_defaults, **self.model_option_defaults.get(model, {})}
+        fill = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
         if model != "rail_vgg_fcn":
             fill.pop("batch_norm", None)  # a model option of the rail FCN only
         if model != "crack_densenet169":
@@ -172,7 +182,7 @@ class InspectionTask(Task):
         options = {"variant": opts.variant, "encoder": opts.encoder, "width_mult": opts.width_mult,
                    "batch_norm": opts.batch_norm, "decoder_channels": opts.decoder_channels,
                    "weights_path": opts.encoder_weights}
-        if opts.model == "crack_deeplabv3plus":
+        if opts.model in ("crack_deeplabv3plus", "defect_fpn"):
             options["encoder_weights"] = options.pop("weights_path")
         accepted = MODEL_OPTIONS.get(opts.model, tuple(options))
         for key, value in options.items():
@@ -261,14 +271,17 @@ class SegmentTask(InspectionTask):
     """
 
     postprocess_metric = "iou"
+    #: set (rail: 0.85): choose by box scores instead, the best box precision at this box recall
+    #: (:mod:`geodefect.evaluation.postprocess_boxes`)
+    postprocess_min_box_recall: float | None = None
     #: encoders whose ImageNet weights install offline: they start from them unless --encoder-weights says otherwise
     offline_pretrained = ("tu-efficientnet_lite0", "tu-efficientnet_lite1", "tu-efficientnet_lite2")
 
     def options_for_run(self, opts: InspectionOptions) -> InspectionOptions:
-        """The task's defaults; DeepLabV3+ encoder defaults only for that model; a Lite encoder implies
+        """The task's defaults; encoder defaults only for models with an smp encoder; a Lite encoder implies
         ``encoder_weights`` imagenet (offline, ``geodefect[pretrained]``) unless given."""
         run = super().options_for_run(opts)
-        if run.model != "crack_deeplabv3plus":
+        if "encoder" not in MODEL_OPTIONS.get(run.model, ()):  # models without an smp encoder
             return dataclasses.replace(run, encoder=opts.encoder, encoder_weights=opts.encoder_weights)
         if run.encoder_weights is None and run.encoder in self.offline_pretrained:
             return dataclasses.replace(run, encoder_weights="imagenet")
@@ -288,11 +301,20 @@ class SegmentTask(InspectionTask):
         if data.val is None or not len(data.val):
             return {}
         device = next(model.parameters()).device
-        choice = choose_postprocess(iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size,
-                                                           device=device), metric=self.postprocess_metric)
+        pairs = iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size, device=device)
+        if self.postprocess_min_box_recall is not None:  # box scores: on the val frames, strips pasted back
+            from geodefect.evaluation.postprocess_boxes import choose_postprocess_boxes, iter_val_frames
+
+            choice = choose_postprocess_boxes(iter_val_frames(pairs, data.val.rows),
+                                              min_box_recall=self.postprocess_min_box_recall)
+        else:
+            choice = choose_postprocess(pairs, metric=self.postprocess_metric)
         log.info("validation (%d chips): mask threshold %.2f, min component %d px -> %s %.4f", choice.n_chips,
                  choice.threshold, choice.min_component_px, choice.metric, choice.score)
-        return choice.to_recipe()
+        recipe = choice.to_recipe()
+        if self.postprocess_min_box_recall is not None:
+            recipe["postprocess"]["chosen_on"] = "validation frames (strips pasted back)"
+        return recipe
 
     def extra_model_kwargs(self, opts: InspectionOptions) -> dict:
         return {"num_classes": 2} if opts.model == "rail_vgg_fcn" and self.layout == "strips" else {}

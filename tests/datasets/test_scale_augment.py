@@ -57,5 +57,5 @@ def test_crack_segment_defaults_to_pretrained_lite0_and_the_paper_is_one_flag_aw
     assert scratch.encoder_weights == "none"
     other = task.options_for_run(InspectionOptions(model="rail_vgg_fcn"))
     assert other.encoder is None and other.encoder_weights is None  # DeepLab defaults stay with DeepLab
-    rail = get_task("rail_segment").options_for_run(InspectionOptions())
+    rail = get_task("rail_segment").options_for_run(InspectionOptions(model="rail_vgg_fcn"))
     assert rail.encoder is None and rail.encoder_weights is None

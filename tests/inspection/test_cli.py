@@ -108,7 +108,7 @@ def test_rail_kfold_and_box_metrics(tmp_path):
           "--coco-category", "defect", "--strip-height-px", "100", "--strip-stride-px", "50", "-o", str(tmp_path / "chips")])
     meta = json.loads((tmp_path / "chips" / "meta.json").read_text())
     assert meta["task"] == "rail_segment" and meta["chip_shape_px"] == [100, 48]
-    out = _run(["train", str(tmp_path / "chips"), "-o", str(tmp_path / "cv"), "--folds", "2", "--width-mult", "0.125",
+    out = _run(["train", str(tmp_path / "chips"), "-o", str(tmp_path / "cv"), "--folds", "2", "--model", "rail_vgg_fcn", "--width-mult", "0.125",
                 "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"])
     assert "mean" in out and "IOU" in out
     with (tmp_path / "cv" / "folds.csv").open() as fh:

@@ -116,7 +116,7 @@ def test_default_rail_recipe_learns_defects_not_all_background(tmp_path):
     chips = tmp_path / "chips"
     chip(d.images, chips, masks=d.masks,
          overrides={"task": "rail_segment", "strip_height_px": 50, "strip_stride_px": 10, "val_fraction": 0.25})
-    sizes = {"width_mult": 0.125, "epochs": 8, "batch_size": 8, "device": "cpu", "threads": 1}  # 96 steps
+    sizes = {"model": "rail_vgg_fcn", "width_mult": 0.125, "epochs": 8, "batch_size": 8, "device": "cpu", "threads": 1}  # 96 steps
     summary = train(chips, tmp_path / "run", overrides=sizes).data
     m = summary["metrics"]
     assert summary["config"]["task"]["loss"] == "ce_dice" and summary["config"]["task"]["batch_norm"] is True

@@ -75,15 +75,15 @@ def test_fold_groups_partition_sources():
 
 def test_model_options_are_checked_per_model():
     meta = {"channels": 1}
-    _, opts = resolved("rail_segment", width_mult=0.5)
+    _, opts = resolved("rail_segment", model="rail_vgg_fcn", width_mult=0.5)
     assert model_spec("rail_segment", opts, meta) == {
         "name": "rail_vgg_fcn", "kwargs": {"in_channels": 1, "width_mult": 0.5, "batch_norm": True, "num_classes": 2}}
-    _, paper = resolved("rail_segment", batch_norm=False)
+    _, paper = resolved("rail_segment", model="rail_vgg_fcn", batch_norm=False)
     assert model_spec("rail_segment", paper, meta)["kwargs"]["batch_norm"] is False
     _, bad = resolved("crack_classify", width_mult=0.5)
     with pytest.raises(ConfigError, match="width_mult"):
         model_spec("crack_classify", bad, {"channels": 3})
-    loop, rail = resolved("rail_segment")  # deviations from the paper, see DESIGN.md 13
+    loop, rail = resolved("rail_segment", model="rail_vgg_fcn")  # deviations from the paper, see DESIGN.md 13
     assert (loop.lr, loop.lr_schedule, rail.loss, rail.defect_oversample) == (1e-3, "onecycle", "ce_dice", 0.5)
     loop, explicit = resolved("rail_segment", lr=1e-4, lr_schedule="constant", loss="ce", defect_oversample=0)
     assert (loop.lr, loop.lr_schedule, explicit.loss, explicit.defect_oversample) == (1e-4, "constant", "ce", 0)

@@ -45,7 +45,7 @@ def _images(task: str, root: Path):
     if task == "rail_segment":
         d = make_rail_dataset(root / "data", n_images=4, height_px=120, width_px=48, seed=2)
         chip = ["--strip-height-px", 40]
-        options = ["--width-mult", 0.125]
+        options = ["--model", "rail_vgg_fcn", "--width-mult", 0.125]
     else:
         d = make_crack_dataset(root / "data", n_images=4, height_px=48, width_px=48, seed=2)
         chip = ["--size-px", 32, "--stride-px", 32] if task != "crack_classify" else ["--input-px", 32]
