@@ -1,7 +1,7 @@
 """Tiled vs whole vectorisation on the shipped model's probabilities for real SpaceNet-3 tiles.
 
 For each tile: ``geodefect infer --model spacenet3-roads PAN --pan-sharpen MUL --no-vectorize``
-(the model works at 0.6 m, so a 1300 px PAN tile gives a ~650 px probability raster), then
+(the model works at 0.6 m; its rasters are written back on the 1300 px PAN grid), then
 ``road_prob.tif`` (probability x 254, 255 = nodata) is vectorised whole and in blocks of
 ``--block-px`` with the model's road threshold, and the two networks are compared:
 APLS(tiled vs whole) and total length. Needs ../shared/data (skips a missing tile).
