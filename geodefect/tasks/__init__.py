@@ -43,7 +43,8 @@ register_task(RoadTask())
 register_task(ClassifyTask(
     "crack_classify", description="crack / no crack per photo or window (stage 1, DenseNet-169)",
     default_model="crack_densenet169", defect_class="crack",
-    loop_defaults={"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4}, option_defaults={"loss": "ce"}))
+    loop_defaults={"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4},
+    option_defaults={"loss": "ce", "defect_oversample": 0.5}))
 register_task(SegmentTask(
     "crack_segment", description="crack masks in tunnel-lining / pavement photos (stage 2, DeepLabV3+)",
     default_model="crack_deeplabv3plus", defect_class="crack",

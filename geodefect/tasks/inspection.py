@@ -44,7 +44,7 @@ class InspectionOptions:
     encoder_weights: str | None = option(None, "none | imagenet | PATH to a local state dict.")
     loss: str | None = option(None, "Inspection loss (classifier: ce).", choices=SEGMENT_LOSSES)
     defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")
-    defect_oversample: float | None = option(None, "rail: share of defect strips per batch, 0 = the data's own share.")
+    defect_oversample: float | None = option(None, "rail, crack_classify: share of defect chips per batch, 0 = the data's own share.")
     crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
     folds: int = option(0, "k-fold cross-validation by source image (>= 2); 0 = off.")
     augment: bool = option(True, "Random flips (and rot90 of square chips).", cli=False)
@@ -95,12 +95,16 @@ class InspectionTask(Task):
                      "default_size_px": self.default_size_px, "defect_class": self.defect_class}
         meta, n_images = chip_folder(inputs, out_dir, masks=masks, coco=coco, dataset=dataset,
                                      config_file=config_file, overrides=overrides, overwrite=overwrite)
+        share = meta["n_positive"] / max(meta["n_chips"], 1)
         lines = [
             f"{meta['n_chips']} {self.name} chips of {meta['chip_shape_px'][0]}x{meta['chip_shape_px'][1]} px "
-            f"({meta['n_positive']} with defects) from {n_images} images -> {out_dir}",
+            f"({meta['n_positive']} with defects, {share:.0%}) from {n_images} images -> {out_dir}",
             f"split by image: {meta['split']['train']} train / {meta['split']['val']} val chips; "
             f"mean {meta['mean']} std {meta['std']}",
         ]
+        if self.layout == "classify" and not 0.05 <= share <= 0.95:
+            lines.append(f"warning: {share:.0%} of the chips are {self.defect_class}: one class dominates; "
+                         "choose a --size-px that gives both classes (smaller windows: fewer crack windows)")
         return Summary("chip", self.name, lines, meta)
 
     # -- train -------------------------------------------------------------------------------
@@ -245,10 +249,15 @@ class SegmentTask(InspectionTask):
 
 
 class ClassifyTask(InspectionTask):
-    """Crack / no crack per image or window (stage 1 of the two-stage crack pipeline)."""
+    """Crack / no crack per image or window (stage 1 of the two-stage crack pipeline).
+
+    Default chips are 128-px windows (``--size-px``; 1/3-1/4 of a CrackForest photo), so that
+    crack-free windows exist: whole photos of a crack data set are all "crack". Training draws
+    crack and crack-free windows half and half (``--defect-oversample 0.5``) whatever their share.
+    """
 
     layout = "classify"
-    default_size_px = None
+    default_size_px = 128
     fold_keys = ("accuracy", "precision", "recall", "f1")
 
     def adapter(self, cfg, meta: dict, data: TaskData):
