@@ -204,7 +204,7 @@ class InspectionTask(Task):
         from geodefect.inference.inspection import InspectionInferConfig, infer_images
 
         cfg = resolve_config(InspectionInferConfig, config_file, overrides)
-        if not 0 <= cfg.threshold <= 1 or not 0 <= cfg.mask_threshold <= 1:
+        if not 0 <= (0.5 if cfg.threshold is None else cfg.threshold) <= 1 or not 0 <= cfg.mask_threshold <= 1:
             raise ConfigError(f"`threshold` and `mask_threshold` must be in [0, 1], got {cfg.threshold}, "
                               f"{cfg.mask_threshold}")
         data = infer_images(model_path, inputs, out_dir, cfg=cfg, overwrite=overwrite)
@@ -262,6 +262,21 @@ class ClassifyTask(InspectionTask):
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         return CrackClassifyAdapter()
+
+    def fit(self, data_dir: Path, run_dir: Path, cfg, meta: dict, data: TaskData, *, resume: bool,
+            callbacks=()) -> Summary:
+        """Train, then choose the stage-1 threshold on the validation windows (tasks/classify_threshold.py)."""
+        from geodefect.tasks.base import _is_main_process
+        from geodefect.tasks.classify_threshold import store_threshold
+
+        summary = super().fit(data_dir, run_dir, cfg, meta, data, resume=resume, callbacks=callbacks)
+        if not cfg.task.folds and _is_main_process():
+            choice = store_threshold(run_dir, data.val)
+            summary.data["threshold"] = choice
+            summary.lines.insert(1, f"stage-1 threshold {choice['threshold']:.3f} (max F1 on {choice['n_val']} "
+                                    f"validation windows: F1 {choice['f1']:.3f}, P {choice['precision']:.3f}, "
+                                    f"R {choice['recall']:.3f}), stored in the package")
+        return summary
 
     def extra_recipe(self, meta: dict) -> dict:
         windows = meta.get("windows", {})
