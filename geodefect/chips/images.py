@@ -256,8 +256,9 @@ def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
         "label": {"source": label_source, "threshold": MASK_THRESHOLD,
                   "coco_categories": list(cfg.coco_category) if cfg.coco_category else None,
                   "min_defect_px": cfg.min_defect_px},
-        "windows": {k: v for k, v in dataclasses.asdict(cfg).items()
-                    if k not in ("coco_category", "layout", "default_size_px", "defect_class")},
+        "windows": {**{k: v for k, v in dataclasses.asdict(cfg).items()
+                       if k not in ("coco_category", "layout", "default_size_px", "defect_class")},
+                    "size_px": cfg.size_px or (None if cfg.layout == "strips" else cfg.default_size_px)},  # as cut
         "sources": [str(it.image) for it in items], "n_chips": len(rows),
         "n_positive": int(sum(r["label"] for r in rows)),
         "split": {"train": n_train, "val": len(rows) - n_train, "by": "source image"},

@@ -31,6 +31,10 @@ def test_default_chips_are_128px_windows_of_both_classes(tmp_path):
     with (tmp_path / "cls" / "index.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert meta["n_chips"] == 12 and meta["n_positive"] == 2
+    assert meta["windows"]["size_px"] == 128  # as cut: stage 1 slides the same windows (recipe window_px)
+    from geodefect.tasks import get_task
+
+    assert get_task("crack_classify").extra_recipe(meta) == {"input_px": 32, "window_px": 128}
     assert {(int(r["height"]), int(r["width"])) for r in rows} == {(128, 128)}
     crack = {(r["source"], int(r["row_off"]), int(r["col_off"])) for r in rows if r["label"] == "1"}
     assert crack == {("a", 0, 0), ("b", 0, 0)}
