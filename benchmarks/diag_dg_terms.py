@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 
-def grad_vector(model, loss) -> "torch.Tensor":
+def grad_vector(model, loss):
+    """All parameter gradients of ``loss`` as one flat tensor (zeros where unused)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params, strict=True)])
 
 
 def diagnose(model, x, labels, domains, cfg) -> dict:
