@@ -289,7 +289,8 @@ def _meta(cfg, rows, items, channels, mean, std, label_source, version) -> dict:
                   "min_defect_px": cfg.min_defect_px},
         "windows": {**{k: v for k, v in dataclasses.asdict(cfg).items()
                        if k not in ("coco_category", "layout", "default_size_px", "defect_class", "default_keep_empty")},
-                    "keep_empty": cfg.keep_empty_share},
+                    "keep_empty": cfg.keep_empty_share,
+                    "size_px": cfg.size_px or (None if cfg.layout == "strips" else cfg.default_size_px)},  # as cut
         "sources": [str(it.image) for it in items], "n_chips": len(rows),
         "n_positive": int(sum(r["label"] for r in rows)),
         "split": {"train": n_train, "val": len(rows) - n_train,

@@ -60,7 +60,7 @@ def infer(args, model_opt, out_dir, json_out, overwrite, config_file, verbose, q
     
     Inspection models (crack_segment, rail_segment, crack_classify) take image files or a
     folder and write masks/, prob/, overlays/ (PNG), predictions.csv and run.json:
-      geodefect infer seg/best.pt photos/ --classifier cls/best.pt --threshold 0.5 -o out
+      geodefect infer seg/best.pt photos/ --classifier cls/best.pt -o out
     OUT_DIR is written atomically; --overwrite replaces an existing one.
     """
     from geodefect.workflows.infer import infer as infer_workflow

@@ -92,11 +92,11 @@ def evaluate_classifier(model, images, truth, *, device: str = "auto", backend: 
     start = time.perf_counter()
     for f in files:
         prob = stage1.probability(check_channels(read_image_chw(f), stage1.recipe, f))
-        pred, true = int(prob >= 0.5), labels[f.stem]
+        pred, true = int(prob >= stage1.threshold), labels[f.stem]
         counts += [pred & true, pred & (1 - true), (1 - pred) & true, (1 - pred) & (1 - true)]
         rows.append({"image": f.name, "prob": prob, "pred": pred, "truth": true})
     elapsed = time.perf_counter() - start
-    return {"n_images": len(files), "overall": classification_scores(*counts.tolist()),
+    return {"n_images": len(files), "threshold": stage1.threshold, "overall": classification_scores(*counts.tolist()),
             "fps": len(files) / elapsed if elapsed > 0 else float("nan"), "per_image": rows}
 
 

@@ -3,7 +3,9 @@
 Stage 1 (``crack_classify`` package, optional): each image (or each window of
 ``recipe["window_px"]``, when the classifier was trained on windows) is resized to the
 model's ``input_px`` (224 as the paper); the image's crack probability is the maximum over
-its windows. Images with probability < ``threshold`` are not segmented (empty mask).
+its windows. Images with probability < ``threshold`` are not segmented (empty mask); the
+threshold is the classifier package's (chosen on its validation windows when trained, see
+:mod:`geodefect.tasks.classify_threshold`; 0.5 for older packages) unless ``threshold`` is given.
 
 Stage 2 (``crack_segment`` / ``rail_segment`` package): the whole image goes through the
 sliding-window engine (:func:`geodefect.sliding.predict_array`) at native resolution with
@@ -62,7 +64,8 @@ class InspectionInferConfig:
 
     Attributes:
         classifier: stage-1 crack_classify package; MODEL (the segmenter) runs only on images it flags.
-        threshold: stage-1 crack probability above which stage 2 runs.
+        threshold: stage-1 crack probability from which stage 2 runs (None = the classifier's own,
+            chosen on validation when it was trained).
         mask_threshold: defect probability threshold of the masks (default: the package's, chosen
             on validation chips; 0.5 for packages without one).
         min_component_px: drop predicted defect components (8-connected) smaller than this, in
@@ -79,7 +82,7 @@ class InspectionInferConfig:
     """
 
     classifier: str | None = None
-    threshold: float = 0.5
+    threshold: float | None = None
     mask_threshold: float | None = None
     min_component_px: int | None = None
     size_px: int | None = None
@@ -140,6 +143,7 @@ class Stage1:
                              "stage-1 crack classifier package")
         self.input_px = int(self.recipe.get("input_px", 224))
         self.window_px = self.recipe.get("window_px")
+        self.threshold = float(self.recipe.get("threshold", 0.5))  # chosen on validation at training
 
     def probability(self, image: np.ndarray) -> float:
         """Crack probability of a ``(C, H, W) uint8`` image (max over its windows)."""
@@ -270,7 +274,7 @@ def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfi
         if stage1 is not None:
             p1 = stage1.probability(check_channels(image, stage1.recipe, path))
             row["stage1_prob"] = round(p1, 5)
-            flagged = p1 >= cfg.threshold
+            flagged = p1 >= (stage1.threshold if cfg.threshold is None else cfg.threshold)
         row["flagged"] = int(flagged)
         if stage2 is not None:
             mask = np.zeros(image.shape[1:], bool)
@@ -310,6 +314,7 @@ def _summary(model_path, cfg, stage1, stage2, rows, elapsed) -> dict:
                                                "blend": stage2.params.blend, "rail_band_px": stage2.rail_band_px or None},
         "postprocess": None if stage2 is None else {"mask_threshold": stage2.mask_threshold,
                                                     "min_component_px": stage2.min_component_px},
+        "stage1_threshold": None if stage1 is None else (stage1.threshold if cfg.threshold is None else cfg.threshold),
         "n_images": len(rows), "n_flagged": sum(r["flagged"] for r in rows),
         "seconds": round(elapsed, 3), "images_per_s": round(len(rows) / elapsed, 3) if elapsed > 0 else None,
     }

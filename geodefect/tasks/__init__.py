@@ -47,7 +47,7 @@ register_task(ClassifyTask(
                                   "paper: --variant densenet169)",
     default_model="crack_densenet169", defect_class="crack",
     loop_defaults={"lr": 1e-3, "lr_schedule": "step", "weight_decay": 1e-4},
-    option_defaults={"loss": "ce", "variant": "efficientnet_lite0"}))
+    option_defaults={"loss": "ce", "variant": "efficientnet_lite0", "defect_oversample": 0.5}))
 # crack_segment: DeepLabV3+ with the EfficientNet-Lite0 encoder from its offline ImageNet weights beat the paper's
 # ResNet encoder from scratch on CrackForest and across crack domains under the same CPU budget (BENCHMARKS.md,
 # "Crack segmentation on real data"); the paper's recipe: `--encoder resnet101` (from scratch here).

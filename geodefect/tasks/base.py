@@ -162,6 +162,23 @@ class StepTimer:
         return sum(self.durations) / len(self.durations) if self.durations else float("nan")
 
 
+BUILT_KEY = "_model_built_first"
+
+
+def build_model_first(task: Task, cfg, meta: dict, data: TaskData, *, resume: bool) -> None:
+    """Build the model before RUN_DIR is touched, so that an option the model refuses (weights
+    that would need a download, an option the model does not take) leaves nothing behind.
+
+    The model (and the RNG state after building it) goes into ``data.info`` and
+    :func:`fit_once` uses it instead of building again, so results do not change.
+    """
+    import torch
+
+    torch.manual_seed(cfg.loop.seed)
+    spec, model = task.model(cfg, meta, data, pretrained=not resume)
+    data.info[BUILT_KEY] = (spec, model, torch.get_rng_state())
+
+
 def fit_once(task: Task, data_dir: Path, run_dir: Path, cfg, meta: dict, data: TaskData, *, resume: bool,
              callbacks=()):
     """Build the model and adapter, run :func:`~geodefect.training.loop.fit`, write ``model.pt``.
@@ -174,8 +191,13 @@ def fit_once(task: Task, data_dir: Path, run_dir: Path, cfg, meta: dict, data: T
     from geodefect.models.checkpoint import load_package, save_package
     from geodefect.training.loop import fit
 
-    torch.manual_seed(cfg.loop.seed)
-    spec, model = task.model(cfg, meta, data, pretrained=not resume)
+    built = data.info.pop(BUILT_KEY, None)
+    if built is None:
+        torch.manual_seed(cfg.loop.seed)
+        spec, model = task.model(cfg, meta, data, pretrained=not resume)
+    else:  # built by build_model_first before RUN_DIR was touched: the same model and RNG state
+        spec, model, rng_state = built
+        torch.set_rng_state(rng_state)
     recipe = task.recipe(cfg, meta, spec, data, data_dir)
     timer = StepTimer()
     log.info("training %s (%s) on %d samples (%d val) from %s", task.name, spec["name"], len(data.train),

@@ -28,7 +28,7 @@ def leave_one_domain_out(data_dir, out_dir, *, config_file=None, overrides: dict
     from geodefect.io.atomic import check_output_free, write_text_atomic
     from geodefect.models.checkpoint import load_package
     from geodefect.tasks import lodo_task
-    from geodefect.tasks.base import fit_once
+    from geodefect.tasks.base import TaskData, fit_once
     from geodefect.tasks.damage import (
         load_domain_crops,
         predict_crops,
@@ -50,6 +50,7 @@ def leave_one_domain_out(data_dir, out_dir, *, config_file=None, overrides: dict
         raise InputError(
             f"leave-one-domain-out needs at least 2 domains, got {crops.domain_names} in {str(root)!r}"
         )
+    task.model(cfg, {}, TaskData([], [], {"crops": crops}), pretrained=True)  # refused weights: nothing written
     out.mkdir(parents=True, exist_ok=True)
     save_train_config(cfg, out / "config.yaml")
     rows = []

@@ -54,7 +54,7 @@ class InspectionOptions:
     encoder_weights: str | None = option(None, "none | imagenet | PATH to a local state dict.")
     loss: str | None = option(None, "Inspection loss (classifier: ce).", choices=SEGMENT_LOSSES)
     defect_weight: float = option(1.0, "Weight of the defect class in cross-entropy/BCE.")
-    defect_oversample: float | None = option(None, "rail: share of defect strips per batch, 0 = the data's own share.")
+    defect_oversample: float | None = option(None, "rail, crack_classify: share of defect chips per batch, 0 = the data's own share.")
     crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
     scale_range: float | None = option(None, "Random rescale of training chips by a factor in [1/r, r] "
                                        "(log-uniform; crack widths differ ~10x between sources); 1 = off (default).")
@@ -115,12 +115,16 @@ class InspectionTask(Task):
                      "default_keep_empty": self.default_keep_empty}
         meta, n_images = chip_folder(inputs, out_dir, masks=masks, coco=coco, dataset=dataset,
                                      config_file=config_file, overrides=overrides, overwrite=overwrite)
+        share = meta["n_positive"] / max(meta["n_chips"], 1)
         lines = [
             f"{meta['n_chips']} {self.name} chips of {meta['chip_shape_px'][0]}x{meta['chip_shape_px'][1]} px "
-            f"({meta['n_positive']} with defects) from {n_images} images -> {out_dir}",
+            f"({meta['n_positive']} with defects, {share:.0%}) from {n_images} images -> {out_dir}",
             f"split by {meta['split']['by']}: {meta['split']['train']} train / {meta['split']['val']} val chips; "
             f"mean {meta['mean']} std {meta['std']}",
         ]
+        if self.layout == "classify" and not 0.05 <= share <= 0.95:
+            lines.append(f"warning: {share:.0%} of the chips are {self.defect_class}: one class dominates; "
+                         "choose a --size-px that gives both classes (smaller windows: fewer crack windows)")
         return Summary("chip", self.name, lines, meta)
 
     # -- train -------------------------------------------------------------------------------
@@ -234,7 +238,7 @@ class InspectionTask(Task):
 
         cfg = resolve_config(InspectionInferConfig, config_file, overrides)
         mask_threshold = 0.5 if cfg.mask_threshold is None else cfg.mask_threshold
-        if not 0 <= cfg.threshold <= 1 or not 0 <= mask_threshold <= 1:
+        if not 0 <= (0.5 if cfg.threshold is None else cfg.threshold) <= 1 or not 0 <= mask_threshold <= 1:
             raise ConfigError(f"`threshold` and `mask_threshold` must be in [0, 1], got {cfg.threshold}, "
                               f"{cfg.mask_threshold}")
         if cfg.min_component_px is not None and (int(cfg.min_component_px) != cfg.min_component_px
@@ -328,14 +332,34 @@ class SegmentTask(InspectionTask):
 
 
 class ClassifyTask(InspectionTask):
-    """Crack / no crack per image or window (stage 1 of the two-stage crack pipeline)."""
+    """Crack / no crack per image or window (stage 1 of the two-stage crack pipeline).
+
+    Default chips are 128-px windows (``--size-px``; 1/3-1/4 of a CrackForest photo), so that
+    crack-free windows exist: whole photos of a crack data set are all "crack". Training draws
+    crack and crack-free windows half and half (``--defect-oversample 0.5``) whatever their share.
+    """
 
     layout = "classify"
-    default_size_px = None
+    default_size_px = 128
     fold_keys = ("accuracy", "precision", "recall", "f1")
 
     def adapter(self, cfg, meta: dict, data: TaskData):
         return CrackClassifyAdapter()
+
+    def fit(self, data_dir: Path, run_dir: Path, cfg, meta: dict, data: TaskData, *, resume: bool,
+            callbacks=()) -> Summary:
+        """Train, then choose the stage-1 threshold on the validation windows (tasks/classify_threshold.py)."""
+        from geodefect.tasks.base import _is_main_process
+        from geodefect.tasks.classify_threshold import store_threshold
+
+        summary = super().fit(data_dir, run_dir, cfg, meta, data, resume=resume, callbacks=callbacks)
+        if not cfg.task.folds and _is_main_process():
+            choice = store_threshold(run_dir, data.val)
+            summary.data["threshold"] = choice
+            summary.lines.insert(1, f"stage-1 threshold {choice['threshold']:.3f} (max F1 on {choice['n_val']} "
+                                    f"validation windows: F1 {choice['f1']:.3f}, P {choice['precision']:.3f}, "
+                                    f"R {choice['recall']:.3f}), stored in the package")
+        return summary
 
     def extra_recipe(self, meta: dict) -> dict:
         windows = meta.get("windows", {})

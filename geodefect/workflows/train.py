@@ -4,7 +4,8 @@
 2. options: the loop's (:class:`~geodefect.training.config.LoopConfig`, with the task's
    ``loop_defaults``) and the task's own ``Options``, from defaults <- YAML <- flags; on
    ``--resume`` the run's ``config.yaml`` is the base and result-changing edits are refused;
-3. the data are validated (``task.prepare``) before RUN_DIR is touched;
+3. the data are validated (``task.prepare``) and the model built (``tasks.base.build_model_first``:
+   weights that would need a download or an option the model refuses) before RUN_DIR is touched;
 4. RUN_DIR is created (``--overwrite`` replaces only a folder ``geodefect train`` wrote), the
    resolved config saved, and the task's ``fit`` runs the shared loop.
 
@@ -28,6 +29,7 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     """Train the task of ``data_dir`` into ``run_dir``; see the module docstring."""
     from geodefect.errors import GeodefectError
     from geodefect.tasks import task_for_data
+    from geodefect.tasks.base import BUILT_KEY, build_model_first
     from geodefect.training.config import resolve_train_config, save_train_config
     from geodefect.training.resume import (
         check_resumable,
@@ -48,6 +50,9 @@ def train(data_dir, run_dir, *, config_file=None, overrides: dict | None = None,
     meta = task.read_meta(data_dir)
     data = task.prepare(data_dir, cfg, meta)
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # every rank, before joining: all stop alike
+    build_model_first(task, cfg, meta, data, resume=resume)  # a refused model option: nothing written
+    if task.resume_nested(cfg):
+        data.info.pop(BUILT_KEY, None)  # k-fold builds one model per fold; this one only validated
     ctx = setup_distributed(cfg.loop.device)  # under torchrun: join the group now, so only rank 0 touches RUN_DIR
     created = not resume
     if ctx.is_main:
