@@ -307,7 +307,10 @@ class SegmentTask(InspectionTask):
         device = next(model.parameters()).device
         pairs = iter_val_probabilities(model, data.val, batch_size=cfg.loop.batch_size, device=device)
         if self.postprocess_min_box_recall is not None:  # box scores: on the val frames, strips pasted back
-            from geodefect.evaluation.postprocess_boxes import choose_postprocess_boxes, iter_val_frames
+            from geodefect.evaluation.postprocess_boxes import (
+                choose_postprocess_boxes,
+                iter_val_frames,
+            )
 
             choice = choose_postprocess_boxes(iter_val_frames(pairs, data.val.rows),
                                               min_box_recall=self.postprocess_min_box_recall)
