@@ -34,6 +34,10 @@ EXPORTABLE = {
     "rail_vgg_fcn": ("rail_segment", {"width_mult": 0.125},
                      {"bands": [1], "normalization": {"mean": [110.0], "std": [45.0]}, "size_px": 64,
                       "chip_shape_px": [64, 64], "classes": ["background", "defect"]}),
+    "defect_fpn": ("rail_segment", {"encoder": "tu-efficientnet_lite0", "in_channels": 1, "decoder_channels": 32,
+                                    "input_mean": [110.0], "input_std": [45.0]},
+                   {"bands": [1], "normalization": {"mean": [110.0], "std": [45.0]}, "size_px": 64,
+                    "chip_shape_px": [64, 64], "classes": ["background", "defect"]}),
 }
 NOT_EXPORTABLE = {
     "classifier_inception_v3": "damage_classify: patch classifier run by damage inference, not the predictor",
