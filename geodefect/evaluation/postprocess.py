@@ -31,14 +31,12 @@ EIGHT = np.ones((3, 3), bool)
 
 
 def pixel_scores(tp: float, fp: float, fn: float) -> dict[str, float]:
-    """IoU, F1, precision and recall of the defect class from pooled pixel counts (0 when undefined)."""
-    tp, fp, fn = float(tp), float(fp), float(fn)
-    return {
-        "iou": tp / (tp + fp + fn) if tp + fp + fn else 0.0,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-        "precision": tp / (tp + fp) if tp + fp else 0.0,
-        "recall": tp / (tp + fn) if tp + fn else 0.0,
-    }
+    """IoU, F1, precision and recall of the defect class from pooled pixel counts (the project's
+    empty-denominator rule, :mod:`geodefect.metrics.scores`)."""
+    from geodefect.metrics.scores import precision_recall_f1, ratio
+
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
+    return {"iou": ratio(tp, tp + fp + fn, empty=1.0), "f1": f1, "precision": precision, "recall": recall}
 
 
 #: metrics the choice can maximise: name -> fn(tp, fp, fn) -> float
