@@ -29,31 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-N_ORIENT = 19
-
-
-def build_dark_roads(in_channels: int = 3, gain: float = 20.0):
-    import torch
-    from torch import nn
-
-    from geodefect.models.outputs import RoadOutput
-
-    class DarkRoads(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.road = nn.Conv2d(in_channels, 1, 1)
-            self.orientation = nn.Conv2d(in_channels, N_ORIENT, 1)
-            with torch.no_grad():
-                self.road.weight.fill_(-gain / in_channels)
-                self.road.bias.fill_(0.3 * gain)
-                self.orientation.weight.zero_()
-                self.orientation.bias.zero_()
-                self.orientation.bias[1] = 3.0
-
-        def forward(self, x):
-            return RoadOutput(road=self.road(x), orientation=self.orientation(x))
-
-    return DarkRoads()
+from geodefect.testing.dark_roads import N_ORIENT, build_dark_roads
 
 
 def register() -> None:
