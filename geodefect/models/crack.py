@@ -148,21 +148,34 @@ def crack_deeplabv3plus(
             weights expect, and the encoder is built for 3 bands.
     """
     from geodefect._torch import import_smp
-    from geodefect.models.lite import PretrainedInput
 
     smp = import_smp()
+
+    def make_net(bands: int):
+        return smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, in_channels=bands, classes=classes,
+                                 decoder_channels=decoder_channels, encoder_output_stride=encoder_output_stride)
+
+    return smp_segmenter(make_net, encoder=encoder, in_channels=in_channels, input_mean=input_mean,
+                         input_std=input_std, encoder_weights=encoder_weights, weights_path=weights_path,
+                         what="crack_deeplabv3plus", arch="DeepLabV3Plus", hint="resnet101, resnet34, resnet18")
+
+
+def smp_segmenter(make_net, *, encoder: str, in_channels: int, input_mean, input_std, encoder_weights: str | None,
+                  what: str, arch: str, hint: str, weights_path: str | None = None):
+    """An smp segmenter ``make_net(bands)`` with the pretrained-input adapter (when ``input_mean`` is
+    given: 1 or 3 chip-normalised bands -> the 3 bands the weights expect), its encoder weights, and
+    reflect-padding to a multiple of 32. Shared by ``crack_deeplabv3plus`` and ``defect_fpn``."""
+    from geodefect.models.lite import PretrainedInput
+
     adapter = None
     if input_mean is not None:
         adapter = PretrainedInput(input_mean, input_std, in_channels=in_channels)
         in_channels = 3
     try:
-        net = smp.DeepLabV3Plus(
-            encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
-            decoder_channels=decoder_channels, encoder_output_stride=encoder_output_stride,
-        )
+        net = make_net(in_channels)
     except (KeyError, ValueError) as exc:
-        raise InputError(f"`encoder` {encoder!r} is not usable with smp DeepLabV3Plus ({exc}); try resnet101, resnet34, resnet18") from None
-    _load_local_weights(net.encoder, weights_path, what="crack_deeplabv3plus")
+        raise InputError(f"`encoder` {encoder!r} is not usable with smp {arch} ({exc}); try {hint}") from None
+    _load_local_weights(net.encoder, weights_path, what=what)
     if encoder_weights is not None:
         _load_encoder_weights(net.encoder, encoder, encoder_weights, in_channels)
     return _padded_class()(net, 32, adapter)

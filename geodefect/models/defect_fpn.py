@@ -17,8 +17,7 @@ ImageNet weights expect.
 
 from __future__ import annotations
 
-from geodefect.errors import InputError
-from geodefect.models.crack import _load_encoder_weights, _padded_class
+from geodefect.models.crack import smp_segmenter
 from geodefect.models.registry import register_model
 
 
@@ -42,19 +41,13 @@ def defect_fpn(
         input_mean, input_std: the chips' per-band statistics (0..255) for the pretrained-input adapter.
     """
     from geodefect._torch import import_smp
-    from geodefect.models.lite import PretrainedInput
 
     smp = import_smp()
-    adapter = None
-    if input_mean is not None:
-        adapter = PretrainedInput(input_mean, input_std, in_channels=in_channels)
-        in_channels = 3
-    try:
-        net = smp.FPN(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
-                      decoder_pyramid_channels=2 * decoder_channels, decoder_segmentation_channels=decoder_channels)
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"`encoder` {encoder!r} is not usable with smp FPN ({exc}); try tu-efficientnet_lite0, "
-                         "resnet18") from None
-    if encoder_weights is not None:
-        _load_encoder_weights(net.encoder, encoder, encoder_weights, in_channels)
-    return _padded_class()(net, 32, adapter)
+
+    def make_net(bands: int):
+        return smp.FPN(encoder_name=encoder, encoder_weights=None, in_channels=bands, classes=classes,
+                       decoder_pyramid_channels=2 * decoder_channels, decoder_segmentation_channels=decoder_channels)
+
+    return smp_segmenter(make_net, encoder=encoder, in_channels=in_channels, input_mean=input_mean,
+                         input_std=input_std, encoder_weights=encoder_weights, what="defect_fpn", arch="FPN",
+                         hint="tu-efficientnet_lite0, resnet18")
