@@ -15,7 +15,7 @@ from shapely.geometry import box
 
 from geodefect.chips import export as chips
 from geodefect.chips.geo import chip as _geo_chip
-from geodefect.errors import InputError
+from geodefect.errors import ConfigError, InputError
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
 
 
@@ -349,6 +349,26 @@ def test_width_field_sets_per_road_buffer(tmp_path):
     assert json.loads((out / "meta.json").read_text())["label"]["width_field"] == "width_m"
     with pytest.raises(InputError, match="`width_field` 'lanes'.*attributes: id, width_m"):
         chip([s.image], tmp_path / "o2", centerlines=path, overrides={**SMALL, "width_field": "lanes"})
+    assert not (tmp_path / "o2").exists()
+
+
+def test_width_unit_turns_a_lane_count_into_metres(tmp_path):
+    s = make_tiny_scene(tmp_path / "s")
+    lines = gpd.read_file(s.centerlines)
+    lines["lane_number"] = ["2", "0"]  # SpaceNet stores lane counts as strings; 0 -> buffer_m
+    path = tmp_path / "lanes.geojson"
+    lines.to_file(path)
+    out = tmp_path / "chips"
+    chip([s.image], out, centerlines=path, overrides={
+        **SMALL, "val_fraction": 0.0, "width_field": "lane_number", "width_unit_m": 2.6, "buffer_m": 1.1})
+    mask = _mosaic(out, "labels", (200, 260), s.transform)
+    col = np.nonzero(mask[:, 20])[0]  # 2 lanes x 2.6 m = 5.2 m wide: 2.6 m = 5.2 px either side of row 60.5
+    assert (col.min(), col.max()) == (55, 65)
+    row = np.nonzero(mask[150, :])[0]
+    assert (row.min(), row.max()) == (148, 152)
+    assert json.loads((out / "meta.json").read_text())["label"]["width_unit_m"] == 2.6
+    with pytest.raises(ConfigError, match="`width_unit_m` must be > 0"):
+        chip([s.image], tmp_path / "o2", centerlines=path, overrides={**SMALL, "width_unit_m": 0})
     assert not (tmp_path / "o2").exists()
 
 

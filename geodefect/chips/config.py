@@ -15,8 +15,9 @@ class RoadChipConfig:
     roads and covers the centre of wide ones. ``keep_empty`` = 0.1 keeps one road-free
     chip in ten (negatives without flooding the set). ``split_block_px`` defaults to
     4 × ``stride_px`` (4×4 chips per block). ``width_field``: a centerline attribute with
-    the road's full width in metres; half of it is the feature's buffer (missing or
-    non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
+    the road's full width in units of ``width_unit_m`` metres (1: metres; 3.5 with SpaceNet's
+    ``lane_number``: a two-lane road is 7 m wide); half of it is the feature's buffer (missing
+    or non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
     parallel (GDAL reads, label burning and file writes release the GIL); 1 = serial.
     ``val_sources``: validate on WHOLE source rasters instead of spatial blocks: every chip of
     a raster whose file name contains one of these strings (e.g. ``img1454``) is val, every
@@ -27,7 +28,8 @@ class RoadChipConfig:
         stride_px: step between chips in pixels, 1..size.
         label: road mask: buffer of buffer_m, or thresholded Gaussian (Batra et al. 2019).
         buffer_m: road half-width in metres around each centerline (2.0: SpaceNet's 4 m masks).
-        width_field: centerline attribute with the road width in metres: buffer = width / 2 per road.
+        width_field: centerline attribute with the road width: buffer = width x width_unit_m / 2 per road.
+        width_unit_m: metres per unit of width_field (1 = metres; e.g. 3.5 for a lane count).
         sigma_px: Gaussian label sigma in pixels.
         threshold: Gaussian label threshold.
         orient_bin_deg: orientation bin width in degrees; 360/bin + 1 classes, 0 = background.
@@ -53,6 +55,7 @@ class RoadChipConfig:
     label: str = "buffer"
     buffer_m: float = 2.0
     width_field: str | None = None
+    width_unit_m: float = 1.0
     sigma_px: float = 15.0
     threshold: float = 0.76
     orient_bin_deg: int = 20
@@ -72,3 +75,7 @@ class RoadChipConfig:
     def __post_init__(self) -> None:
         if isinstance(self.val_sources, str):  # the command line gives "img1454,img38"
             object.__setattr__(self, "val_sources", [v.strip() for v in self.val_sources.split(",") if v.strip()])
+        if not self.width_unit_m > 0:
+            from geodefect.errors import ConfigError
+
+            raise ConfigError(f"`width_unit_m` must be > 0 (metres per unit of width_field), got {self.width_unit_m!r}")

@@ -293,8 +293,8 @@ def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, *, task: st
     mean, std = exporter.stats.mean_std() if exporter else ([], [])
     n_train = sum(r.split == "train" for r in records)
     label = {"mode": cfg.label, "threshold": cfg.threshold}
-    label.update({"buffer_m": cfg.buffer_m, "width_field": cfg.width_field} if cfg.label == "buffer"
-                 else {"sigma_px": cfg.sigma_px})
+    buffer = {"buffer_m": cfg.buffer_m, "width_field": cfg.width_field, "width_unit_m": cfg.width_unit_m}
+    label.update(buffer if cfg.label == "buffer" else {"sigma_px": cfg.sigma_px})
     meta = {
         "task": task, "geodefect_version": __version__, "size_px": cfg.size_px,
         "stride_px": cfg.stride_px, "bands": bands or list(range(1, len(mean) + 1)),

@@ -119,20 +119,21 @@ def plan_sources(sources, aoi_path, cfg: RoadChipConfig, bands) -> list[SourcePl
 
 
 def check_width_field(field, lines, lines_path) -> None:
-    if field and field not in lines.columns:
+    """A named width attribute must exist; a file without features ("no roads here") has none to check."""
+    if field and len(lines) and field not in lines.columns:
         columns = ", ".join(c for c in lines.columns if c != lines.geometry.name) or "none"
         raise InputError(f"`width_field` {field!r} is not an attribute of centerlines {str(lines_path)!r}; "
                          f"its attributes: {columns}")
 
 
 def half_widths_m(lines, cfg) -> float | np.ndarray:
-    """``buffer_m`` per centerline: half of ``width_field`` where it is a positive number."""
-    if not cfg.width_field:
+    """``buffer_m`` per centerline: half of ``width_field`` × ``width_unit_m`` where it is a positive number."""
+    if not cfg.width_field or cfg.width_field not in lines.columns:  # (not there: a feature-less file)
         return cfg.buffer_m
     import pandas as pd
 
     width = pd.to_numeric(lines[cfg.width_field], errors="coerce").to_numpy(dtype=float)
-    return np.where(np.isfinite(width) & (width > 0), width / 2.0, cfg.buffer_m)
+    return np.where(np.isfinite(width) & (width > 0), width * cfg.width_unit_m / 2.0, cfg.buffer_m)
 
 
 def check_overlaps(plans, sources, lines_cache, aoi_path, aoi_hit) -> None:

@@ -141,7 +141,8 @@ def test_empty_centerline_file_means_no_roads(scene, tmp_path):
     empty = tmp_path / "empty.geojson"
     empty.write_text('{"type": "FeatureCollection", "features": []}')
     out = tmp_path / "o"
-    result = invoke(scene.image, "--centerlines", empty, "-o", out, *FAST, "--keep-empty", "0")
+    result = invoke(scene.image, "--centerlines", empty, "-o", out, *FAST, "--keep-empty", "0",
+                    "--width-field", "lane_number")  # an attribute a feature-less file cannot have
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "meta.json").read_text())
     assert meta["sources"][0]["no_roads"] and meta["n_chips"] > 0  # every window kept but split-overlap drops:
