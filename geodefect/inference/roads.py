@@ -171,6 +171,14 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def used_orientation(recipe: dict) -> dict:
+    """The recipe's orientation bins, or ``{}`` for a road-only model (``orientation_trained``
+    false: trained with ``orientation_weight`` 0, its orientation head was never trained)."""
+    if recipe.get("orientation_trained") is False:
+        return {}
+    return recipe.get("orientation") or {}
+
+
 def orientation_flip_remap(n_classes: int, bin_deg: float):
     """TTA remap of orientation-bin probabilities predicted on a flipped input.
 
@@ -339,7 +347,7 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
 
     timer = TimedPredictor(predictor)
     t0 = time.perf_counter()
-    orient = recipe.get("orientation") or {}
+    orient = used_orientation(recipe)
     writer = RoadBlockWriter(dest, job.reader, job.windows, threshold=vparams.threshold,
                              bin_deg=orient.get("bin_deg"), n_orientation=orient.get("n_classes"),
                              vectorize=cfg.vectorize)
@@ -369,7 +377,7 @@ def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> i
     from geodefect.sliding import Gate, iter_blocks
     from geodefect.sliding.threads import OrderedWorker
 
-    orient = recipe.get("orientation") or {}
+    orient = used_orientation(recipe)
     remap = None
     if params.tta and orient.get("n_classes") and orient.get("bin_deg"):
         remap = {"orientation": orientation_flip_remap(int(orient["n_classes"]), float(orient["bin_deg"]))}

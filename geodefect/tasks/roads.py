@@ -155,6 +155,9 @@ class RoadTask(Task):
 
     def recipe(self, cfg, meta: dict, spec: dict, data: TaskData, data_dir: Path) -> dict[str, Any]:
         recipe = make_recipe(self.name, meta, spec, Path(data_dir), len(data.train), len(data.val))
+        # a road-only model (orientation_weight 0) still has an orientation head, never trained:
+        # inference must not read it (no orientation.tif; the vectoriser uses edge tangents)
+        recipe["orientation_trained"] = cfg.task.orientation_weight > 0
         if cfg.task.init_from:
             recipe["init_from"] = str(cfg.task.init_from)
         return recipe

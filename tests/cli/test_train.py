@@ -48,6 +48,7 @@ def test_train_writes_a_complete_run(chips, tmp_path):
     assert recipe["normalization"] == {"mean": meta["mean"], "std": meta["std"]}
     assert recipe["orientation"]["bin_deg"] == 20 and recipe["size_px"] == 32 and recipe["pixel_size_m"] == 0.3
     assert recipe["bands"] == [1, 2, 3] and recipe["label"]["mode"] == "buffer"
+    assert recipe["orientation_trained"] is True
     assert recipe["training"]["epochs"] == 2 and "road_iou" in recipe["final_metrics"]
     model, _ = load_package(run / "model.pt")
     with torch.no_grad():
@@ -153,8 +154,9 @@ def test_config_file_values_and_flags(chips, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("epochs: 1\nroad_loss: dice\nwidth: 8\nlr: 0.002\n")
     run = tmp_path / "run"
-    res = invoke("train", chips, "-o", run, "--config", cfg, "--road-loss", "bce", *TINY)
+    res = invoke("train", chips, "-o", run, "--config", cfg, "--road-loss", "bce", "--orientation-weight", "0", *TINY)
     assert res.exit_code == 0, res.output
+    assert read_recipe(run / "model.pt")["orientation_trained"] is False  # road only: infer ignores that head
     saved = yaml.safe_load((run / "config.yaml").read_text())
     saved = {**saved["loop"], **saved["task"]}  # config.yaml has the sections loop and task
     assert saved["road_loss"] == "bce" and saved["lr"] == 0.002 and saved["epochs"] == 1

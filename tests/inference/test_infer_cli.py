@@ -82,6 +82,21 @@ def test_road_network_and_run_json(infer_run, tiny_scene):
     assert run["totals"]["road_km"] == pytest.approx(roads["length_m"].sum() / 1000, rel=1e-3)
 
 
+def test_road_only_model_writes_no_orientation(road_model, tiny_scene, tmp_path):
+    """A model trained with orientation_weight 0 has an untrained orientation head: not read."""
+    from geodefect.models.checkpoint import load_package, save_package
+
+    model, recipe = load_package(road_model)
+    package = tmp_path / "road_only.pt"
+    save_package(package, model=model, recipe={**recipe, "orientation_trained": False})
+    out = tmp_path / "out"
+    result = run_infer(package, tiny_scene.image, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert not (out / "orientation.tif").exists() and (out / "road_prob.tif").is_file()
+    roads = pyogrio.read_dataframe(out / "roads.gpkg", layer="roads")
+    assert roads["length_m"].sum() > 50  # the network is still built (directions from edge tangents)
+
+
 def test_existing_output_needs_overwrite(infer_run, road_model, tiny_scene):
     out, _ = infer_run
     before = (out / "run.json").read_text()
