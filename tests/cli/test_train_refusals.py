@@ -105,7 +105,7 @@ def test_broken_chip_images_leave_no_run_folder(chips, tmp_path, damage):
 
 
 def test_torchrun_ranks_all_stop_with_the_same_line(chips, tmp_path):
-    """Two CPU ranks, an existing run: each prints the one-line error; no rank's traceback."""
+    """Two CPU ranks, an existing run: the one-line error (from each rank that gets to print it); no traceback."""
     import os
     import shutil
     import subprocess
@@ -125,5 +125,7 @@ def test_torchrun_ranks_all_stop_with_the_same_line(chips, tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error:")]
     assert proc.returncode != 0
-    assert len(errors) == 2 and len(set(errors)) == 1 and "already exists" in errors[0], proc.stderr[-2000:]
+    # torchrun SIGTERMs the other rank as soon as one fails: on a loaded machine the slower rank
+    # is stopped before it prints, so one or two lines, never two different ones
+    assert len(errors) in (1, 2) and len(set(errors)) == 1 and "already exists" in errors[0], proc.stderr[-2000:]
     assert "geodefect/" not in proc.stderr.replace("geodefect.cli.main", "")  # no frame of ours: ranks stopped cleanly
