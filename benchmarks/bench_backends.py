@@ -6,7 +6,7 @@ times, are the result). For every backend, over the SAME windows:
 * bare forward: the windows ``geodefect infer`` feeds the model (recorded from an untimed
   warm-up run of infer itself, so grid, padding and batch size are identical) pushed through
   the backend's predictor (normalisation, model, activations, back to numpy);
-* end to end: ``geodefect infer`` in-process (``cli.infer._dispatch``: read the recipe, load the
+* end to end: ``geodefect infer`` in-process (``workflows.infer.infer``: read the recipe, load the
   model, read windows, predict, stitch, write; roads with ``--no-vectorize`` as in
   bench_infer.py), the model file being the .pt, the fp32 .onnx or the int8 .onnx.
 
@@ -102,10 +102,10 @@ def record_windows(model: Path, inputs: list[Path], out: Path, overrides: dict) 
 
 
 def run_infer(model: Path, inputs: list[Path], out: Path, overrides: dict) -> float:
-    from geodefect.cli.infer import _dispatch
+    from geodefect.workflows.infer import infer
 
     t0 = time.perf_counter()
-    _dispatch(str(model), [str(p) for p in inputs], str(out), config_file=None, overrides=overrides, overwrite=True)
+    infer(str(model), [str(p) for p in inputs], str(out), config_file=None, overrides=overrides, overwrite=True)
     return time.perf_counter() - t0
 
 
