@@ -15,8 +15,8 @@ class RoadChipConfig:
     roads and covers the centre of wide ones. ``keep_empty`` = 0.1 keeps one road-free
     chip in ten (negatives without flooding the set). ``split_block_px`` defaults to
     4 × ``stride_px`` (4×4 chips per block). ``width_field``: a centerline attribute with
-    the road's full width in units of ``width_unit_m`` metres (1: metres; 3.5 with SpaceNet's
-    ``lane_number``: a two-lane road is 7 m wide); half of it is the feature's buffer (missing
+    the road's full width in units of ``width_unit_m`` metres (1: metres; 3.0 with SpaceNet's
+    ``lane_number``: a two-lane road is 6 m wide); half of it is the feature's buffer (missing
     or non-positive values fall back to ``buffer_m``). ``workers`` threads export windows in
     parallel (GDAL reads, label burning and file writes release the GIL); 1 = serial.
     ``val_sources``: validate on WHOLE source rasters instead of spatial blocks: every chip of
@@ -29,7 +29,7 @@ class RoadChipConfig:
         label: road mask: buffer of buffer_m, or thresholded Gaussian (Batra et al. 2019).
         buffer_m: road half-width in metres around each centerline (2.0: SpaceNet's 4 m masks).
         width_field: centerline attribute with the road width: buffer = width x width_unit_m / 2 per road.
-        width_unit_m: metres per unit of width_field (1 = metres; e.g. 3.5 for a lane count).
+        width_unit_m: metres per unit of width_field (1 = metres; e.g. 3.0 for a lane count).
         sigma_px: Gaussian label sigma in pixels.
         threshold: Gaussian label threshold.
         orient_bin_deg: orientation bin width in degrees; 360/bin + 1 classes, 0 = background.
