@@ -13,7 +13,8 @@ the threshold with the best mean over the three cities' means (each city counts 
 twice the tiles). ``--write`` saves a copy of the package with that ``road_threshold``.
 The model has memorised its training tiles, where low-probability pixels are mostly true roads:
 there every lower threshold looks better; the validation tiles are the honest choice (they are
-then no longer an unbiased estimate: say so when reporting them).
+then no longer an unbiased estimate: say so when reporting them). OUT_DIR keeps each tile's
+outputs per threshold and a rerun reuses them: use one OUT_DIR per model.
 """
 
 from __future__ import annotations
