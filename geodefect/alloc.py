@@ -36,6 +36,7 @@ import sys
 #: mallopt parameter numbers (glibc malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 MMAP_THRESHOLD_BYTES = 256 * 2**20
 TRIM_THRESHOLD_BYTES = 512 * 2**20
@@ -44,11 +45,17 @@ _USER_TUNABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUN
 
 
 @functools.cache
-def tune_malloc() -> bool:
-    """Set the glibc thresholds above (once per process). Returns True if they were set."""
+def tune_malloc(launcher_env: tuple[tuple[str, str], ...] = ()) -> bool:
+    """Set the glibc thresholds above (once per process). Returns True if they were set.
+
+    Args:
+        launcher_env: ``(name, value)`` pairs that a launcher, not the user, put in this process's
+            environment (a Dask nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker); an
+            allocator variable with exactly that value is not taken as the user's choice.
+    """
     if os.environ.get("GEODEFECT_MALLOC_TUNE", "1").strip() in ("0", "false", "no", "off"):
         return False
-    if any(os.environ.get(name) for name in _USER_TUNABLES):
+    if any(os.environ.get(name) and (name, os.environ[name]) not in launcher_env for name in _USER_TUNABLES):
         return False  # the user chose their own allocator settings
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -58,6 +65,25 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def single_arena() -> bool:
+    """Threads created from now on allocate from glibc's main arena (``M_ARENA_MAX`` 1).
+
+    :func:`tune_malloc`'s thresholds only help the main arena: another thread's arena grows in
+    mmap'd heaps of at most 64 MiB, so a big activation made outside the main thread (a Dask
+    worker runs its tasks in a thread pool) is mmap'd and faulted in afresh, batch after batch:
+    the same forward took ~20 % longer in a worker thread than in the main thread. A
+    ``MALLOC_ARENA_MAX`` set in the environment is left alone. Returns True if it was set.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, 1))
 
 
 @contextlib.contextmanager

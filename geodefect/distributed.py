@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -75,7 +76,7 @@ def open_client(scheduler: Scheduler) -> Iterator[Any]:
         logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler.kind == "processes":
         cluster = LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=None, silence_logs=logging.ERROR, env=worker_env())
         with cluster, Client(cluster) as client:
             client.run(_one_thread)
             yield client
@@ -99,13 +100,41 @@ def _one_thread() -> None:
 
 def worker_setup() -> None:
     """What the CLI does at start-up, once per worker process: glibc malloc tuned for big tensors
-    (the CPU forward is 15-25 % slower without it; :mod:`geodefect.alloc`)."""
+    (the CPU forward is 15-25 % slower without it; :mod:`geodefect.alloc`).
+
+    A Dask nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (its
+    ``distributed.nanny.pre-spawn-environ``): that is Dask's default, not the user's choice, and
+    with it every batch's activations are given back and faulted in again (processes:1 took
+    1.5x the time of one local process). Values the user set differently are still respected.
+    Tasks run in the worker's thread pool, so all threads share glibc's main arena
+    (:func:`geodefect.alloc.single_arena`; for threads made before this call, the worker's
+    environment sets it: :func:`worker_env`).
+    """
     cache = worker_cache()
     if not cache.get("setup"):
-        from geodefect.alloc import tune_malloc
+        from geodefect.alloc import single_arena, tune_malloc
 
-        tune_malloc()
+        single_arena()
+        tune_malloc(_nanny_env())
         cache["setup"] = True
+
+
+def worker_env() -> dict[str, str]:
+    """Environment of a LocalCluster worker: one glibc arena (see :func:`worker_setup`), unless the
+    user chose ``MALLOC_ARENA_MAX``. Workers of an existing cluster are started by the user: the
+    README says to start them with ``MALLOC_ARENA_MAX=1``."""
+    return {} if os.environ.get("MALLOC_ARENA_MAX") else {"MALLOC_ARENA_MAX": "1"}
+
+
+def _nanny_env() -> tuple[tuple[str, str], ...]:
+    """The allocator variables a Dask nanny injects by default (from Dask's configuration)."""
+    try:
+        import dask
+
+        environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return ()
+    return tuple(sorted((k, str(v)) for k, v in environ.items() if k.startswith("MALLOC_") and v is not None))
 
 
 def unit_key(prefix: str, *parts: Any) -> str:

@@ -15,17 +15,28 @@ GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
 # hold a 64 MiB array and print how many bytes glibc serves from mmap'd chunks (mallinfo2.hblkhd)
 _MMAPPED = textwrap.dedent("""
-    import ctypes, sys
+    import ctypes, sys, threading
     import numpy as np
-    from geodefect.alloc import tune_malloc
-    tuned = tune_malloc() if sys.argv[1] == "tune" else False
+    from geodefect.alloc import single_arena, tune_malloc
+    mode = sys.argv[1]
+    if mode == "launcher":  # a Dask nanny's MALLOC_TRIM_THRESHOLD_=65536 is not the user's choice
+        tuned = tune_malloc((("MALLOC_TRIM_THRESHOLD_", "65536"),))
+    else:
+        tuned = tune_malloc() if mode.startswith("tune") else False
+    if mode == "tune-one-arena":
+        single_arena()
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in
                     ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
     mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
     mallinfo2.restype = MallInfo2
     base = mallinfo2().hblkhd
-    a = np.ones(64 * 2**20, np.uint8)
+    held = []
+    if mode.startswith("tune-") or mode == "plain-thread":  # the array made in another thread (a Dask task)
+        t = threading.Thread(target=lambda: held.append(np.ones(64 * 2**20, np.uint8)))
+        t.start(); t.join()
+    else:
+        held.append(np.ones(64 * 2**20, np.uint8))
     print(tuned, mallinfo2().hblkhd - base)
 """)
 
@@ -56,6 +67,24 @@ def test_tuned_malloc_serves_big_blocks_from_the_heap():
     untuned, mmapped_plain = _mmapped_bytes("plain")
     assert not untuned
     assert mmapped_plain >= 64 * 2**20  # glibc's default: its own mmap, unmapped again on free
+
+
+@pytest.mark.skipif(not _glibc_at_least(2, 33), reason="glibc >= 2.33 (mallinfo2)")
+def test_a_thread_allocates_from_the_tuned_heap_only_with_one_arena():
+    """A Dask task runs in a worker thread: its own arena would mmap the big block afresh each time."""
+    assert _mmapped_bytes("tune-thread")[1] >= 64 * 2**20
+    assert _mmapped_bytes("tune-one-arena") == (True, 0)
+
+
+@pytest.mark.skipif(not _glibc_at_least(2, 33), reason="glibc >= 2.33 (mallinfo2)")
+def test_a_launchers_own_default_is_not_taken_for_the_users_choice():
+    assert _mmapped_bytes("launcher", {"MALLOC_TRIM_THRESHOLD_": "65536"}) == (True, 0)
+    assert _mmapped_bytes("launcher", {"MALLOC_TRIM_THRESHOLD_": "1000000"})[0] is False  # the user's value
+
+
+def test_one_arena_leaves_the_users_setting_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert alloc.single_arena() is False
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc only")

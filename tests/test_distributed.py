@@ -1,0 +1,34 @@
+"""geodefect.distributed: the LocalCluster workers get the allocator settings of the CLI process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import pytest
+
+from geodefect.distributed import open_client, parse_scheduler, worker_env
+
+
+def _worker_allocator() -> tuple[str | None, bool]:
+    from geodefect.alloc import tune_malloc
+    from geodefect.distributed import _nanny_env
+
+    return os.environ.get("MALLOC_ARENA_MAX"), tune_malloc(_nanny_env())
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_a_local_cluster_worker_is_tuned_despite_the_nannys_trim_threshold(monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with open_client(parse_scheduler("processes:1")) as client:
+        (arena, tuned), = client.run(_worker_allocator).values()
+    assert arena == "1" and tuned is True  # without the fix: Dask's 65536 read as the user's choice -> False
+
+
+def test_the_users_arena_setting_is_kept(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert worker_env() == {}
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert worker_env() == {"MALLOC_ARENA_MAX": "1"}
