@@ -159,22 +159,43 @@ def run_units(client, fn: Callable, units: Sequence[tuple[str, tuple]], *, on_do
         return results
     from dask.distributed import as_completed
 
-    futures = [client.submit(fn, *args, key=key, retries=RETRIES, pure=False) for key, args in units]
+    futures = [client.submit(_call_unit, fn, *args, key=key, retries=RETRIES, pure=False) for key, args in units]
     index = {f.key: i for i, f in enumerate(futures)}
     results: list = [None] * len(futures)
     try:
         for future in as_completed(futures):
             try:
-                results[index[future.key]] = future.result()
-            except GeodefectError:
-                raise
+                result = future.result()
             except Exception as exc:  # noqa: BLE001 - a unit's crash becomes one line naming it
                 raise InputError(f"work unit {future.key} failed on a worker: {exc.__class__.__name__}: {exc}") from None
+            if isinstance(result, UnitFailure):
+                raise result.error()
+            results[index[future.key]] = result
             if on_done:
                 on_done()
     finally:
         client.cancel([f for f in futures if not f.done()])
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitFailure:
+    """A unit's GeodefectError, returned (not raised) by the worker: bad data is not retried, the
+    worker logs no traceback, and the client raises the same one-line error."""
+
+    kind: type
+    message: str
+
+    def error(self) -> GeodefectError:
+        return self.kind(self.message)
+
+
+def _call_unit(fn: Callable, *args) -> Any:
+    """Run a unit on a worker; a GeodefectError comes back as a :class:`UnitFailure`."""
+    try:
+        return fn(*args)
+    except GeodefectError as exc:
+        return UnitFailure(type(exc), str(exc))
 
 
 def worker_cache() -> dict:

@@ -123,3 +123,18 @@ def window_slices(window: Window) -> tuple[slice, slice]:
     """``(rows, cols)`` slices of a window, for indexing ``(..., H, W)`` arrays."""
     r0, c0 = int(window.row_off), int(window.col_off)
     return slice(r0, r0 + int(window.height)), slice(c0, c0 + int(window.width))
+
+
+def intersect_windows(a: Window, b: Window) -> Window | None:
+    """The overlap of two windows, or None when they do not overlap."""
+    r0, r1 = max(a.row_off, b.row_off), min(a.row_off + a.height, b.row_off + b.height)
+    c0, c1 = max(a.col_off, b.col_off), min(a.col_off + a.width, b.col_off + b.width)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def tile_raster(height_px: int, width_px: int, *, block_px: int) -> list[Window]:
+    """Blocks of ``block_px``² (the last ones clipped to the raster) covering it, row-major."""
+    return [Window(c, r, min(block_px, width_px - c), min(block_px, height_px - r))
+            for r in range(0, height_px, block_px) for c in range(0, width_px, block_px)]

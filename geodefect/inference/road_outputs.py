@@ -24,7 +24,9 @@ is loaded.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -32,6 +34,7 @@ from rasterio.windows import Window
 from geodefect.inference.geo import OutputSpec, TiledOutputs, aoi_mask
 from geodefect.io.raster import ThreadReaders
 from geodefect.sliding import Block
+from geodefect.windows import intersect_windows
 
 PROB_SCALE = 254.0
 NODATA = 255
@@ -76,8 +79,23 @@ def orientation_colours(bin_deg: float | None) -> dict | None:
     return colours
 
 
+@dataclass(frozen=True)
+class WindowGrid:
+    """The grid of a window of a raster (``shape``, ``transform``, ``crs``), for :class:`TiledOutputs`."""
+
+    shape: tuple[int, int, int]
+    transform: Any
+    crs: Any
+
+    @classmethod
+    def of(cls, reader, window: Window) -> WindowGrid:
+        from rasterio.windows import transform as win_transform
+
+        return cls((1, int(window.height), int(window.width)), win_transform(window, reader.transform), reader.crs)
+
+
 class RoadBlockWriter:
-    """Write road blocks for one image.
+    """Write road blocks for one image (or for one work unit's part of it: ``core``).
 
     Args:
         work_dir: the image's (temporary) output folder; intermediates go to ``work_dir/.work``.
@@ -85,14 +103,21 @@ class RoadBlockWriter:
         geo_windows: :class:`geodefect.inference.geo.GeoWindows` (AOI and its bounding window).
         threshold: probability threshold of the road mask.
         bin_deg, n_orientation: orientation bins from the recipe (None: no orientation output).
+        core: only this window of the raster is written (a block work unit,
+            :mod:`geodefect.inference.road_blocks`): the rasters cover it, the vectoriser's
+            inputs cover its part of the AOI box; blocks are cropped to it. None: the whole raster.
     """
 
     def __init__(self, work_dir: Path, reader, geo_windows, *, threshold: float,
-                 bin_deg: float | None, n_orientation: int | None, vectorize: bool = True) -> None:
+                 bin_deg: float | None, n_orientation: int | None, vectorize: bool = True,
+                 core: Window | None = None) -> None:
         self.out_dir = Path(work_dir)
         self.work = self.out_dir / ".work"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.reader, self.aoi, self.bbox = reader, geo_windows.aoi, geo_windows.bbox
+        _, h, w = reader.shape
+        self.core = core
+        self.reader, self.aoi = reader, geo_windows.aoi
+        self.bbox = intersect_windows(geo_windows.bbox, core) if core is not None else geo_windows.bbox
         self.crs, self.threshold = reader.crs, float(threshold)
         self.bin_deg = bin_deg
         self.n_orientation = int(n_orientation) if n_orientation and bin_deg else 0
@@ -100,13 +125,13 @@ class RoadBlockWriter:
         self.inside_px = 0
         self.outputs = TiledOutputs(
             self.work, road_output_specs(threshold=threshold, bin_deg=bin_deg, with_orientation=bool(self.n_orientation)),
-            reader,
+            reader if core is None else WindowGrid.of(reader, core),
         )
         self._prob = self._orient = None
         # write() may run on a helper thread (road_infer's write-behind queue): GDAL handles
         # are not thread-safe, so the input's nodata mask is read through a handle per thread
         self._readers = ThreadReaders(reader) if hasattr(reader, "reopen") else None
-        if vectorize:
+        if vectorize and self.bbox is not None:
             self._open_memmaps()
 
     def _open_memmaps(self) -> None:
@@ -118,6 +143,10 @@ class RoadBlockWriter:
 
     def write(self, block: Block) -> None:
         """Mask one block to the AOI, encode and write it."""
+        if self.core is not None:
+            block = block.crop(int(self.core.row_off), int(self.core.col_off), int(self.core.height), int(self.core.width))
+            if block is None:
+                return
         win = Window(block.col_off, block.row_off, block.width, block.height)
         inside = aoi_mask(self.aoi, win, self.reader.transform) & block.covered
         if hasattr(self.reader, "read_valid_mask"):  # the input's own nodata stays nodata
@@ -125,14 +154,19 @@ class RoadBlockWriter:
         self.inside_px += int(inside.sum())
         prob = block.outputs["road"][0]
         road = prob >= self.threshold
-        self.outputs.write("prob", np.where(inside, np.rint(prob * PROB_SCALE), NODATA), win)
-        self.outputs.write("mask", np.where(inside, road, NODATA), win)
+        out_win = win if self.core is None else Window(win.col_off - self.core.col_off, win.row_off - self.core.row_off,
+                                                       win.width, win.height)
+        self.outputs.write("prob", np.where(inside, np.rint(prob * PROB_SCALE), NODATA), out_win)
+        self.outputs.write("mask", np.where(inside, road, NODATA), out_win)
         has_orient = bool(self.n_orientation) and "orientation" in block.outputs
         if has_orient:  # argmax of the bins 1.., on road pixels only (from the sums: no division)
             bins = block.argmax("orientation", first=1, where=road, dtype=np.uint8)
-            self.outputs.write("orientation", np.where(inside, bins, NODATA), win)
+            self.outputs.write("orientation", np.where(inside, bins, NODATA), out_win)
         if self._prob is not None:
-            self._copy_to_memmaps(block, win, np.where(inside, prob, np.nan), road & inside if has_orient else None)
+            # NaN = nodata (outside the AOI, the input's nodata); pixels no window covers are 0,
+            # as those of the box no block reaches: the same values whichever windows ran
+            vec = np.where(inside, prob, np.where(block.covered, np.float32(np.nan), np.float32(0)))
+            self._copy_to_memmaps(block, win, vec, road & inside if has_orient else None)
 
     def _copy_to_memmaps(self, block: Block, win: Window, prob: np.ndarray, road: np.ndarray | None) -> None:
         b = self.bbox
@@ -169,6 +203,20 @@ class RoadBlockWriter:
         """Area of the AOI pixels predicted, in km² (pixel count × pixel area)."""
         px_x, px_y = self.reader.pixel_size_m
         return round(self.inside_px * px_x * px_y / 1e6, 6)
+
+    def n_orientation_values(self) -> int:
+        """Pixels whose orientation bins were kept for the vectoriser (road pixels in the AOI box)."""
+        return self._orient.n if self._orient is not None else 0
+
+    def close_files(self) -> Path:
+        """Close the intermediates and keep them (a block work unit's result); returns their folder."""
+        for f in (self._prob, self._orient):
+            if f is not None:
+                f.close()
+        if self._readers is not None:
+            self._readers.close()
+        self.outputs.close()
+        return self.work
 
     def cleanup(self) -> None:
         """Drop the intermediates (tiled files, memmaps)."""

@@ -69,6 +69,10 @@ class RoadInferConfig:
         scheduler: local (this process), processes:N (a Dask LocalCluster of N one-thread
             workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image,
             finished images are kept and skipped when the command is rerun.
+        block_px: with a scheduler other than local, a raster larger than this is cut into work
+            units of blocks of about this many pixels (a multiple of the stride), each with the
+            windows that reach into it; the results are the same as one unit per raster.
+            0 = one unit per raster. (``local`` streams every raster in one pass.)
         backend, threads: model backend (``auto`` = the file's: .pt torch, .onnx onnxruntime) and
             CPU threads (see :func:`geodefect.inference.backends.load_predictor`).
     """
@@ -87,12 +91,15 @@ class RoadInferConfig:
     vectorize: bool = True
     vector_block_px: int = 4096
     scheduler: str = "local"
+    block_px: int = 4096
     backend: str = "auto"
     threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.vector_block_px, int) or not (self.vector_block_px == 0 or self.vector_block_px >= 64):
             raise ConfigError(f"`vector_block_px` must be 0 (vectorise whole) or at least 64 pixels, got {self.vector_block_px!r}")
+        if not isinstance(self.block_px, int) or not (self.block_px == 0 or self.block_px >= 64):
+            raise ConfigError(f"`block_px` must be 0 (one work unit per raster) or at least 64 pixels, got {self.block_px!r}")
 
 
 def resolve_infer_config(config_file=None, overrides: dict | None = None, *, recipe: dict | None = None):

@@ -43,37 +43,94 @@ def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overri
 def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, cfg, vparams, params,
                       overwrite: bool, t0: float) -> dict:
     """Run the checked ``jobs`` as Dask units and assemble OUT_DIR; returns the run summary."""
-    from geodefect.distributed import open_client, run_units, unit_key
+    from geodefect.distributed import open_client, run_units
     from geodefect.inference.roads import _summary, format_summary
-    from geodefect.io.pansharpen import display_path, vsimem_source
     from geodefect.progress import progress
 
-    names = [(str(job.path), job.name) for job in jobs]
-    for job in jobs:
-        job.reader.close()
     work = out_dir.parent / f".partial-{out_dir.name}"
     settings = _settings(model_path, cfg, vparams, recipe)
     _prepare_work(work, settings)
-    units, entries = [], {}
-    for path, name in names:
-        dest = work / "units" / name
-        if (dest / "entry.json").is_file():
-            entries[name] = json.loads((dest / "entry.json").read_text())
-            continue
-        vrt = vsimem_source(path)  # a pan-sharpened input lives in this process's /vsimem: the unit remakes it
-        args = (str(model_path), path, name, dataclasses.asdict(cfg), dataclasses.asdict(vparams), recipe, str(dest),
-                vrt, display_path(path))
-        units.append((unit_key("geodefect-infer", settings["hash"], path, name), args))
-    if entries:
-        log.info("resuming: %d of %d images already done in %s", len(entries), len(names), work)
-    with open_client(parse_scheduler(cfg.scheduler)) as client, progress(total=len(units), desc="images") as bar:
-        for entry in run_units(client, infer_unit, units, on_done=lambda: bar.update(1)):
-            entries[entry["name"]] = entry
-    images = [entries[name] for _, name in names]
+    plans = [_plan_image(job, work, model_path, cfg, vparams, recipe, params, settings) for job in jobs]
+    for job in jobs:
+        job.reader.close()
+    units = [unit for plan in plans for unit in plan.units]
+    if any(plan.done for plan in plans) or any(plan.blocks_done for plan in plans):
+        log.info("resuming: %d of %d images already done in %s", sum(p.done for p in plans), len(plans), work)
+    with open_client(parse_scheduler(cfg.scheduler)) as client, progress(total=len(units), desc="units") as bar:
+        run_units(client, _run_unit, units, on_done=lambda: bar.update(1))
+    images = [_finish_image(plan, work, cfg=cfg, vparams=vparams, recipe=recipe) for plan in plans]
     # the layout follows the command line, as the local path: several IMAGEs -> one subfolder each
     return _assemble(work, out_dir, images, several=len(inputs) > 1, overwrite=overwrite,
                      summary=lambda ims: _summary(model_path, recipe, cfg, vparams, params, ims, t0, cfg.device),
                      format_summary=format_summary)
+
+
+@dataclasses.dataclass
+class ImagePlan:
+    """The units of one image: the whole image, or its blocks (``grid`` set)."""
+
+    name: str
+    units: list
+    done: bool = False
+    blocks: list = dataclasses.field(default_factory=list)  # block unit folders, in order
+    blocks_done: int = 0
+    grid: object = None
+
+
+def _plan_image(job, work: Path, model_path, cfg, vparams, recipe: dict, params, settings: dict) -> ImagePlan:
+    """The units still to run for ``job`` (none when its folder is complete)."""
+    from geodefect.distributed import unit_key
+    from geodefect.inference.road_blocks import ImageGrid, core_name, plan_cores
+    from geodefect.io.pansharpen import display_path, vsimem_source
+
+    path, name = str(job.path), job.name
+    plan = ImagePlan(name=name, units=[])
+    if (work / "units" / name / "entry.json").is_file():
+        plan.done = True
+        return plan
+    vrt = vsimem_source(path)  # a pan-sharpened input lives in this process's /vsimem: the unit remakes it
+    common = (str(model_path), path, name, dataclasses.asdict(cfg), dataclasses.asdict(vparams), recipe)
+    _, h, w = job.reader.shape
+    if not cfg.block_px or max(h, w) <= cfg.block_px:
+        dest = str(work / "units" / name)
+        plan.units.append((unit_key("geodefect-infer", settings["hash"], path, name),
+                           ("image", *common, dest, vrt, display_path(path))))
+        return plan
+    plan.grid = ImageGrid.of(job)
+    for core in plan_cores((h, w), job.windows.windows, job.windows.bbox, block_px=cfg.block_px,
+                           stride_px=params.stride_px):
+        dest = work / "blocks" / name / core_name(core)
+        plan.blocks.append(dest)
+        if (dest / "entry.json").is_file():
+            plan.blocks_done += 1
+            continue
+        box = (int(core.col_off), int(core.row_off), int(core.width), int(core.height))
+        plan.units.append((unit_key("geodefect-infer-block", settings["hash"], path, name, box),
+                           ("block", *common, str(dest), vrt, box)))
+    return plan
+
+
+def _run_unit(kind: str, *args) -> dict:
+    """A unit on a worker: a whole image or one block of one."""
+    return infer_unit(*args) if kind == "image" else infer_block_unit(*args)
+
+
+def _finish_image(plan: ImagePlan, work: Path, *, cfg, vparams, recipe: dict) -> dict:
+    """The image's entry; a blocked image is assembled here first (client side, once its blocks are done)."""
+    from geodefect.inference.road_blocks import assemble_image
+
+    dest = work / "units" / plan.name
+    if plan.grid is not None and not (dest / "entry.json").is_file():
+        blocks = [(folder, json.loads((folder / "entry.json").read_text())) for folder in plan.blocks]
+        tmp = dest.with_name(f".tmp-{dest.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        entry = assemble_image(plan.grid, blocks, tmp, cfg=cfg, vparams=vparams, recipe=recipe)
+        entry["name"] = plan.name
+        (tmp / "entry.json").write_text(json.dumps(entry, indent=2, default=str))
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        shutil.rmtree(work / "blocks" / plan.name, ignore_errors=True)
+    return json.loads((dest / "entry.json").read_text())
 
 
 def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_dict: dict, recipe: dict,
@@ -102,6 +159,46 @@ def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_di
     entry["name"] = name
     if shown:
         entry["image"] = shown
+    (tmp / "entry.json").write_text(json.dumps(entry, indent=2, default=str))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return entry
+
+
+def infer_block_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_dict: dict, recipe: dict,
+                     dest: str, vrt_xml: str | None, box: tuple[int, int, int, int]) -> dict:
+    """One block of one image on a worker (:mod:`geodefect.inference.road_blocks`), into ``dest``."""
+    from rasterio.windows import Window
+
+    from geodefect.distributed import worker_setup
+    from geodefect.errors import GeodefectError
+    from geodefect.graph.vectorize import VectorizeParams
+    from geodefect.inference.road_blocks import run_block
+    from geodefect.inference.roads import RoadInferConfig, _prepare_one, sliding_params
+    from geodefect.io.pansharpen import display_path
+    from geodefect.io.raster import parse_bands
+
+    worker_setup()
+    if vrt_xml is not None:
+        from geodefect.io.pansharpen import ensure_vsimem
+
+        ensure_vsimem(path, vrt_xml)
+    cfg, vparams = RoadInferConfig(**cfg_dict), VectorizeParams(**vparams_dict)
+    params = sliding_params(cfg, recipe)
+    core = Window(*box)
+    final = Path(dest)
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        job = _prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
+        try:
+            entry = run_block(job, _predictor(model_path, cfg.device), params, cfg, vparams, recipe, tmp, core)
+        finally:
+            job.reader.close()
+    except GeodefectError as exc:  # name the raster and the block; nothing of the block looks finished
+        shutil.rmtree(tmp, ignore_errors=True)
+        c0, r0, w, h = box
+        raise type(exc)(f"{display_path(path)}, block rows {r0}-{r0 + h}, cols {c0}-{c0 + w}: {exc}") from None
     (tmp / "entry.json").write_text(json.dumps(entry, indent=2, default=str))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)

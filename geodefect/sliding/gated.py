@@ -70,6 +70,14 @@ class GatedSums:
             self._sums = take_pixels(self.dense, self.rows, self.cols)
         return self._sums
 
+    def crop(self, rows: slice, cols: slice) -> GatedSums:
+        """The same sums for block rows ``rows`` and columns ``cols`` only (views where possible)."""
+        if self.dense is not None:
+            return GatedSums(self.mask[rows, cols], dense=self.dense[rows, cols])
+        sel = (self.rows >= rows.start) & (self.rows < rows.stop) & (self.cols >= cols.start) & (self.cols < cols.stop)
+        return GatedSums(self.mask[rows, cols], rows=self.rows[sel] - rows.start, cols=self.cols[sel] - cols.start,
+                         sums=self.sums[sel])
+
 
 @dataclass
 class HeldWindow:

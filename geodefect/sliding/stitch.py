@@ -125,6 +125,17 @@ class Block:
         """``(rows, cols)`` slices of the block in the raster (for ``full[..., rows, cols] = ...``)."""
         return (slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width))
 
+    def crop(self, row_off: int, col_off: int, height: int, width: int) -> Block | None:
+        """The part of the block inside the raster rectangle ``(row_off, col_off, height, width)``
+        (views, same values), or None when they do not overlap."""
+        r0, r1 = max(row_off, self.row_off), min(row_off + height, self.row_off + self.height)
+        c0, c1 = max(col_off, self.col_off), min(col_off + width, self.col_off + self.width)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        rows, cols = slice(r0 - self.row_off, r1 - self.row_off), slice(c0 - self.col_off, c1 - self.col_off)
+        return Block(row_off=r0, col_off=c0, sums={k: v[:, rows, cols] for k, v in self.sums.items()},
+                     weight=self.weight[rows, cols], gated={k: g.crop(rows, cols) for k, g in self.gated.items()})
+
     @property
     def outputs(self) -> _StitchedOutputs:
         """name -> ``(K, height, width)`` float32 stitched values ``Σ w·p / Σ w`` (probabilities in

@@ -154,3 +154,99 @@ def test_a_pan_sharpened_input_reaches_the_workers(hourglass_model, tmp_path):
     assert (outs[0] / "road_prob.tif").read_bytes() == (outs[1] / "road_prob.tif").read_bytes()
     run = json.loads((outs[1] / "run.json").read_text())
     assert run["images"][0]["image"] == str(tmp_path / "pan.tif")
+
+
+# --- blocks of one raster as work units (--block-px) ------------------------------------------
+
+BLOCK_ARGS = ("--threshold", "0.485")  # the random model's probabilities sit near 0.48: a network to compare
+
+
+@pytest.fixture(scope="module")
+def big_scene(hourglass_model, tmp_path_factory):
+    """A 200 x 260 px scene and an AOI inside it (64-px windows at stride 48: 6 x 5 cores of 48 px at --block-px 64)."""
+    import rasterio
+    from road_infer_helpers import write_aoi
+
+    from geodefect.testing.tiny import make_tiny_scene
+
+    root = tmp_path_factory.mktemp("big")
+    scene = make_tiny_scene(root / "scene", road_rows=(60, 150), road_cols=(150,), seed=5)
+    with rasterio.open(scene.image) as ds:
+        b = ds.bounds
+    aoi = write_aoi(root / "aoi.geojson", (b.left + 9, b.bottom + 14, b.right - 21, b.top - 5))
+    out = root / "local"
+    res = infer(hourglass_model, [scene.image], out, "--aoi", aoi, *BLOCK_ARGS)
+    assert res.exit_code == 0, res.output
+    return scene.image, aoi, out
+
+
+def _same_single(a: Path, b: Path) -> None:
+    for raster in RASTERS:
+        assert (a / raster).read_bytes() == (b / raster).read_bytes(), raster
+    ra, rb = (gpd.read_file(d / "roads.gpkg", layer="roads") for d in (a, b))
+    assert len(ra) == len(rb) > 5
+    assert sorted(ra.length.round(6)) == sorted(rb.length.round(6))
+
+
+def test_blocks_of_one_raster_give_the_same_files_as_one_process(hourglass_model, big_scene, tmp_path):
+    image, aoi, local = big_scene
+    out = tmp_path / "blocks"
+    res = infer(hourglass_model, [image], out, "--aoi", aoi, *BLOCK_ARGS,
+                "--scheduler", "processes:2", "--block-px", "64")
+    assert res.exit_code == 0, res.output
+    _same_single(local, out)
+    entry = json.loads((out / "run.json").read_text())["images"][0]
+    assert entry["blocks"] >= 12  # cores of 48 px that the AOI box reaches
+    assert entry["area_km2"] == json.loads((local / "run.json").read_text())["images"][0]["area_km2"]
+    assert not (tmp_path / ".partial-blocks").exists()
+
+
+def test_a_rerun_keeps_finished_blocks(hourglass_model, big_scene, tmp_path, monkeypatch):
+    import geodefect.distributed as distributed
+
+    image, aoi, local = big_scene
+    model = hourglass_model
+    args = ("--aoi", aoi, *BLOCK_ARGS, "--scheduler", "processes:1", "--block-px", "64")
+    out = tmp_path / "out"
+    real = distributed.run_units
+
+    def interrupted(client, fn, units, *, on_done=None):  # the client dies after three blocks
+        real(client, fn, units[:3], on_done=on_done)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "run_units", interrupted)
+    res = infer(model, [image], out, *args)
+    assert res.exit_code == 130 and not out.exists()
+    done = [p for p in (tmp_path / ".partial-out" / "blocks").glob("*/*") if (p / "entry.json").is_file()]
+    assert len(done) == 3
+    calls = []
+    monkeypatch.setattr(distributed, "run_units", lambda c, fn, units, **kw: calls.append(len(units)) or real(c, fn, units, **kw))
+    res = infer(model, [image], out, *args)
+    assert res.exit_code == 0, res.output
+    n_blocks = json.loads((out / "run.json").read_text())["images"][0]["blocks"]
+    assert calls == [n_blocks - 3]
+    _same_single(local, out)
+
+
+def test_a_corrupt_block_names_the_raster_and_the_block(hourglass_model, tmp_path):
+    """An unreadable tile fails the job with one line naming both; the block leaves nothing finished."""
+    import numpy as np
+    import rasterio
+
+    from geodefect.testing.tiny import write_tiny_geotiff
+
+    arr = np.random.default_rng(2).integers(60, 250, (3, 192, 192)).astype("uint8")
+    path = tmp_path / "broken.tif"
+    write_tiny_geotiff(path, arr, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+    with rasterio.open(path) as src:
+        offset = int(src.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))  # the middle tile
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    res = infer(hourglass_model, [path], tmp_path / "out", "--scheduler", "processes:1", "--block-px", "96")
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert "broken.tif" in lines[0] and "block rows" in lines[0] and "corrupt" in lines[0]
+    assert not (tmp_path / "out").exists()
+    partial = tmp_path / ".partial-out"
+    assert not list(partial.glob("blocks/*/.tmp-*")) and not list(partial.glob("units/*"))
