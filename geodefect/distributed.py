@@ -116,6 +116,9 @@ def worker_setup() -> None:
 
         single_arena()
         tune_malloc(_nanny_env())
+        # the client checked every input and said its warnings once; units re-open the inputs
+        # (e.g. "resampling on the fly"), which must not print them again per unit
+        logging.getLogger("geodefect").setLevel(logging.ERROR)
         cache["setup"] = True
 
 

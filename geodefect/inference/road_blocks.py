@@ -104,6 +104,7 @@ class ImageGrid:
     bbox: Window
     pixel_area_m2: float
     source_grid: tuple | None
+    n_windows: int = 0
     aoi: object = None
 
     @classmethod
@@ -113,7 +114,8 @@ class ImageGrid:
         px_x, px_y = job.reader.pixel_size_m
         return cls(name=job.name, shown=display_path(job.path), shape_hw=tuple(job.reader.shape[1:]),
                    transform=job.reader.transform, crs=job.reader.crs, bbox=job.windows.bbox,
-                   pixel_area_m2=float(px_x * px_y), source_grid=job.source_grid, aoi=job.aoi)
+                   pixel_area_m2=float(px_x * px_y), source_grid=job.source_grid,
+                   n_windows=len(job.windows.windows), aoi=job.aoi)
 
 
 def assemble_image(grid: ImageGrid, blocks: list[tuple[Path, dict]], dest: Path, *, cfg, vparams, recipe: dict) -> dict:
@@ -137,7 +139,8 @@ def assemble_image(grid: ImageGrid, blocks: list[tuple[Path, dict]], dest: Path,
     paths = publish_tiled(tiled, specs, dest, source=grid.source_grid)
     t_write = time.perf_counter() - t0
     entry = {"image": grid.shown, "outputs": sorted(p.name for p in paths.values()),
-             "windows": sum(e["windows"] for _, e in blocks), "blocks": len(blocks),
+             "windows": grid.n_windows, "blocks": len(blocks),
+             "windows_predicted": sum(e["windows"] for _, e in blocks),  # with the blocks' halos
              "area_km2": round(sum(e["inside_px"] for _, e in blocks) * grid.pixel_area_m2 / 1e6, 6),
              "timings_s": {"predict": round(sum(e["timings_s"]["predict"] for _, e in blocks), 3),
                            "model": round(sum(e["timings_s"]["model"] for _, e in blocks), 3),
