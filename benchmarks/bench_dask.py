@@ -1,19 +1,25 @@
-"""Benchmark ``geodefect infer --scheduler``: Dask throughput and overhead against one process.
+"""Benchmark ``--scheduler``: Dask throughput and overhead against one process.
 
-Measured in one run, over the same images (``--images`` synthetic scenes of ``--size`` px with a
-randomly initialised ``road_linknet``; its speed is what matters, not its quality):
+Measured in one run, over the same work (``--images`` synthetic scenes of ``--size`` px; for infer a
+randomly initialised ``road_linknet``: its speed is what matters, not its quality):
 
 1. throughput: ``--scheduler processes:2`` (two one-thread workers) / ``local --threads 1``:
    target >= 1.7x on a 2-core machine (the limit is 2x);
 2. overhead: ``--scheduler processes:1`` / ``local --threads 1`` on the same work: target <= 1.1x.
 
-Each configuration runs ``--repeats`` times as a fresh ``geodefect infer`` process (cluster start
-included: that is what a user pays), interleaved, and the minimum is compared: on a shared
-machine interference only ever adds time. Python imports are included on both sides.
+``--verb infer`` (default): one unit per image. ``--verb infer --block-px B``: the images' blocks
+are the units (``local`` still streams each raster once: the blocks' halo windows count against
+Dask). ``--verb chip``: one unit per source raster (``geodefect chip`` with the scenes' centerlines).
+
+Each configuration runs ``--repeats`` times as a fresh process (cluster start included: that is
+what a user pays), interleaved, and the minimum is compared: on a shared machine interference only
+ever adds time. Python imports are included on both sides.
 
 Usage:
     .venv/bin/python benchmarks/bench_dask.py                      # 4 images of 1024 px
     .venv/bin/python benchmarks/bench_dask.py --images 8 --size 2048 --repeats 3
+    .venv/bin/python benchmarks/bench_dask.py --images 1 --size 8192 --block-px 4096
+    .venv/bin/python benchmarks/bench_dask.py --verb chip --images 8 --size 4096
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 from pathlib import Path
 
 
-def make_inputs(root: Path, *, n_images: int, size_px: int, encoder: str) -> tuple[Path, list[Path]]:
+def make_inputs(root: Path, *, n_images: int, size_px: int, encoder: str) -> tuple[Path, list]:
     import torch
 
     from geodefect.models.checkpoint import save_package
@@ -41,15 +47,20 @@ def make_inputs(root: Path, *, n_images: int, size_px: int, encoder: str) -> tup
               "pixel_size_m": 0.3, "orientation": {"bin_deg": 20, "n_classes": 19}, "road_threshold": 0.5}
     model_path = root / "model.pt"
     save_package(model_path, model=model, recipe=recipe)
-    images = [make_road_scene(root / f"scene{i}", size_px=size_px, seed=i).image for i in range(n_images)]
-    return model_path, images
+    scenes = [make_road_scene(root / f"scene{i}", size_px=size_px, seed=i) for i in range(n_images)]
+    return model_path, scenes
 
 
-def run_infer(model: Path, images: list[Path], out: Path, scheduler: str) -> float:
-    cmd = [sys.executable, "-m", "geodefect.cli.main", "infer", str(model), *map(str, images), "-o", str(out),
-           "--threads", "1", "--no-vectorize", "--scheduler", scheduler, "-q", "--overwrite"]
+def run_verb(args, model: Path, scenes: list, out: Path, scheduler: str) -> float:
+    cli = [sys.executable, "-m", "geodefect.cli.main"]
+    if args.verb == "chip":
+        cmd = [*cli, "chip", *(str(s.image) for s in scenes), "--centerlines",
+               *(str(s.centerlines) for s in scenes), "-o", str(out), "--scheduler", scheduler, "-q", "--overwrite"]
+    else:
+        cmd = [*cli, "infer", str(model), *(str(s.image) for s in scenes), "-o", str(out), "--threads", "1",
+               "--no-vectorize", "--scheduler", scheduler, "--block-px", str(args.block_px), "-q", "--overwrite"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -59,17 +70,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--verb", choices=("infer", "chip"), default="infer")
+    parser.add_argument("--block-px", type=int, default=0, help="infer: work units of this many px (0: per image)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model, images = make_inputs(root, n_images=args.images, size_px=args.size, encoder=args.encoder)
+        model, scenes = make_inputs(root, n_images=args.images, size_px=args.size, encoder=args.encoder)
         times: dict[str, list[float]] = {"local": [], "processes:1": [], "processes:2": []}
         for _ in range(args.repeats):
             for scheduler in times:
-                times[scheduler].append(run_infer(model, images, root / "out", scheduler))
+                times[scheduler].append(run_verb(args, model, scenes, root / "out", scheduler))
                 print(f"{scheduler:12s} {times[scheduler][-1]:7.2f} s", flush=True)
     best = {k: min(v) for k, v in times.items()}
-    print(f"\n{args.images} images of {args.size} px, {args.encoder}, min of {args.repeats} runs:")
+    units = f"blocks of {args.block_px} px" if args.block_px and args.verb == "infer" else "one unit per image"
+    print(f"\n{args.verb}: {args.images} images of {args.size} px, {units}, {args.encoder}, min of {args.repeats} runs:")
     for k, v in best.items():
         print(f"  {k:12s} {v:7.2f} s")
     print(f"throughput processes:2 / local: {best['local'] / best['processes:2']:.2f}x (target >= 1.7)")

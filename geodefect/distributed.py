@@ -116,10 +116,43 @@ def worker_setup() -> None:
 
         single_arena()
         tune_malloc(_nanny_env())
+        _pin_gpu()
         # the client checked every input and said its warnings once; units re-open the inputs
         # (e.g. "resampling on the fly"), which must not print them again per unit
         logging.getLogger("geodefect").setLevel(logging.ERROR)
         cache["setup"] = True
+
+
+def gpu_for_worker(name: Any, n_gpus: int) -> int | None:
+    """The GPU a worker named ``name`` uses when it sees ``n_gpus`` > 1 (None: leave it).
+
+    LocalCluster workers are named 0..N-1: worker i takes GPU i mod n_gpus, one worker per GPU
+    when N is the GPU count (as dask-cuda's LocalCUDACluster does by giving each worker its own
+    ``CUDA_VISIBLE_DEVICES``; such workers see one GPU and are left alone).
+    """
+    if n_gpus <= 1:
+        return None
+    try:
+        return int(name) % n_gpus
+    except (TypeError, ValueError):
+        return None
+
+
+def _pin_gpu() -> None:
+    """Make this worker's GPU the current CUDA device (``--device auto|cuda`` then uses it)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    try:
+        from dask.distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return
+    gpu = gpu_for_worker(name, torch.cuda.device_count())
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
 
 
 def worker_env() -> dict[str, str]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from geodefect.distributed import open_client, parse_scheduler, worker_env
+from geodefect.distributed import gpu_for_worker, open_client, parse_scheduler, worker_env
 
 
 def _worker_allocator() -> tuple[str | None, bool]:
@@ -32,3 +32,10 @@ def test_the_users_arena_setting_is_kept(monkeypatch):
     assert worker_env() == {}
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert worker_env() == {"MALLOC_ARENA_MAX": "1"}
+
+
+def test_local_cluster_workers_take_one_gpu_each():
+    assert [gpu_for_worker(i, 2) for i in range(4)] == [0, 1, 0, 1]
+    assert gpu_for_worker("3", 4) == 3
+    assert gpu_for_worker(0, 1) is None  # one visible GPU (dask-cuda's workers, or one GPU): leave it
+    assert gpu_for_worker("tcp://10.0.0.5:40000", 4) is None  # a name that is not an index
