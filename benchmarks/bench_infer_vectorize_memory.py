@@ -12,8 +12,13 @@ drawn dark (40) on noise (110..190), tiled k x k for k = 1, 2, 4 (1x, 4x, 16x th
 Vectorisation: ``--vector-block-px`` (tiled; the AOI box is larger than one block at every size)
 and, with ``--whole``, 0 (the whole-raster path). Target: tiled peak RSS at 16x <= 1.2x of 1x.
 
+With ``--dask-workers N`` the runs go to a LocalCluster of N one-thread workers started here
+(``--scheduler tcp://...``, work units of ``--unit-block-px``); each worker's peak RSS is read from
+the workers after the run (the cluster is restarted between runs), beside the client's.
+
 Usage:
     python benchmarks/bench_infer_vectorize_memory.py --base-px 2048 --vector-block-px 1024 --whole
+    python benchmarks/bench_infer_vectorize_memory.py --base-px 2048 --dask-workers 2 --unit-block-px 2048
 """
 
 from __future__ import annotations
@@ -88,27 +93,48 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(model: Path, raster: Path, out: Path, block_px: int) -> dict:
+def child(model: Path, raster: Path, out: Path, block_px: int, scheduler: str = "local", unit_block_px: int = 4096) -> dict:
     from geodefect.alloc import tune_malloc
-    from geodefect.inference.roads import infer
-    from geodefect.models.checkpoint import read_recipe
+    from geodefect.workflows.infer import infer
 
     tune_malloc()  # as the CLI does at start-up
     register()
-    overrides = {"vector_block_px": block_px, "device": "cpu", "threads": 1, "batch_size": 8}
+    overrides = {"vector_block_px": block_px, "device": "cpu", "threads": 1, "batch_size": 8,
+                 "scheduler": scheduler, "block_px": unit_block_px}
     t0 = time.perf_counter()
-    summary = infer(model, [raster], out, recipe=read_recipe(model), overrides=overrides)
-    image = summary["images"][0]
+    image = infer(model, [raster], out, overrides=overrides).data["images"][0]
     return {"seconds": round(time.perf_counter() - t0, 1), "timings": image["timings_s"], "road_km": image["road_km"],
             "n_edges": image["n_edges"], "blocks": image["graph_stats"].get("vector_blocks", 0),
             "maxrss_mb": round(peak_rss_mb(), 1)}
 
 
-def run_child(model: Path, raster: Path, out: Path, block_px: int) -> dict:
+def run_child(model: Path, raster: Path, out: Path, block_px: int, client=None, unit_block_px: int = 4096) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", GEODEFECT_NO_PROGRESS="1")
     cmd = [sys.executable, __file__, "--child", str(model), str(raster), str(out), "--vector-block-px", str(block_px)]
+    if client is not None:
+        cmd += ["--scheduler", client.scheduler.address, "--unit-block-px", str(unit_block_px)]
     stdout = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(stdout.strip().splitlines()[-1])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    if client is not None:  # each worker's peak, then fresh workers for the next run
+        result["worker_maxrss_mb"] = round(max(client.run(peak_rss_mb).values()), 1)
+        client.restart()
+        client.run(register)
+    return result
+
+
+def open_cluster(n_workers: int):
+    """A LocalCluster as ``--scheduler processes:N`` makes it, and a client to it (or (None, None))."""
+    if not n_workers:
+        return None, None
+    from dask.distributed import Client, LocalCluster
+
+    from geodefect.distributed import worker_env
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           env=worker_env())
+    client = Client(cluster)
+    client.run(register)
+    return cluster, client
 
 
 def main() -> None:
@@ -118,29 +144,46 @@ def main() -> None:
     ap.add_argument("--factors", type=int, nargs="+", default=[1, 2, 4], help="k: the scene tiled k x k")
     ap.add_argument("--whole", action="store_true", help="also run with the whole-raster vectoriser")
     ap.add_argument("--work", type=Path, default=None, help="folder for the rasters (default: a temp dir)")
+    ap.add_argument("--dask-workers", type=int, default=0, help="run on a LocalCluster of this many workers")
+    ap.add_argument("--unit-block-px", type=int, default=4096, help="with --dask-workers: infer --block-px")
+    ap.add_argument("--scheduler", default="local", help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(*map(Path, args.child), args.vector_block_px)))
+        print(json.dumps(child(*map(Path, args.child), args.vector_block_px, args.scheduler, args.unit_block_px)))
         return
+    cluster, client = open_cluster(args.dask_workers)
+    try:
+        run_all(args, client)
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
+
+
+def run_all(args, client) -> None:
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         tmp = Path(tmp)
         model = make_model(tmp / "model.pt")
         mask = base_mask(args.base_px)
-        floor = run_child(model, write_scene(mask[:64, :64], 1, tmp / "floor.tif"), tmp / "out_floor", 0)
+        floor = run_child(model, write_scene(mask[:64, :64], 1, tmp / "floor.tif"), tmp / "out_floor", 0, client)
         print(f"floor (imports, model, a 64 px raster end to end): {floor['maxrss_mb']} MB", flush=True)
         rows = []
         for k in args.factors:
             raster = write_scene(mask, k, tmp / f"scene_{k}.tif")
             for label, block in (("tiled", args.vector_block_px), ("whole", 0)) if args.whole else (("tiled", args.vector_block_px),):
-                res = run_child(model, raster, tmp / f"out_{k}_{label}", block)
+                res = run_child(model, raster, tmp / f"out_{k}_{label}", block, client, args.unit_block_px)
                 rows.append((k * k, label, res))
-                print(f"{k * k:>3}x area ({args.base_px * k} px): {label:5s} peak RSS {res['maxrss_mb']:7.1f} MB, "
+                workers = f" (workers {res['worker_maxrss_mb']:.1f} MB)" if "worker_maxrss_mb" in res else ""
+                print(f"{k * k:>3}x area ({args.base_px * k} px): {label:5s} peak RSS {res['maxrss_mb']:7.1f} MB{workers}, "
                       f"{res['seconds']:6.1f} s (vectorise {res['timings'].get('vectorize')} s), {res['road_km']} km, "
                       f"{res['n_edges']} edges, {res['blocks']} blocks", flush=True)
             raster.unlink()
         for label in ("tiled", "whole"):
             mine = [(a, r["maxrss_mb"]) for a, name, r in rows if name == label]
+            workers = [r["worker_maxrss_mb"] for _, name, r in rows if name == label and "worker_maxrss_mb" in r]
+            if len(workers) > 1:
+                print(f"{label}: worker peak RSS vs the smallest: " + ", ".join(f"{m / workers[0]:.3f}" for m in workers))
             if len(mine) > 1:
                 print(f"{label}: peak RSS vs the smallest: " + ", ".join(f"{a}x area {m / mine[0][1]:.3f}" for a, m in mine)
                       + "; above the floor: " + ", ".join(f"{m - floor['maxrss_mb']:.0f} MB" for _, m in mine))

@@ -118,8 +118,10 @@ def worker_setup() -> None:
         tune_malloc(_nanny_env())
         _pin_gpu()
         # the client checked every input and said its warnings once; units re-open the inputs
-        # (e.g. "resampling on the fly"), which must not print them again per unit
+        # (e.g. "resampling on the fly"), which must not print them again per unit; the client's
+        # bar counts units, the workers' own bars would interleave on the terminal
         logging.getLogger("geodefect").setLevel(logging.ERROR)
+        os.environ["GEODEFECT_NO_PROGRESS"] = "1"
         cache["setup"] = True
 
 
