@@ -93,14 +93,15 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(model: Path, raster: Path, out: Path, block_px: int, scheduler: str = "local", unit_block_px: int = 4096) -> dict:
+def child(model: Path, raster: Path, out: Path, block_px: int, scheduler: str = "local", unit_block_px: int = 4096,
+          max_memory_mb: float = 256.0) -> dict:
     from geodefect.alloc import tune_malloc
     from geodefect.workflows.infer import infer
 
     tune_malloc()  # as the CLI does at start-up
     register()
     overrides = {"vector_block_px": block_px, "device": "cpu", "threads": 1, "batch_size": 8,
-                 "scheduler": scheduler, "block_px": unit_block_px}
+                 "scheduler": scheduler, "block_px": unit_block_px, "max_memory_mb": max_memory_mb}
     t0 = time.perf_counter()
     image = infer(model, [raster], out, overrides=overrides).data["images"][0]
     return {"seconds": round(time.perf_counter() - t0, 1), "timings": image["timings_s"], "road_km": image["road_km"],
@@ -108,9 +109,11 @@ def child(model: Path, raster: Path, out: Path, block_px: int, scheduler: str = 
             "maxrss_mb": round(peak_rss_mb(), 1)}
 
 
-def run_child(model: Path, raster: Path, out: Path, block_px: int, client=None, unit_block_px: int = 4096) -> dict:
+def run_child(model: Path, raster: Path, out: Path, block_px: int, client=None, unit_block_px: int = 4096,
+              max_memory_mb: float = 256.0) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", GEODEFECT_NO_PROGRESS="1")
-    cmd = [sys.executable, __file__, "--child", str(model), str(raster), str(out), "--vector-block-px", str(block_px)]
+    cmd = [sys.executable, __file__, "--child", str(model), str(raster), str(out), "--vector-block-px", str(block_px),
+           "--max-memory-mb", str(max_memory_mb)]
     if client is not None:
         cmd += ["--scheduler", client.scheduler.address, "--unit-block-px", str(unit_block_px)]
     stdout = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
@@ -146,11 +149,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the rasters (default: a temp dir)")
     ap.add_argument("--dask-workers", type=int, default=0, help="run on a LocalCluster of this many workers")
     ap.add_argument("--unit-block-px", type=int, default=4096, help="with --dask-workers: infer --block-px")
+    ap.add_argument("--max-memory-mb", type=float, default=256.0, help="infer --max-memory-mb (the stitcher's strips)")
     ap.add_argument("--scheduler", default="local", help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(*map(Path, args.child), args.vector_block_px, args.scheduler, args.unit_block_px)))
+        print(json.dumps(child(*map(Path, args.child), args.vector_block_px, args.scheduler, args.unit_block_px,
+                               args.max_memory_mb)))
         return
     cluster, client = open_cluster(args.dask_workers)
     try:
@@ -166,13 +171,15 @@ def run_all(args, client) -> None:
         tmp = Path(tmp)
         model = make_model(tmp / "model.pt")
         mask = base_mask(args.base_px)
-        floor = run_child(model, write_scene(mask[:64, :64], 1, tmp / "floor.tif"), tmp / "out_floor", 0, client)
+        floor = run_child(model, write_scene(mask[:64, :64], 1, tmp / "floor.tif"), tmp / "out_floor", 0, client,
+                          args.unit_block_px, args.max_memory_mb)
         print(f"floor (imports, model, a 64 px raster end to end): {floor['maxrss_mb']} MB", flush=True)
         rows = []
         for k in args.factors:
             raster = write_scene(mask, k, tmp / f"scene_{k}.tif")
             for label, block in (("tiled", args.vector_block_px), ("whole", 0)) if args.whole else (("tiled", args.vector_block_px),):
-                res = run_child(model, raster, tmp / f"out_{k}_{label}", block, client, args.unit_block_px)
+                res = run_child(model, raster, tmp / f"out_{k}_{label}", block, client, args.unit_block_px,
+                                args.max_memory_mb)
                 rows.append((k * k, label, res))
                 workers = f" (workers {res['worker_maxrss_mb']:.1f} MB)" if "worker_maxrss_mb" in res else ""
                 print(f"{k * k:>3}x area ({args.base_px * k} px): {label:5s} peak RSS {res['maxrss_mb']:7.1f} MB{workers}, "

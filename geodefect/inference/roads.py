@@ -346,6 +346,7 @@ def _unique_name(path: Path, jobs: list[ImageJob]) -> str:
 
 def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, recipe: dict, dest: Path) -> dict:
     """Predict one image, write its rasters, vectorise; returns its summary entry."""
+    from geodefect.alloc import release_free_memory
     from geodefect.inference.road_outputs import RoadBlockWriter
     from geodefect.io.pansharpen import display_path
 
@@ -360,6 +361,7 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
                              vectorize=cfg.vectorize)
     n_windows = _predict_blocks(job, timer, params, writer, recipe)
     t_pred = time.perf_counter() - t0
+    release_free_memory()  # what prediction freed goes back before GDAL writes the COGs
     paths = writer.publish(source=job.source_grid)
     t_write = time.perf_counter() - t0 - t_pred
     entry = {

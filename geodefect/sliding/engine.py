@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rasterio.windows import Window
 
+from geodefect.alloc import release_free_memory
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
 from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block, Gate, HaloStore
@@ -369,6 +370,10 @@ def iter_blocks(
         if halo_in is not None:
             halo_in.close()
         halo_in = halo_out
+        del acc
+        # the strip's buffers are free now: hand them back (under geodefect.alloc.tune_malloc the
+        # heap keeps what it frees, and blocks of other widths then make it grow strip after strip)
+        release_free_memory()
 
 
 def _plan_with_probe(reader, predictor, params, *, windows, window_filter, gates=None):
