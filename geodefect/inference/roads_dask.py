@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 def infer(model_path, inputs, out_dir, *, recipe: dict, config_file=None, overrides: dict | None = None,
           overwrite: bool = False) -> dict:
     """``geodefect infer`` of a road model with ``scheduler`` other than local (same outputs as local)."""
+    import rasterio
+
+    from geodefect.inference.roads import GDAL_CACHE_BYTES
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):  # as the local path: a band of tiles, not 5 % of RAM
+        return _infer(model_path, inputs, out_dir, recipe=recipe, config_file=config_file, overrides=overrides,
+                      overwrite=overwrite)
+
+
+def _infer(model_path, inputs, out_dir, *, recipe: dict, config_file, overrides, overwrite: bool) -> dict:
     from geodefect.inference.roads import prepare_jobs, resolve_infer_config, sliding_params
     from geodefect.io.atomic import check_output_free
 
@@ -111,8 +121,13 @@ def _plan_image(job, work: Path, model_path, cfg, vparams, recipe: dict, params,
 
 
 def _run_unit(kind: str, *args) -> dict:
-    """A unit on a worker: a whole image or one block of one."""
-    return infer_unit(*args) if kind == "image" else infer_block_unit(*args)
+    """A unit on a worker: a whole image or one block of one (GDAL's cache as in the local path)."""
+    import rasterio
+
+    from geodefect.inference.roads import GDAL_CACHE_BYTES
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        return infer_unit(*args) if kind == "image" else infer_block_unit(*args)
 
 
 def _finish_image(plan: ImagePlan, work: Path, *, cfg, vparams, recipe: dict) -> dict:
