@@ -77,3 +77,33 @@ def test_pan_sharpened_sources_reach_the_workers(tmp_path):
         assert res.exit_code == 0, res.output
         outs.append(json.loads((tmp_path / name / "meta.json").read_text()))
     assert outs[0]["n_chips"] == outs[1]["n_chips"] > 0 and outs[0]["mean"] == outs[1]["mean"]
+
+
+def test_blocks_of_one_raster_write_the_same_chips(scenes, tmp_path):
+    """--block-px 64 cuts each 200 x 260 px raster into 12 units: the same files, index and statistics."""
+    chip(scenes, tmp_path / "local")
+    chip(scenes, tmp_path / "dask", "--scheduler", "processes:2", "--block-px", "64")
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    files = sorted(p.relative_to(local) for p in local.rglob("*.tif"))
+    assert len(files) > 20 and files == sorted(p.relative_to(dask) for p in dask.rglob("*.tif"))
+    for f in files:
+        assert (local / f).read_bytes() == (dask / f).read_bytes(), f
+    ml, md = json.loads((local / "meta.json").read_text()), json.loads((dask / "meta.json").read_text())
+    for key in ("mean", "std", "n_chips", "split", "road_km", "sources"):
+        assert ml[key] == md[key], key
+    il = pyogrio.read_dataframe(local / "index.gpkg", layer="chips")
+    idx = pyogrio.read_dataframe(dask / "index.gpkg", layer="chips")
+    assert il.drop(columns="geometry").equals(idx.drop(columns="geometry"))
+
+
+def test_window_blocks_cover_every_window_once():
+    from rasterio.windows import Window
+
+    from geodefect.chips.distributed import window_blocks
+    from geodefect.windows import iter_windows
+
+    windows = list(iter_windows(300, 500, size_px=64, stride_px=48))
+    units = window_blocks(windows, 128)
+    assert len(units) == 2 * 4  # origins up to row 236, column 436
+    assert sorted(i for u in units for i in u) == list(range(len(windows)))
+    assert window_blocks(windows, 0) == [None] and window_blocks([Window(0, 0, 64, 64)], 128) == [None]

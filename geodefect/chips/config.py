@@ -46,6 +46,9 @@ class RoadChipConfig:
         workers: threads exporting chips in parallel.
         scheduler: local (this process), processes:N (a Dask LocalCluster of N workers) or a Dask
             scheduler address tcp://HOST:PORT; one work unit per source raster.
+        block_px: with a scheduler other than local, the windows of a raster larger than this are
+            cut into work units by blocks of this many pixels (the chips are the same); 0 = one
+            unit per raster.
         val_sources: validate on whole rasters: comma-separated parts of their file names (e.g.
             img1454,img38); all their chips are val, the rest train (default: spatial blocks).
     """
@@ -70,6 +73,7 @@ class RoadChipConfig:
     seed: int = 0
     workers: int = 2
     scheduler: str = "local"
+    block_px: int = 4096
     val_sources: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -79,3 +83,7 @@ class RoadChipConfig:
             from geodefect.errors import ConfigError
 
             raise ConfigError(f"`width_unit_m` must be > 0 (metres per unit of width_field), got {self.width_unit_m!r}")
+        if not isinstance(self.block_px, int) or not (self.block_px == 0 or self.block_px >= 64):
+            from geodefect.errors import ConfigError
+
+            raise ConfigError(f"`block_px` must be 0 (one work unit per raster) or at least 64 pixels, got {self.block_px!r}")

@@ -212,11 +212,14 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
                    pan_sharpen=settings.get("pan_sharpen"))
 
 
-def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, out, cfg, bands, bar):
+def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, out, cfg, bands, bar, only=None):
+    """Export one source raster's chips (``only``: the indices of ``plan.windows`` to export, a Dask
+    unit's block; splits and seeds still come from every window, so a chip is the same either way)."""
     from geodefect.chips import export as chips
     from geodefect.io.chip_writer import ChipWriter
     from geodefect.io.raster import RasterReader, ThreadReaders
-    result = chips.SourceResult(n_windows=len(plan.windows))
+    mine = None if only is None else set(only)
+    result = chips.SourceResult(n_windows=len(plan.windows) if mine is None else len(mine))
     with RasterReader(plan.image, bands=bands, stretch=cfg.stretch, cell_size_m=cfg.cell_size_m) as reader:
         if exporter is None:
             exporter = chips.ChipExporter(out, n_bands=n_bands or reader.shape[0], keep_empty=cfg.keep_empty,
@@ -230,6 +233,8 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
         writer = ChipWriter(reader.crs)
         tasks = []
         for order, (window, split) in enumerate(zip(plan.windows, splits, strict=True)):
+            if mine is not None and order not in mine:
+                continue
             if split == "drop":
                 result.n_split_dropped += 1
                 bar.update(1)
