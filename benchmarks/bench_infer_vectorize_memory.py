@@ -134,7 +134,7 @@ def open_cluster(n_workers: int):
     from geodefect.distributed import worker_env
 
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           env=worker_env())
+                           env=worker_env(n_workers))
     client = Client(cluster)
     client.run(register)
     return cluster, client

@@ -76,7 +76,7 @@ def open_client(scheduler: Scheduler) -> Iterator[Any]:
         logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler.kind == "processes":
         cluster = LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR, env=worker_env())
+                               dashboard_address=None, silence_logs=logging.ERROR, env=worker_env(scheduler.workers))
         with cluster, Client(cluster) as client:
             client.run(_one_thread)
             yield client
@@ -157,11 +157,16 @@ def _pin_gpu() -> None:
         torch.cuda.set_device(gpu)
 
 
-def worker_env() -> dict[str, str]:
+def worker_env(n_workers: int = 1) -> dict[str, str]:
     """Environment of a LocalCluster worker: one glibc arena (see :func:`worker_setup`), unless the
-    user chose ``MALLOC_ARENA_MAX``. Workers of an existing cluster are started by the user: the
+    user chose ``MALLOC_ARENA_MAX``; and its share of this machine's CPUs
+    (``GEODEFECT_USABLE_CPUS``, read by :func:`geodefect.inference.roads.usable_cpus`): with N
+    workers on N cores a worker writes its blocks inline instead of on a helper thread that would
+    take the core of its neighbour. Workers of an existing cluster are started by the user: the
     README says to start them with ``MALLOC_ARENA_MAX=1``."""
-    return {} if os.environ.get("MALLOC_ARENA_MAX") else {"MALLOC_ARENA_MAX": "1"}
+    env = {} if os.environ.get("MALLOC_ARENA_MAX") else {"MALLOC_ARENA_MAX": "1"}
+    env["GEODEFECT_USABLE_CPUS"] = str(max(1, (os.cpu_count() or 1) // max(1, int(n_workers))))
+    return env
 
 
 def _nanny_env() -> tuple[tuple[str, str], ...]:

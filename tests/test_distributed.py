@@ -29,9 +29,19 @@ def test_a_local_cluster_worker_is_tuned_despite_the_nannys_trim_threshold(monke
 
 def test_the_users_arena_setting_is_kept(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
-    assert worker_env() == {}
+    assert "MALLOC_ARENA_MAX" not in worker_env()
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert worker_env() == {"MALLOC_ARENA_MAX": "1"}
+    assert worker_env()["MALLOC_ARENA_MAX"] == "1"
+
+
+def test_n_workers_share_the_cpus_and_write_inline(monkeypatch):
+    from geodefect.inference.roads import usable_cpus, write_behind_blocks
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert worker_env(4)["GEODEFECT_USABLE_CPUS"] == "1" and worker_env(1)["GEODEFECT_USABLE_CPUS"] == "4"
+    monkeypatch.setenv("GEODEFECT_USABLE_CPUS", "1")
+    assert usable_cpus() == 1
+    assert write_behind_blocks("cpu") == 0  # one torch thread on its one core: no writer thread beside it
 
 
 def test_local_cluster_workers_take_one_gpu_each():

@@ -171,7 +171,11 @@ def write_behind_blocks(device: str | None) -> int:
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """CPUs this process may run on: its share when a Dask LocalCluster set ``GEODEFECT_USABLE_CPUS``
+    (:func:`geodefect.distributed.worker_env`), else its affinity mask where the OS has one."""
+    share = os.environ.get("GEODEFECT_USABLE_CPUS", "").strip()
+    if share.isdigit() and int(share) >= 1:
+        return int(share)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
