@@ -45,7 +45,7 @@ class RoadChipConfig:
         seed: seed of the split and the road-free draw.
         workers: threads exporting chips in parallel.
         scheduler: local (this process), processes:N (a Dask LocalCluster of N workers) or a Dask
-            scheduler address tcp://HOST:PORT; one work unit per source raster.
+            scheduler address tcp://HOST:PORT; one work unit per source raster (or per block, see block_px).
         block_px: with a scheduler other than local, the windows of a raster larger than this are
             cut into work units by blocks of this many pixels (the chips are the same); 0 = one
             unit per raster.

@@ -67,8 +67,8 @@ class RoadInferConfig:
             seams; memory bounded by the block) when the AOI's box is larger than one block;
             smaller boxes are vectorised whole. 0 = always whole (memory grows with the area).
         scheduler: local (this process), processes:N (a Dask LocalCluster of N one-thread
-            workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image,
-            finished images are kept and skipped when the command is rerun.
+            workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image (or
+            per block, see block_px); finished units are kept and skipped when the command is rerun.
         block_px: with a scheduler other than local, a raster larger than this is cut into work
             units of blocks of about this many pixels (a multiple of the stride), each with the
             windows that reach into it; the results are the same as one unit per raster.
