@@ -160,7 +160,7 @@ def _pin_gpu() -> None:
 def worker_env(n_workers: int = 1) -> dict[str, str]:
     """Environment of a LocalCluster worker: one glibc arena (see :func:`worker_setup`), unless the
     user chose ``MALLOC_ARENA_MAX``; and its share of this machine's CPUs
-    (``GEODEFECT_USABLE_CPUS``, read by :func:`geodefect.inference.roads.usable_cpus`): with N
+    (``GEODEFECT_USABLE_CPUS``, read by :func:`geodefect.sliding.threads.usable_cpus`): with N
     workers on N cores a worker writes its blocks inline instead of on a helper thread that would
     take the core of its neighbour. Workers of an existing cluster are started by the user: the
     README says to start them with ``MALLOC_ARENA_MAX=1``."""

@@ -35,7 +35,8 @@ def test_the_users_arena_setting_is_kept(monkeypatch):
 
 
 def test_n_workers_share_the_cpus_and_write_inline(monkeypatch):
-    from geodefect.inference.roads import usable_cpus, write_behind_blocks
+    from geodefect.inference.roads import write_behind_blocks
+    from geodefect.sliding.threads import usable_cpus
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert worker_env(4)["GEODEFECT_USABLE_CPUS"] == "1" and worker_env(1)["GEODEFECT_USABLE_CPUS"] == "4"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from geodefect.errors import ConfigError, InputError
+from geodefect.sliding.threads import usable_cpus  # (module attribute: tests replace it)
 
 log = logging.getLogger(__name__)
 
@@ -168,18 +168,6 @@ def write_behind_blocks(device: str | None) -> int:
     except InputError:  # reported where the model is loaded
         on_gpu = False
     return WRITE_BEHIND_BLOCKS if on_gpu or usable_cpus() > torch.get_num_threads() else 0
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: its share when a Dask LocalCluster set ``GEODEFECT_USABLE_CPUS``
-    (:func:`geodefect.distributed.worker_env`), else its affinity mask where the OS has one."""
-    share = os.environ.get("GEODEFECT_USABLE_CPUS", "").strip()
-    if share.isdigit() and int(share) >= 1:
-        return int(share)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def used_orientation(recipe: dict) -> dict:

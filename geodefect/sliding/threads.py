@@ -22,6 +22,19 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its share when a Dask LocalCluster set ``GEODEFECT_USABLE_CPUS``
+    (:func:`geodefect.distributed.worker_env`: N workers on N cores get one each), else its
+    affinity mask where the OS has one."""
+    share = os.environ.get("GEODEFECT_USABLE_CPUS", "").strip()
+    if share.isdigit() and int(share) >= 1:
+        return int(share)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _helper_pool():
     global _pool
     with _pool_lock:
@@ -34,10 +47,11 @@ def _helper_pool():
 
 def split_rows(fn: Callable[[slice, int], None], n_rows: int, n_elements: int) -> None:
     """Call ``fn(rows, part)`` over ``rows`` covering ``0..n_rows``: once (``part`` 0) for small
-    work or one CPU, else the first half here (part 0) and the second half on a helper
-    thread (part 1). ``fn`` must only write rows it is given (and its own ``part``'s buffers).
+    work or one usable CPU (:func:`usable_cpus`), else the first half here (part 0) and the second
+    half on a helper thread (part 1). ``fn`` must only write rows it is given (and its own
+    ``part``'s buffers).
     """
-    if n_elements < MIN_SPLIT_ELEMENTS or n_rows < 2 or (os.cpu_count() or 1) < 2:
+    if n_elements < MIN_SPLIT_ELEMENTS or n_rows < 2 or usable_cpus() < 2:
         fn(slice(0, n_rows), 0)
         return
     mid = n_rows // 2
