@@ -55,7 +55,8 @@ def run_verb(args, model: Path, scenes: list, out: Path, scheduler: str) -> floa
     cli = [sys.executable, "-m", "geodefect.cli.main"]
     if args.verb == "chip":
         cmd = [*cli, "chip", *(str(s.image) for s in scenes), "--centerlines",
-               *(str(s.centerlines) for s in scenes), "-o", str(out), "--scheduler", scheduler, "-q", "--overwrite"]
+               *(str(s.centerlines) for s in scenes), "-o", str(out), "--workers", "1", "--scheduler", scheduler, "-q",
+               "--overwrite"]
     else:
         cmd = [*cli, "infer", str(model), *(str(s.image) for s in scenes), "-o", str(out), "--threads", "1",
                "--no-vectorize", "--scheduler", scheduler, "--block-px", str(args.block_px), "-q", "--overwrite"]
