@@ -81,6 +81,7 @@ MODEL_OPTIONS = {
     "crack_deeplabv3plus": ("encoder", "decoder_channels", "encoder_weights"),
     "rail_vgg_fcn": ("width_mult", "batch_norm"),
     "defect_fpn": ("encoder", "decoder_channels", "encoder_weights"),
+    "crack_unet": ("encoder", "decoder_channels", "encoder_weights"),
 }
 
 
@@ -186,7 +187,7 @@ class InspectionTask(Task):
         options = {"variant": opts.variant, "encoder": opts.encoder, "width_mult": opts.width_mult,
                    "batch_norm": opts.batch_norm, "decoder_channels": opts.decoder_channels,
                    "weights_path": opts.encoder_weights}
-        if opts.model in ("crack_deeplabv3plus", "defect_fpn"):
+        if opts.model in ("crack_deeplabv3plus", "defect_fpn", "crack_unet"):
             options["encoder_weights"] = options.pop("weights_path")
         accepted = MODEL_OPTIONS.get(opts.model, tuple(options))
         for key, value in options.items():
