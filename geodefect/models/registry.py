@@ -20,6 +20,7 @@ _MODEL_MODULES: tuple[str, ...] = (
     "geodefect.models.crack",
     "geodefect.models.rail_fcn",
     "geodefect.models.defect_fpn",
+    "geodefect.models.crack_unet",
     "geodefect.models.classifiers",
 )
 _loaded = False

@@ -2,7 +2,7 @@
 
 Two classes, configured in the registry:
 
-* :class:`SegmentTask` -- ``crack_segment`` (stage 2, DeepLabV3+, dice loss) and
+* :class:`SegmentTask` -- ``crack_segment`` (stage 2, ``crack_unet`` U-Net + Lite0, dice loss) and
   ``rail_segment`` on strips cut on the railhead: by default ``defect_fpn`` (FPN with the offline
   ImageNet EfficientNet-Lite0, ``bce_dice``), chosen over the paper's net on 72 held-out rail400
   frames (BENCHMARKS.md); ``--model rail_vgg_fcn`` is the slim VGG19 FCN of Kim et al. with its
@@ -57,7 +57,7 @@ class InspectionOptions:
     defect_oversample: float | None = option(None, "rail, crack_classify: share of defect chips per batch, 0 = the data's own share.")
     crop_width_px: int | None = option(None, "rail: train on random crops of this width (paper: 160).")
     scale_range: float | None = option(None, "Random rescale of training chips by a factor in [1/r, r] "
-                                       "(log-uniform; crack widths differ ~10x between sources); 1 = off (default).")
+                                       "(log-uniform; crack widths differ ~10x between sources); 1 = off (default; crack_segment: 2).")
     folds: int = option(0, "k-fold cross-validation by source image (>= 2); 0 = off.")
     augment: bool = option(True, "Random flips (and rot90 of square chips).", cli=False)
 
@@ -81,6 +81,7 @@ MODEL_OPTIONS = {
     "crack_deeplabv3plus": ("encoder", "decoder_channels", "encoder_weights"),
     "rail_vgg_fcn": ("width_mult", "batch_norm"),
     "defect_fpn": ("encoder", "decoder_channels", "encoder_weights"),
+    "crack_unet": ("encoder", "decoder_channels", "encoder_weights"),
 }
 
 
@@ -186,7 +187,7 @@ class InspectionTask(Task):
         options = {"variant": opts.variant, "encoder": opts.encoder, "width_mult": opts.width_mult,
                    "batch_norm": opts.batch_norm, "decoder_channels": opts.decoder_channels,
                    "weights_path": opts.encoder_weights}
-        if opts.model in ("crack_deeplabv3plus", "defect_fpn"):
+        if opts.model in ("crack_deeplabv3plus", "defect_fpn", "crack_unet"):
             options["encoder_weights"] = options.pop("weights_path")
         accepted = MODEL_OPTIONS.get(opts.model, tuple(options))
         for key, value in options.items():

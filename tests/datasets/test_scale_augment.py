@@ -38,11 +38,11 @@ def test_rescale_changes_crack_width_and_keeps_shape_and_alignment():
     assert min(widths) <= 2 and max(widths) >= 8  # 4 px cracks become ~1.3 .. 12 px
 
 
-def test_scale_augmentation_is_off_by_default():
-    crack = get_task("crack_segment").options_for_run(InspectionOptions())  # 2 measured worse (BENCHMARKS.md)
+def test_scale_augmentation_is_on_for_cracks_only():
+    crack = get_task("crack_segment").options_for_run(InspectionOptions())  # 2: U-Net recipe (BENCHMARKS.md)
     rail = get_task("rail_segment").options_for_run(InspectionOptions())
-    assert crack.scale_range is None and rail.scale_range is None
-    assert get_task("crack_segment").options_for_run(InspectionOptions(scale_range=2.0)).scale_range == 2.0
+    assert crack.scale_range == 2.0 and rail.scale_range is None
+    assert get_task("crack_segment").options_for_run(InspectionOptions(scale_range=1.0)).scale_range == 1.0
     with pytest.raises(ConfigError, match="scale_range"):
         InspectionOptions(scale_range=0.5)
 
@@ -50,12 +50,12 @@ def test_scale_augmentation_is_off_by_default():
 def test_crack_segment_defaults_to_pretrained_lite0_and_the_paper_is_one_flag_away():
     task = get_task("crack_segment")
     run = task.options_for_run(InspectionOptions())
-    assert (run.model, run.encoder, run.encoder_weights) == ("crack_deeplabv3plus", "tu-efficientnet_lite0", "imagenet")
-    paper = task.options_for_run(InspectionOptions(encoder="resnet101"))
-    assert paper.encoder_weights is None  # from scratch: no offline ResNet weights
+    assert (run.model, run.encoder, run.encoder_weights) == ("crack_unet", "tu-efficientnet_lite0", "imagenet")
+    paper = task.options_for_run(InspectionOptions(model="crack_deeplabv3plus", encoder="resnet101"))
+    assert (paper.model, paper.encoder_weights) == ("crack_deeplabv3plus", None)  # from scratch: no offline ResNet
     scratch = task.options_for_run(InspectionOptions(encoder_weights="none"))
     assert scratch.encoder_weights == "none"
     other = task.options_for_run(InspectionOptions(model="rail_vgg_fcn"))
-    assert other.encoder is None and other.encoder_weights is None  # DeepLab defaults stay with DeepLab
+    assert other.encoder is None and other.encoder_weights is None  # smp-encoder defaults stay with smp models
     rail = get_task("rail_segment").options_for_run(InspectionOptions(model="rail_vgg_fcn"))
     assert rail.encoder is None and rail.encoder_weights is None

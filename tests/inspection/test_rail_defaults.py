@@ -21,4 +21,4 @@ def test_model_dependent_defaults_and_explicit_options_win():
     assert shown["model"] == task.default_model and shown["loss"] == default.loss
     # other tasks are unchanged by the rail entries
     crack = get_task("crack_segment").options_for_run(InspectionOptions())
-    assert crack.loss == "dice" and crack.model == "crack_deeplabv3plus" and crack.defect_oversample is None
+    assert crack.loss == "dice" and crack.model == "crack_unet" and crack.defect_oversample is None
