@@ -51,12 +51,23 @@ def make_inputs(root: Path, *, n_images: int, size_px: int, encoder: str) -> tup
     return model_path, scenes
 
 
+def all_centerlines(scenes: list) -> Path:
+    """One GeoJSON with every scene's centerlines (``chip --centerlines`` takes one file)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    path = Path(scenes[0].centerlines).parent.parent / "all_centerlines.geojson"
+    if not path.exists():
+        frames = [gpd.read_file(s.centerlines) for s in scenes]
+        gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs).to_file(path)
+    return path
+
+
 def run_verb(args, model: Path, scenes: list, out: Path, scheduler: str) -> float:
     cli = [sys.executable, "-m", "geodefect.cli.main"]
     if args.verb == "chip":
-        cmd = [*cli, "chip", *(str(s.image) for s in scenes), "--centerlines",
-               *(str(s.centerlines) for s in scenes), "-o", str(out), "--workers", "1", "--scheduler", scheduler, "-q",
-               "--overwrite"]
+        cmd = [*cli, "chip", *(str(s.image) for s in scenes), "--centerlines", str(all_centerlines(scenes)),
+               "-o", str(out), "--workers", "1", "--scheduler", scheduler, "-q", "--overwrite"]
     else:
         cmd = [*cli, "infer", str(model), *(str(s.image) for s in scenes), "-o", str(out), "--threads", "1",
                "--no-vectorize", "--scheduler", scheduler, "--block-px", str(args.block_px), "-q", "--overwrite"]
