@@ -57,14 +57,22 @@ def tune_malloc(launcher_env: tuple[tuple[str, str], ...] = ()) -> bool:
         return False
     if any(os.environ.get(name) and (name, os.environ[name]) not in launcher_env for name in _USER_TUNABLES):
         return False  # the user chose their own allocator settings
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+    mallopt = _glibc_mallopt()
+    if mallopt is None:
         return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def _glibc_mallopt():
+    """glibc's ``mallopt(int, int) -> int``, or None off glibc."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return None
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    return mallopt
 
 
 def single_arena() -> bool:
@@ -76,14 +84,8 @@ def single_arena() -> bool:
     the same forward took ~20 % longer in a worker thread than in the main thread. A
     ``MALLOC_ARENA_MAX`` set in the environment is left alone. Returns True if it was set.
     """
-    if os.environ.get("MALLOC_ARENA_MAX") or sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, 1))
+    mallopt = None if os.environ.get("MALLOC_ARENA_MAX") else _glibc_mallopt()
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, 1))
 
 
 @contextlib.contextmanager

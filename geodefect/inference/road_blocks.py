@@ -67,16 +67,12 @@ def core_name(core: Window) -> str:
 def run_block(job, predictor, params, cfg, vparams, recipe: dict, dest: Path, core: Window) -> dict:
     """Predict the windows touching ``core`` and keep the core's outputs in ``dest/.work``."""
     from geodefect.inference.predictor import TimedPredictor
-    from geodefect.inference.road_outputs import RoadBlockWriter
-    from geodefect.inference.roads import _predict_blocks, used_orientation
+    from geodefect.inference.roads import _predict_blocks, road_writer
 
     dest.mkdir(parents=True, exist_ok=True)
     timer = TimedPredictor(predictor)
     t0 = time.perf_counter()
-    orient = used_orientation(recipe)
-    writer = RoadBlockWriter(dest, job.reader, job.windows, threshold=vparams.threshold,
-                             bin_deg=orient.get("bin_deg"), n_orientation=orient.get("n_classes"),
-                             vectorize=cfg.vectorize, core=core)
+    writer = road_writer(job, dest, cfg, vparams, recipe, core=core)
     mine = dataclasses.replace(job, windows=dataclasses.replace(job.windows, windows=windows_touching(
         job.windows.windows, core)))
     n_windows = _predict_blocks(mine, timer, params, writer, recipe)

@@ -339,7 +339,6 @@ def _unique_name(path: Path, jobs: list[ImageJob]) -> str:
 def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, recipe: dict, dest: Path) -> dict:
     """Predict one image, write its rasters, vectorise; returns its summary entry."""
     from geodefect.alloc import release_free_memory
-    from geodefect.inference.road_outputs import RoadBlockWriter
     from geodefect.io.pansharpen import display_path
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -347,10 +346,7 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
 
     timer = TimedPredictor(predictor)
     t0 = time.perf_counter()
-    orient = used_orientation(recipe)
-    writer = RoadBlockWriter(dest, job.reader, job.windows, threshold=vparams.threshold,
-                             bin_deg=orient.get("bin_deg"), n_orientation=orient.get("n_classes"),
-                             vectorize=cfg.vectorize)
+    writer = road_writer(job, dest, cfg, vparams, recipe)
     n_windows = _predict_blocks(job, timer, params, writer, recipe)
     t_pred = time.perf_counter() - t0
     release_free_memory()  # what prediction freed goes back before GDAL writes the COGs
@@ -371,6 +367,16 @@ def run_image(job: ImageJob, predictor, params, cfg: RoadInferConfig, vparams, r
         entry["timings_s"]["vectorize"] = round(time.perf_counter() - t0 - t_pred - t_write, 3)
     writer.cleanup()
     return entry
+
+
+def road_writer(job: ImageJob, dest: Path, cfg: RoadInferConfig, vparams, recipe: dict, *, core=None):
+    """The :class:`~geodefect.inference.road_outputs.RoadBlockWriter` of ``job`` into ``dest``
+    (``core``: only that window of the raster, a block work unit's)."""
+    from geodefect.inference.road_outputs import RoadBlockWriter
+
+    orient = used_orientation(recipe)
+    return RoadBlockWriter(dest, job.reader, job.windows, threshold=vparams.threshold, bin_deg=orient.get("bin_deg"),
+                           n_orientation=orient.get("n_classes"), vectorize=cfg.vectorize, core=core)
 
 
 def _predict_blocks(job: ImageJob, predictor, params, writer, recipe: dict) -> int:
