@@ -195,12 +195,16 @@ def export_models(model: Path, tmp: Path, batches: list[np.ndarray], args) -> tu
         summary = export(model, int8, quantize="int8", calibration=args.calibration,
                          calibration_chips=args.calibration_chips, overwrite=True)
         return fp32, int8, summary["gate"]
-    from geodefect.export.onnx_export import metadata_for, write_metadata
+    from geodefect.export.onnx_export import export_onnx, metadata_for, write_metadata
     from geodefect.export.quantize import quantize_int8
     from geodefect.inference.onnx_runtime import read_onnx_recipe
+    from geodefect.models.checkpoint import load_package
 
+    torch_model, torch_recipe = load_package(model)
+    pre = tmp / "fp32-subpixel.onnx"  # what `geodefect export --quantize int8` quantizes
+    export_onnx(torch_model, torch_recipe, pre, subpixel=True)
     tiles = np.concatenate(batches)[:32].astype(np.float32) / 255.0
-    quantize_int8(fp32, int8, tiles)
+    quantize_int8(pre, int8, tiles)
     recipe = read_onnx_recipe(fp32)
     recipe["onnx"]["precision"] = "int8"
     write_metadata(int8, metadata_for(recipe, recipe["onnx"]["outputs"]))

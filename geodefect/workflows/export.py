@@ -1,8 +1,9 @@
 """``geodefect export``: a model package -> one ``.onnx`` (fp32, or int8 behind a quality gate).
 
 Steps: load the package -> export fp32 (:mod:`geodefect.export.onnx_export`) -> check ONNX
-Runtime against torch on a random batch -> with ``quantize="int8"``: calibrate on the train
-chips of ``calibration``, quantize (:mod:`geodefect.export.quantize`), score fp32 and int8 on
+Runtime against torch on a random batch -> with ``quantize="int8"``: export again with transposed
+convolutions rewritten for the quantizer (:mod:`geodefect.export.subpixel`, checked the same way),
+calibrate on the train chips of ``calibration``, quantize (:mod:`geodefect.export.quantize`), score fp32 and int8 on
 the validation chips (:mod:`geodefect.export.gate`) and refuse (QualityGateError, nothing
 written) when the metric drops by more than ``max_metric_drop`` -> write atomically.
 """
@@ -42,8 +43,11 @@ def export(model_path, out_path, *, quantize: str | None = None, calibration=Non
                    "max_abs_diff_vs_torch": check_parity(model, onnx_recipe, fp32)}
         final = fp32
         if quantize == "int8":
-            final = Path(tmp) / "int8.onnx"
+            final, pre = Path(tmp) / "int8.onnx", Path(tmp) / "fp32-subpixel.onnx"
+            export_onnx(model, recipe, pre, source=Path(model_path).name, subpixel=True)
+            check_parity(model, onnx_recipe, pre)
             summary["gate"] = quantize_gated(fp32, final, onnx_recipe, calibration, validation or calibration,
+                                             quantize_from=pre,
                                              max_metric_drop=max_metric_drop, n_calibration=calibration_chips,
                                              n_validation=validation_chips)
         _write(final, out)
@@ -88,15 +92,16 @@ def check_parity(model, recipe: dict, onnx_path: Path) -> float:
 
 
 def quantize_gated(fp32: Path, int8: Path, recipe: dict, calibration, validation, *, max_metric_drop: float,
-                   n_calibration: int, n_validation: int | None) -> dict:
-    """Quantize, score both on ``validation``'s val chips, refuse a drop > ``max_metric_drop``."""
+                   n_calibration: int, n_validation: int | None, quantize_from: Path | None = None) -> dict:
+    """Quantize (``quantize_from``, default ``fp32``: the same function in a graph the quantizer
+    covers better), score fp32 and int8 on ``validation``'s val chips, refuse a drop > ``max_metric_drop``."""
     from geodefect.export.gate import score
     from geodefect.export.onnx_export import metadata_for, write_metadata
     from geodefect.export.quantize import calibration_tiles, quantize_int8
     from geodefect.inference.onnx_runtime import OnnxPredictor
 
     tiles = calibration_tiles(calibration, recipe, n_tiles=n_calibration)
-    quantize_int8(fp32, int8, tiles)
+    quantize_int8(quantize_from or fp32, int8, tiles)
     m32 = score(OnnxPredictor(fp32, device="cpu"), validation, recipe, limit=n_validation)
     m8 = score(OnnxPredictor(int8, device="cpu"), validation, recipe, limit=n_validation)
     from geodefect.models.checkpoint import model_kind

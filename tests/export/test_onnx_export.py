@@ -94,6 +94,29 @@ def test_export_matches_torch(tmp_path, name):
         np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("name", sorted(n for n in EXPORTABLE if n in ("road_linknet", "road_hourglass", "rail_vgg_fcn")))
+def test_subpixel_graph_matches_torch_without_conv_transpose(tmp_path, name):
+    """The graph the int8 quantizer gets: no ConvTranspose left, the same probabilities."""
+    import onnx
+
+    from geodefect.export.onnx_export import export_onnx
+    from geodefect.inference.backends import load_predictor
+    from geodefect.models.checkpoint import load_package
+
+    pt = _package(tmp_path, name)
+    model, recipe = load_package(pt)
+    export_onnx(model, recipe, tmp_path / "sp.onnx", subpixel=True)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "sp.onnx")).graph.node}
+    assert "ConvTranspose" not in ops and "DepthToSpace" in ops
+    torch_pred = load_predictor(pt, device="cpu")
+    onnx_pred = load_predictor(tmp_path / "sp.onnx", device="cpu", threads=1)
+    size = recipe["size_px"]
+    batch = np.random.default_rng(2).integers(0, 256, (2, torch_pred.n_channels, size, size)).astype(np.float32)
+    want, got = torch_pred(batch), onnx_pred(batch)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=0)
+
+
 def test_metadata_round_trips(tmp_path):
     import onnx
 

@@ -124,6 +124,10 @@ def test_int8_passes_the_gate_with_good_calibration(road_model, tmp_path):
     gate = read_model_recipe(out)["onnx"]["gate"]
     assert read_model_recipe(out)["onnx"]["precision"] == "int8"
     assert gate["fp32"] > 0.9 and gate["drop"] <= 0.01
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "ConvTranspose" not in ops and "QuantizeLinear" in ops  # every upsampling quantizable
 
 
 def test_int8_gate_refuses_broken_calibration(road_model, tmp_path):
