@@ -50,3 +50,39 @@ def test_local_cluster_workers_take_one_gpu_each():
     assert gpu_for_worker("3", 4) == 3
     assert gpu_for_worker(0, 1) is None  # one visible GPU (dask-cuda's workers, or one GPU): leave it
     assert gpu_for_worker("tcp://10.0.0.5:40000", 4) is None  # a name that is not an index
+
+
+def _modules_loaded(*names: str) -> list[bool]:
+    return [name in sys.modules for name in names]
+
+
+def test_an_early_cluster_is_taken_over_with_its_workers_warmed():
+    from geodefect import distributed
+
+    with distributed.early_cluster("processes:1", warm="geodefect.chips.distributed:warm_worker"):
+        handle = distributed._EARLY[parse_scheduler("processes:1")]
+        with open_client(parse_scheduler("processes:1")) as client:
+            assert not distributed._EARLY  # claimed: the command runs on the cluster started early
+            assert [f.result() for f in handle.warming] == [None]
+            (loaded,) = client.run(_modules_loaded, "geopandas", "geodefect.chips.export").values()
+            assert loaded == [True, True]  # imported before any unit asked for them
+    assert client.status == "closed"
+
+
+def test_an_unclaimed_early_cluster_is_closed_when_the_command_fails():
+    from geodefect import distributed
+    from geodefect.errors import InputError
+
+    with pytest.raises(InputError), distributed.early_cluster("processes:1"):
+        handle = distributed._EARLY[parse_scheduler("processes:1")]
+        raise InputError("bad input found after the cluster started")
+    assert not distributed._EARLY
+    assert handle.result[1].status == "closed" and handle.result[0].status.name == "closed"
+
+
+@pytest.mark.parametrize("spec", [None, "local", "tcp://127.0.0.1:1", "processes:x"])
+def test_nothing_starts_early_for_other_schedulers(spec):
+    from geodefect import distributed
+
+    with distributed.early_cluster(spec):
+        assert not distributed._EARLY

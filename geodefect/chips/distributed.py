@@ -69,6 +69,17 @@ def window_blocks(windows, block_px: int) -> list[list[int] | None]:
     return [groups[k] for k in sorted(groups)]
 
 
+def warm_worker() -> None:
+    """What a chip unit imports (GDAL, the labelers' vector stack), imported when the worker starts
+    (:func:`geodefect.distributed.early_cluster`), not on its first unit."""
+    import geopandas  # noqa: F401
+    import rasterio  # noqa: F401
+    import rasterio.features  # noqa: F401
+
+    import geodefect.chips.export  # noqa: F401
+    import geodefect.chips.geo  # noqa: F401
+
+
 def chip_source_unit(export_source, plan, index: int, stem: str, n_bands, val_blocks, block_px: int, out: str,
                      cfg, bands, vrt_xml: str | None, only: list[int] | None = None):
     """One source raster's chips (``only``: those windows) on a worker; returns ``(records, band sums,

@@ -220,6 +220,23 @@ def infer_block_unit(model_path: str, path: str, name: str, cfg_dict: dict, vpar
     return entry
 
 
+def warm_worker() -> None:
+    """What a unit imports (torch, smp, the engine, GDAL, the vectoriser), imported when the worker
+    starts (:func:`geodefect.distributed.early_cluster`), not on its first unit."""
+    from geodefect._torch import import_smp
+
+    import_smp()
+    import geopandas  # noqa: F401
+    import networkx  # noqa: F401
+    import rasterio  # noqa: F401
+    import skimage.morphology  # noqa: F401
+
+    import geodefect.graph.vectorize  # noqa: F401
+    import geodefect.inference.predictor  # noqa: F401
+    import geodefect.inference.road_blocks  # noqa: F401
+    import geodefect.inference.roads  # noqa: F401
+
+
 def _predictor(model_path: str, device: str):
     """The worker's predictor for ``model_path``, loaded once per worker process."""
     from geodefect.distributed import worker_cache

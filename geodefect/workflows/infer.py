@@ -14,6 +14,14 @@ def infer(model, inputs, out_dir, *, config_file=None, overrides: dict | None = 
     options are the task's
     (each task rejects the ones it does not know, listing the valid ones).
     """
+    from geodefect.distributed import early_cluster
+
+    # --scheduler processes:N: the workers start (and import torch) while this process does
+    with early_cluster((overrides or {}).get("scheduler"), warm="geodefect.inference.roads_dask:warm_worker"):
+        return _infer(model, inputs, out_dir, config_file=config_file, overrides=overrides, overwrite=overwrite)
+
+
+def _infer(model, inputs, out_dir, *, config_file, overrides: dict | None, overwrite: bool) -> Summary:
     from geodefect._torch import set_threads
     from geodefect.inference.backends import read_model_recipe
     from geodefect.models.pretrained import resolve_model
