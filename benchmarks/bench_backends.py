@@ -171,12 +171,14 @@ def _inspection_case(task: str, tmp: Path, args):
         from geodefect.testing.cracks import make_crack_dataset
 
         data = make_crack_dataset(tmp / "cracks", n_images=args.n_images, height_px=448, width_px=448)
-        name, kwargs, bands, recipe = "crack_deeplabv3plus", {"encoder": "resnet18"}, [1, 2, 3], {"task": "crack_segment", "size_px": 224}
+        name, kwargs, bands = "crack_deeplabv3plus", {"encoder": "resnet18"}, [1, 2, 3]
+        recipe = {"task": "crack_segment", "size_px": 224, "chip_shape_px": [224, 224]}  # a segmenter's recipe
     else:
         from geodefect.testing.rail import make_rail_dataset
 
         data = make_rail_dataset(tmp / "rail", n_images=args.n_images, height_px=1000, width_px=160)
-        name, kwargs, bands, recipe = "rail_vgg_fcn", {"width_mult": 0.5}, [1], {"task": "rail_segment", "size_px": 160}
+        name, kwargs, bands = "rail_vgg_fcn", {"width_mult": 0.5}, [1]
+        recipe = {"task": "rail_segment", "size_px": 160, "chip_shape_px": [160, 160]}
     model = build_model(name, **kwargs).eval()
     norm = {"mean": [120.0] * len(bands), "std": [50.0] * len(bands)}
     path = model_path = tmp / f"{task}.pt"

@@ -73,8 +73,7 @@ def open_client(scheduler: Scheduler) -> Iterator[Any]:
         from dask.distributed import Client
     except ImportError:  # pragma: no cover - dask is a dependency
         raise ConfigError("`--scheduler` needs dask[distributed]: pip install -c constraints.txt 'dask[distributed]'") from None
-    if logging.getLogger().level > logging.DEBUG:  # Dask's own INFO lines only with -v
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+    _quiet_dask()
     if scheduler.kind == "processes":
         early = _EARLY.pop(scheduler, None)
         cluster, client = early.claim() if early is not None else _local_cluster(scheduler)
@@ -92,13 +91,36 @@ def open_client(scheduler: Scheduler) -> Iterator[Any]:
 
 def _local_cluster(scheduler: Scheduler) -> tuple[Any, Any]:
     """``(LocalCluster, Client)`` of one-thread worker processes, set up (:func:`_one_thread`)."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR, env=worker_env(scheduler.workers))
+    _quiet_dask()
+    env = worker_env(scheduler.workers)
+    # glibc reads MALLOC_* when a process starts, and a Nanny sets its ``env`` in the worker only
+    # after that (its "pre-spawn" environment is set before): the allocator's go there
+    at_spawn = {k: v for k, v in env.items() if k.startswith("MALLOC_")}
+    spawn_env = {**(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}), **at_spawn}
+    ours = {k: os.environ.get(k) for k in at_spawn}  # the Nanny writes them into this process too
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+            cluster = LocalCluster(n_workers=scheduler.workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   env={k: v for k, v in env.items() if k not in at_spawn})
+    finally:
+        for k, v in ours.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     client = Client(cluster)
     client.run(_one_thread)
     return cluster, client
+
+
+def _quiet_dask() -> None:
+    """Dask's own INFO lines (scheduler, nannies, connections) only with ``-v``."""
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 class _EarlyCluster:
