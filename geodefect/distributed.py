@@ -168,8 +168,8 @@ def early_cluster(spec: str | None, *, warm: str | None = None) -> Iterator[None
     """Start ``spec``'s LocalCluster now, in the background (``processes:N`` only; otherwise nothing).
 
     A command wraps its whole run in this: the cluster comes up and its workers import the
-    units' libraries (``warm``) while this process imports its own and checks the inputs (on
-    a 2-core machine that was ~5-10 s of a job run one after the other). :func:`open_client` with
+    units' libraries (``warm``) while this process imports its own and checks the inputs,
+    instead of one after the other (a few seconds of every run). :func:`open_client` with
     the same scheduler takes it over; if the command fails before that, it is closed here. A
     value that does not parse is left to the command's own check (its one-line error).
     """
