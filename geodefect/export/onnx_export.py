@@ -117,8 +117,8 @@ def _activate(logits):
     """The predictor's rule: sigmoid for one channel, softmax over channels otherwise.
 
     The softmax is written out (max, exp, sum, divide over axis 1): ONNX Runtime's ``Softmax`` on a
-    non-last axis of NCHW transposes internally and took 21 % of the road model's time (0.16 s of a
-    512² tile's ~0.5 s, orientation head; 0.03 s written out) — the same values within float error.
+    non-last axis of NCHW transposes internally and took 21 % of the road model's time (~0.12 s of a
+    512² tile's ~0.57 s, orientation head; ~0.02 s written out) — the same values within float error.
     """
     if logits.shape[1] == 1:
         return logits.sigmoid()
