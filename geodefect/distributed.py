@@ -132,7 +132,6 @@ class _EarlyCluster:
         self.scheduler, self.warm = scheduler, warm
         self.result: tuple[Any, Any] | None = None
         self.error: BaseException | None = None
-        self.warming: list = []  # the warm-up futures (kept referenced until they ran)
         self.thread = threading.Thread(target=self._start, name="geodefect-cluster-start", daemon=True)
         self.thread.start()
 
@@ -140,9 +139,10 @@ class _EarlyCluster:
         try:
             self.result = cluster, client = _local_cluster(self.scheduler)
             if self.warm:
-                workers = list(client.scheduler_info()["workers"])
-                self.warming = [client.submit(_warm_worker, self.warm, workers=[w], allow_other_workers=False,
-                                              pure=False, key=f"geodefect-warm-{i}") for i, w in enumerate(workers)]
+                # on each worker's event loop and before any unit is sent, not as a task: a task's
+                # imports in the executor thread raced the loop unpickling the first unit's arguments
+                # (which import geopandas too) and broke the import ("partially initialized module")
+                client.run(_warm_worker, self.warm)
         except BaseException as exc:  # noqa: BLE001 - raised in the claiming thread
             self.error = exc
 
