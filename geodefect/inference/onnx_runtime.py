@@ -134,6 +134,9 @@ class OnnxPredictor:
         self.input_name = inp.name
         self.n_channels, self.size_px = int(inp.shape[1]), int(inp.shape[2])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # the sliding engine sizes its buffers from these instead of predicting a probe window
+        channels = {self.keys.get(o.name, o.name): o.shape[1] for o in self.session.get_outputs()}
+        self.output_channels = channels if all(isinstance(k, int) for k in channels.values()) else None
         self._check_recipe(path)
 
     def _check_recipe(self, path) -> None:

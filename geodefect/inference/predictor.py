@@ -144,6 +144,7 @@ class TimedPredictor:
 
     def __init__(self, predictor) -> None:
         self.predictor, self.seconds = predictor, 0.0
+        self.output_channels = getattr(predictor, "output_channels", None)
 
     def __call__(self, batch):
         import time

@@ -10,7 +10,9 @@ Protocols:
   are padding). :class:`ArrayReader` wraps an in-memory array.
 * predictor: ``(B, C, h, w) float32 -> {name: (B, K, h, w) float32}`` probabilities (or any
   quantity that may be averaged). ``geodefect.inference.predictor.TorchPredictor`` adapts a
-  torch model.
+  torch model. A predictor that knows its outputs' channel counts may say so in an
+  ``output_channels`` attribute (``{name: K}``, e.g. from an ONNX graph's static shapes); else
+  one window is predicted first to learn them.
 
 Windows come from :func:`geodefect.windows.iter_windows` with ``pad=True`` — the grid of
 ``geodefect chip`` — optionally filtered by a predicate (e.g. "touches the AOI") or given as
@@ -377,22 +379,25 @@ def iter_blocks(
 
 
 def _plan_with_probe(reader, predictor, params, *, windows, window_filter, gates=None):
-    """``(plan, gates to use)``. The buffer size needs the outputs' channel count, so one window
-    is predicted first. Gates are dropped (None) when holding the gated predictions would need
+    """``(plan, gates to use)``. The buffer size needs the outputs' channel counts: the
+    predictor's ``output_channels`` when it has them, else one window is predicted first. Gates are dropped (None) when holding the gated predictions would need
     more strips than summing them densely (large windows with large batches on wide rasters:
     every extra strip boundary spills its overhang to disk)."""
     c, h, w = reader.shape
     wins = list(windows) if windows is not None else grid_windows((h, w), params, window_filter=window_filter)
     if not wins:
         return SlidingPlan(shape=(h, w), strips=[], windows=[], n_windows=0), None
-    probe = predictor(np.asarray(reader.read(wins[0]), dtype=np.float32)[None])
-    n_all = sum(int(np.shape(v)[1]) for v in probe.values())
+    probe = getattr(predictor, "output_channels", None)
+    if not probe:
+        out = predictor(np.asarray(reader.read(wins[0]), dtype=np.float32)[None])
+        probe = {k: int(np.shape(v)[1]) for k, v in out.items()}
+    n_all = sum(probe.values())
     if not gates:
         return plan_strips((h, w), wins, n_channels=n_all, params=params), None
     for name, gate in gates.items():
         if gate.by not in probe:
             raise ValueError(f"gate of {name!r}: the predictor has no output {gate.by!r} (it gives {sorted(probe)})")
-    n_gated = sum(int(np.shape(v)[1]) for k, v in probe.items() if k in gates)
+    n_gated = sum(k_ch for k, k_ch in probe.items() if k in gates)
     gated = plan_strips((h, w), wins, n_channels=n_all - n_gated, params=params, n_gated_channels=n_gated)
     dense = plan_strips((h, w), wins, n_channels=n_all, params=params)
     if len(gated.strips) > len(dense.strips):

@@ -57,6 +57,16 @@ def test_infer_onnx_gives_the_same_road_graph(road_model, road_onnx, tiny_scene,
     assert graphs["pt"].number_of_edges() == graphs["onnx"].number_of_edges()
 
 
+
+def test_onnx_predictor_declares_the_channels_it_returns(road_onnx):
+    """The sliding engine sizes its buffers from ``output_channels`` instead of a probe window."""
+    from geodefect.inference.onnx_runtime import OnnxPredictor
+
+    pred = OnnxPredictor(road_onnx, device="cpu", threads=1)
+    out = pred(np.zeros((2, pred.n_channels, pred.size_px, pred.size_px), np.float32))
+    assert pred.output_channels == {k: v.shape[1] for k, v in out.items()}
+    assert pred.output_channels["orientation"] > 1
+
 def _assert_clean_failure(result, out, match):
     assert result.exit_code == 1, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]

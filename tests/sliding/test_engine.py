@@ -66,6 +66,31 @@ def test_identity_predictor_returns_input(h, w, size, stride, blend):
     np.testing.assert_allclose(out["first"][0], img[0] * 0.5, atol=1e-5)
 
 
+
+class CountingIdentity:
+    """``identity`` that counts the windows it predicts; ``output_channels`` as an ONNX graph declares them."""
+
+    def __init__(self, declare: bool) -> None:
+        self.windows = 0
+        self.output_channels = {"x": 2, "first": 1} if declare else None
+
+    def __call__(self, batch):
+        self.windows += len(batch)
+        return identity(batch)
+
+
+def test_declared_output_channels_spare_the_probe_window():
+    img = np.random.default_rng(3).random((2, 100, 130), dtype=np.float32)
+    params = SlidingParams(size_px=32, stride_px=24, batch_size=4, max_memory_mb=0.05)
+    n_windows = len(grid_windows((100, 130), params))
+    probed, declared = CountingIdentity(declare=False), CountingIdentity(declare=True)
+    out_p = predict_array(img, probed, params)
+    out_d = predict_array(img, declared, params)
+    assert probed.windows == n_windows + 1  # one window predicted first to learn the channels
+    assert declared.windows == n_windows
+    for k in out_p:
+        np.testing.assert_array_equal(out_d[k], out_p[k])
+
 @pytest.mark.parametrize("blend", ["mean", "crop", "hann"])
 def test_identity_holds_when_cut_into_strips(blend):
     img = np.random.default_rng(1).random((1, 90, 400), dtype=np.float32)

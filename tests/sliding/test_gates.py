@@ -191,6 +191,7 @@ def test_windows_of_earlier_rows_keep_only_their_rows_not_final_yet():
                 seen["trimmed"] += 1
             else:  # whole: the current row of windows, or less than half of its rows final
                 assert h.weights.shape[0] == 64
+                assert not h.preds["bins"].flags.owndata  # the predictor's channels-first array, not a transposed copy
                 assert h.row_off == acc.top or 2 * (acc._final_to - h.row_off) < 64
                 seen["whole"] += 1
 
