@@ -218,6 +218,8 @@ def worker_setup() -> None:
     environment sets it: :func:`worker_env`).
     """
     cache = worker_cache()
+    if cache is _LOCAL_CACHE:  # units run in this process (``local``): the CLI set it up
+        return
     if not cache.get("setup"):
         from geodefect.alloc import single_arena, tune_malloc
 
@@ -301,11 +303,17 @@ def run_units(client, fn: Callable, units: Sequence[tuple[str, tuple]], *, on_do
     :data:`RETRIES` times.
     """
     if client is None:
+        from geodefect.alloc import release_free_memory
+
         results = []
-        for _, args in units:
-            results.append(fn(*args))
-            if on_done:
-                on_done()
+        try:
+            for _, args in units:
+                results.append(fn(*args))
+                release_free_memory()  # one unit's heap is the next one's: the peak stays a unit's
+                if on_done:
+                    on_done()
+        finally:
+            _LOCAL_CACHE.clear()  # models loaded for the units go with the run
         return results
     from dask.distributed import as_completed
 

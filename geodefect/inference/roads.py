@@ -230,6 +230,11 @@ def _infer(model_path, inputs, out_dir, *, recipe, config_file, overrides, overw
     params = sliding_params(cfg, recipe)
     inputs = [Path(p) for p in inputs]
     jobs = prepare_jobs(inputs, recipe, cfg, params)
+    from geodefect.inference import roads_dask
+
+    if roads_dask.needs_blocks(jobs, cfg):  # bounded memory and resumable: the Dask path's units, run here
+        return roads_dask.infer_distributed(model_path, inputs, out_dir, jobs=jobs, recipe=recipe, cfg=cfg,
+                                            vparams=vparams, params=params, overwrite=overwrite, t0=t0)
     try:
         from geodefect.inference.backends import load_predictor
 

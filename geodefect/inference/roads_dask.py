@@ -50,9 +50,19 @@ def _infer(model_path, inputs, out_dir, *, recipe: dict, config_file, overrides,
                              params=params, overwrite=overwrite, t0=t0)
 
 
+def needs_blocks(jobs, cfg) -> bool:
+    """Whether a ``local`` run goes through the units too: some raster is larger than ``block_px``.
+
+    One process then runs the blocks one after the other, as a worker would: its memory is a
+    block's, not the raster's, and an interrupted run resumes from its finished blocks.
+    """
+    return bool(cfg.block_px) and any(max(job.reader.shape[1:]) > cfg.block_px for job in jobs)
+
+
 def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, cfg, vparams, params,
                       overwrite: bool, t0: float) -> dict:
-    """Run the checked ``jobs`` as Dask units and assemble OUT_DIR; returns the run summary."""
+    """Run the checked ``jobs`` as units (on Dask, or here one by one for ``local``) and assemble
+    OUT_DIR; returns the run summary."""
     from geodefect.distributed import open_client, run_units
     from geodefect.inference.roads import _summary, format_summary
     from geodefect.progress import progress
@@ -69,9 +79,15 @@ def infer_distributed(model_path, inputs, out_dir: Path, *, jobs, recipe: dict, 
     with open_client(parse_scheduler(cfg.scheduler)) as client, progress(total=len(units), desc="units") as bar:
         run_units(client, _run_unit, units, on_done=lambda: bar.update(1))
     images = [_finish_image(plan, work, cfg=cfg, vparams=vparams, recipe=recipe) for plan in plans]
+
+    def summary(ims):
+        from geodefect.inference.backends import resolve_backend
+
+        return {**_summary(model_path, recipe, cfg, vparams, params, ims, t0, cfg.device),
+                "backend": resolve_backend(model_path, cfg.backend)}
+
     # the layout follows the command line, as the local path: several IMAGEs -> one subfolder each
-    return _assemble(work, out_dir, images, several=len(inputs) > 1, overwrite=overwrite,
-                     summary=lambda ims: _summary(model_path, recipe, cfg, vparams, params, ims, t0, cfg.device),
+    return _assemble(work, out_dir, images, several=len(inputs) > 1, overwrite=overwrite, summary=summary,
                      format_summary=format_summary)
 
 
@@ -168,7 +184,7 @@ def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_di
     tmp = final.with_name(f".tmp-{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        entry = run_image(job, _predictor(model_path, cfg.device), params, cfg, vparams, recipe, tmp)
+        entry = run_image(job, _predictor(model_path, cfg, params), params, cfg, vparams, recipe, tmp)
     finally:
         job.reader.close()
     entry["name"] = name
@@ -207,7 +223,7 @@ def infer_block_unit(model_path: str, path: str, name: str, cfg_dict: dict, vpar
     try:
         job = _prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
         try:
-            entry = run_block(job, _predictor(model_path, cfg.device), params, cfg, vparams, recipe, tmp, core)
+            entry = run_block(job, _predictor(model_path, cfg, params), params, cfg, vparams, recipe, tmp, core)
         finally:
             job.reader.close()
     except GeodefectError as exc:  # name the raster and the block; nothing of the block looks finished
@@ -237,15 +253,21 @@ def warm_worker() -> None:
     import geodefect.inference.roads  # noqa: F401
 
 
-def _predictor(model_path: str, device: str):
-    """The worker's predictor for ``model_path``, loaded once per worker process."""
+def _predictor(model_path: str, cfg, params):
+    """The worker's predictor for ``model_path`` (any backend, as the local path), loaded once per
+    worker process; on CPU it keeps the worker's torch thread count unless ``--threads`` says."""
+    import torch
+
     from geodefect.distributed import worker_cache
-    from geodefect.inference.predictor import TorchPredictor
+    from geodefect.inference.backends import load_predictor
 
     cache = worker_cache()
-    key = ("road-predictor", model_path, device)
+    key = ("road-predictor", model_path, cfg.device, cfg.backend, cfg.threads)
     if key not in cache:
-        cache[key], _ = TorchPredictor.from_package(model_path, device=device)
+        threads = cfg.threads or torch.get_num_threads()
+        cache[key] = load_predictor(model_path, backend=cfg.backend, device=cfg.device, threads=threads)
+    if hasattr(cache[key], "check_window"):  # ONNX graphs have a fixed tile size
+        cache[key].check_window(params.size_px)
     return cache[key]
 
 

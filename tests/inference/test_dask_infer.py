@@ -188,11 +188,13 @@ def _same_single(a: Path, b: Path) -> None:
     assert sorted(ra.length.round(6)) == sorted(rb.length.round(6))
 
 
-def test_blocks_of_one_raster_give_the_same_files_as_one_process(hourglass_model, big_scene, tmp_path):
+@pytest.mark.parametrize("scheduler", ["processes:2", "local"])
+def test_blocks_of_one_raster_give_the_same_files_as_one_process(hourglass_model, big_scene, tmp_path, scheduler):
+    """``local`` runs the blocks of a raster larger than --block-px one after the other in this process."""
     image, aoi, local = big_scene
     out = tmp_path / "blocks"
     res = infer(hourglass_model, [image], out, "--aoi", aoi, *BLOCK_ARGS,
-                "--scheduler", "processes:2", "--block-px", "64")
+                "--scheduler", scheduler, "--block-px", "64")
     assert res.exit_code == 0, res.output
     _same_single(local, out)
     entry = json.loads((out / "run.json").read_text())["images"][0]
@@ -201,12 +203,13 @@ def test_blocks_of_one_raster_give_the_same_files_as_one_process(hourglass_model
     assert not (tmp_path / ".partial-blocks").exists()
 
 
-def test_a_rerun_keeps_finished_blocks(hourglass_model, big_scene, tmp_path, monkeypatch):
+@pytest.mark.parametrize("scheduler", ["processes:1", "local"])
+def test_a_rerun_keeps_finished_blocks(hourglass_model, big_scene, tmp_path, monkeypatch, scheduler):
     import geodefect.distributed as distributed
 
     image, aoi, local = big_scene
     model = hourglass_model
-    args = ("--aoi", aoi, *BLOCK_ARGS, "--scheduler", "processes:1", "--block-px", "64")
+    args = ("--aoi", aoi, *BLOCK_ARGS, "--scheduler", scheduler, "--block-px", "64")
     out = tmp_path / "out"
     real = distributed.run_units
 

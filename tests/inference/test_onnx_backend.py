@@ -58,6 +58,20 @@ def test_infer_onnx_gives_the_same_road_graph(road_model, road_onnx, tiny_scene,
 
 
 
+
+def test_onnx_runs_in_blocks_with_the_same_files(road_onnx, tiny_scene, tmp_path):
+    """A raster larger than --block-px runs as block units (here in this process): with an .onnx
+    model too, and the files are those of the whole-raster run."""
+    outs = {}
+    for tag, extra in (("whole", ()), ("blocks", ("--block-px", "64"))):
+        outs[tag] = tmp_path / tag
+        result = invoke("infer", road_onnx, tiny_scene.image, "-o", outs[tag], "-q", "--threads", "1", *extra)
+        assert result.exit_code == 0, result.output
+    run = json.loads((outs["blocks"] / "run.json").read_text())
+    assert run["backend"] == "onnxruntime" and run["images"][0]["blocks"] > 1
+    for name in ("road_prob.tif", "road_mask.tif", "orientation.tif"):
+        assert (outs["whole"] / name).read_bytes() == (outs["blocks"] / name).read_bytes(), name
+
 def test_onnx_predictor_declares_the_channels_it_returns(road_onnx):
     """The sliding engine sizes its buffers from ``output_channels`` instead of a probe window."""
     from geodefect.inference.onnx_runtime import OnnxPredictor
