@@ -8,8 +8,8 @@ randomly initialised ``road_linknet``: its speed is what matters, not its qualit
 2. overhead: ``--scheduler processes:1`` / ``local --threads 1`` on the same work: target <= 1.1x.
 
 ``--verb infer`` (default): one unit per image. ``--verb infer --block-px B``: the images' blocks
-are the units (``local`` still streams each raster once: the blocks' halo windows count against
-Dask). ``--verb chip``: one unit per source raster (``geodefect chip`` with the scenes' centerlines).
+are the units (``local`` runs the same blocks one after the other since they bound its memory;
+results measured before that streamed each raster once, so the halo counted against Dask). ``--verb chip``: one unit per source raster (``geodefect chip`` with the scenes' centerlines).
 
 Each configuration runs ``--repeats`` times as a fresh process (cluster start included: that is
 what a user pays), interleaved, and the minimum is compared: on a shared machine interference only

@@ -69,10 +69,10 @@ class RoadInferConfig:
         scheduler: local (this process), processes:N (a Dask LocalCluster of N one-thread
             workers) or a Dask scheduler address tcp://HOST:PORT; one work unit per image (or
             per block, see block_px); finished units are kept and skipped when the command is rerun.
-        block_px: with a scheduler other than local, a raster larger than this is cut into work
-            units of blocks of about this many pixels (a multiple of the stride), each with the
-            windows that reach into it; the results are the same as one unit per raster.
-            0 = one unit per raster. (``local`` streams every raster in one pass.)
+        block_px: a raster larger than this is cut into work units of blocks of about this many
+            pixels (a multiple of the stride), each with the windows that reach into it; the
+            results are the same as one unit per raster. ``local`` runs them one after the other
+            in this process (a block's memory; resumable). 0 = one unit per raster.
         backend, threads: model backend (``auto`` = the file's: .pt torch, .onnx onnxruntime) and
             CPU threads (see :func:`geodefect.inference.backends.load_predictor`).
     """

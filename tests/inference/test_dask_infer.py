@@ -257,13 +257,16 @@ def test_a_corrupt_block_names_the_raster_and_the_block(hourglass_model, tmp_pat
 
 @pytest.mark.slow
 def test_blocks_give_the_same_files_on_a_real_spacenet_tile(shared_data, tmp_path):
-    """The shipped model on a pan-sharpened Las Vegas tile in 512 px blocks: the same files as one process."""
+    """The shipped model on a pan-sharpened Las Vegas tile in 512 px blocks (on 2 workers, and one
+    after the other in this process): the same files as one pass."""
     d = shared_data / "spacenet3_samples" / "AOI_2_Vegas_Roads_Sample"
     pan, mul = d / "PAN" / "PAN_AOI_2_Vegas_img1454.tif", d / "MUL" / "MUL_AOI_2_Vegas_img1454.tif"
     outs = []
-    for name, extra in (("local", ()), ("blocks", ("--scheduler", "processes:2", "--block-px", "512"))):
+    for name, extra in (("local", ()), ("blocks", ("--scheduler", "processes:2", "--block-px", "512")),
+                        ("local-blocks", ("--block-px", "512"))):
         res = infer("spacenet3-roads", [pan], tmp_path / name, "--pan-sharpen", mul, *extra)
         assert res.exit_code == 0, res.output
         outs.append(tmp_path / name)
-    _same_single(*outs)
-    assert json.loads((outs[1] / "run.json").read_text())["images"][0]["blocks"] == 4
+    for blocks in outs[1:]:
+        _same_single(outs[0], blocks)
+        assert json.loads((blocks / "run.json").read_text())["images"][0]["blocks"] == 4
