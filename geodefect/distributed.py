@@ -217,9 +217,9 @@ def worker_setup() -> None:
     (:func:`geodefect.alloc.single_arena`; for threads made before this call, the worker's
     environment sets it: :func:`worker_env`).
     """
-    cache = worker_cache()
-    if cache is _LOCAL_CACHE:  # units run in this process (``local``): the CLI set it up
+    if _RUNNING_HERE:  # units run in this process (``local``): the CLI set it up
         return
+    cache = worker_cache()
     if not cache.get("setup"):
         from geodefect.alloc import single_arena, tune_malloc
 
@@ -305,7 +305,8 @@ def run_units(client, fn: Callable, units: Sequence[tuple[str, tuple]], *, on_do
     if client is None:
         from geodefect.alloc import release_free_memory
 
-        results = []
+        global _RUNNING_HERE
+        results, _RUNNING_HERE = [], True
         try:
             for _, args in units:
                 results.append(fn(*args))
@@ -313,6 +314,7 @@ def run_units(client, fn: Callable, units: Sequence[tuple[str, tuple]], *, on_do
                 if on_done:
                     on_done()
         finally:
+            _RUNNING_HERE = False
             _LOCAL_CACHE.clear()  # models loaded for the units go with the run
         return results
     from dask.distributed import as_completed
@@ -373,3 +375,5 @@ def worker_cache() -> dict:
 
 
 _LOCAL_CACHE: dict = {}
+#: True while :func:`run_units` runs units in this process (``local``): no worker set-up then
+_RUNNING_HERE = False

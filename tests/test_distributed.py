@@ -27,8 +27,9 @@ def test_a_local_cluster_worker_is_tuned_despite_the_nannys_trim_threshold(monke
     assert arena == "1" and tuned is True  # without the fix: Dask's 65536 read as the user's choice -> False
 
 
-def _task_mmapped_bytes() -> int:
-    """In a worker task (its thread pool): bytes glibc serves from mmap for a 64 MiB array."""
+def _task_mmapped_bytes(setup: bool = True) -> int:
+    """In a worker task (its thread pool): bytes glibc serves from mmap for a 64 MiB array
+    (``setup``: the task runs the units' ``worker_setup`` first, else only the cluster's start did)."""
     import ctypes
 
     import numpy as np
@@ -39,7 +40,8 @@ def _task_mmapped_bytes() -> int:
 
     from geodefect.distributed import worker_setup
 
-    worker_setup()
+    if setup:
+        worker_setup()
     mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
     mallinfo2.restype = MallInfo2
     base = mallinfo2().hblkhd
@@ -50,12 +52,15 @@ def _task_mmapped_bytes() -> int:
 
 
 @pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_a_worker_task_allocates_from_the_tuned_heap(monkeypatch):
+@pytest.mark.parametrize("setup_in_task", [True, False])
+def test_a_worker_task_allocates_from_the_tuned_heap(monkeypatch, setup_in_task):
     """MALLOC_ARENA_MAX must reach the worker before it starts (a Nanny's ``env`` comes too late):
-    otherwise the task thread has its own arena and mmaps big activations afresh (~12 % slower)."""
+    otherwise the task thread has its own arena and mmaps big activations afresh (~12 % slower).
+    A task that does not set up the worker itself (a chip unit) finds it tuned by the cluster's start
+    (``client.run``, where ``get_worker`` finds no worker: the set-up must not take it for ``local``)."""
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     with open_client(parse_scheduler("processes:1")) as client:
-        mmapped = client.submit(_task_mmapped_bytes, pure=False).result()
+        mmapped = client.submit(_task_mmapped_bytes, setup_in_task, pure=False).result()
     assert mmapped == 0
     assert "MALLOC_ARENA_MAX" not in os.environ  # this process's environment is left as it was
 

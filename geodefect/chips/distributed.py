@@ -84,6 +84,9 @@ def chip_source_unit(export_source, plan, index: int, stem: str, n_bands, val_bl
                      cfg, bands, vrt_xml: str | None, only: list[int] | None = None):
     """One source raster's chips (``only``: those windows) on a worker; returns ``(records, band sums,
     result, stretch, n_bands)``."""
+    from geodefect.distributed import worker_setup
+
+    worker_setup()  # a worker of a cluster started elsewhere (a LocalCluster's were set up at start)
     if vrt_xml is not None:
         from geodefect.io.pansharpen import ensure_vsimem
 
