@@ -113,8 +113,15 @@ def _local_cluster(scheduler: Scheduler) -> tuple[Any, Any]:
             else:
                 os.environ[k] = v
     client = Client(cluster)
-    client.run(_one_thread)
+    client.run(_one_thread, _worker_log_level())
     return cluster, client
+
+
+def _worker_log_level() -> int:
+    """The workers' ``distributed`` log level: a failing unit reaches the client as its one-line
+    error, so worker logs stay off without ``-v`` (a worker's heartbeat racing the cluster's
+    shutdown logs an ERROR with a traceback after a run that succeeded)."""
+    return logging.WARNING if logging.getLogger().level <= logging.DEBUG else logging.CRITICAL
 
 
 def _quiet_dask() -> None:
@@ -197,11 +204,13 @@ def _warm_worker(target: str) -> None:
     getattr(importlib.import_module(module), function)()
 
 
-def _one_thread() -> None:
-    """Torch in a LocalCluster worker uses one thread (the worker count sets the parallelism)."""
+def _one_thread(log_level: int = logging.WARNING) -> None:
+    """Torch in a LocalCluster worker uses one thread (the worker count sets the parallelism);
+    the worker's ``distributed`` loggers log at ``log_level``."""
     import torch
 
     torch.set_num_threads(1)
+    logging.getLogger("distributed").setLevel(log_level)
     worker_setup()
 
 

@@ -126,3 +126,20 @@ def test_nothing_starts_early_for_other_schedulers(spec):
 
     with distributed.early_cluster(spec):
         assert not distributed._EARLY
+
+
+def _distributed_log_level() -> int:
+    import logging
+
+    return logging.getLogger("distributed.worker").getEffectiveLevel()  # the heartbeat error's logger
+
+
+def test_workers_stay_silent_without_verbose(monkeypatch):
+    """Worker logs would print Dask's own shutdown races (an ERROR with a traceback) after a run
+    that succeeded: off unless -v; a failing unit still reaches the client as its one line."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger(), "level", logging.INFO)
+    with open_client(parse_scheduler("processes:1")) as client:
+        (level,) = client.run(_distributed_log_level).values()
+    assert level == logging.CRITICAL
