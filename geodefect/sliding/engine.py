@@ -380,9 +380,10 @@ def iter_blocks(
 
 def _plan_with_probe(reader, predictor, params, *, windows, window_filter, gates=None):
     """``(plan, gates to use)``. The buffer size needs the outputs' channel counts: the
-    predictor's ``output_channels`` when it has them, else one window is predicted first. Gates are dropped (None) when holding the gated predictions would need
-    more strips than summing them densely (large windows with large batches on wide rasters:
-    every extra strip boundary spills its overhang to disk)."""
+    predictor's ``output_channels`` when it has them, else one window is predicted first.
+    Gates are dropped (None) when holding the gated predictions would need more strips than
+    summing them densely (large windows with large batches on wide rasters: every extra strip
+    boundary spills its overhang to disk)."""
     c, h, w = reader.shape
     wins = list(windows) if windows is not None else grid_windows((h, w), params, window_filter=window_filter)
     if not wins:
