@@ -169,7 +169,8 @@ def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_di
     """One image on a worker: the local ``run_image`` into ``dest`` (temporary name, then renamed)."""
     from geodefect.distributed import worker_setup
     from geodefect.graph.vectorize import VectorizeParams
-    from geodefect.inference.roads import RoadInferConfig, _prepare_one, run_image, sliding_params
+    from geodefect.inference.road_jobs import prepare_one
+    from geodefect.inference.roads import RoadInferConfig, run_image, sliding_params
     from geodefect.io.raster import parse_bands
 
     worker_setup()
@@ -179,7 +180,7 @@ def infer_unit(model_path: str, path: str, name: str, cfg_dict: dict, vparams_di
         ensure_vsimem(path, vrt_xml)
     cfg, vparams = RoadInferConfig(**cfg_dict), VectorizeParams(**vparams_dict)
     params = sliding_params(cfg, recipe)
-    job = _prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
+    job = prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
     final = Path(dest)
     tmp = final.with_name(f".tmp-{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -205,7 +206,8 @@ def infer_block_unit(model_path: str, path: str, name: str, cfg_dict: dict, vpar
     from geodefect.errors import GeodefectError
     from geodefect.graph.vectorize import VectorizeParams
     from geodefect.inference.road_blocks import run_block
-    from geodefect.inference.roads import RoadInferConfig, _prepare_one, sliding_params
+    from geodefect.inference.road_jobs import prepare_one
+    from geodefect.inference.roads import RoadInferConfig, sliding_params
     from geodefect.io.pansharpen import display_path
     from geodefect.io.raster import parse_bands
 
@@ -221,7 +223,7 @@ def infer_block_unit(model_path: str, path: str, name: str, cfg_dict: dict, vpar
     tmp = final.with_name(f".tmp-{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        job = _prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
+        job = prepare_one(Path(path), recipe, cfg, params, parse_bands(cfg.bands), name=name, skip_miss=False)
         try:
             entry = run_block(job, _predictor(model_path, cfg, params), params, cfg, vparams, recipe, tmp, core)
         finally:
