@@ -26,19 +26,16 @@ it is then summed on those pixels only.
 
 from geodefect.sliding.blend import BLEND_MODES, WEIGHT_FLOOR, window_weights
 from geodefect.sliding.engine import (
-    TTA_FLIPS,
-    TTA_MERGES,
     ArrayReader,
     SlidingParams,
     SlidingPlan,
-    flip_array,
     grid_windows,
     iter_blocks,
     plan_strips,
     predict_array,
-    predict_tta,
 )
 from geodefect.sliding.stitch import BandAccumulator, Block, Gate, GatedSums
+from geodefect.sliding.tta import TTA_FLIPS, TTA_MERGES, flip_array, predict_tta
 
 __all__ = [
     "BLEND_MODES",

@@ -37,15 +37,10 @@ from geodefect.alloc import release_free_memory
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
 from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block, Gate, HaloStore
+from geodefect.sliding.tta import TTA_MERGES, Remap, predict_tta
 from geodefect.windows import iter_windows, validate_grid
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
-#: remap(probs (B,K,h,w) predicted on a flipped input, flip "h"|"v"|"hv") -> probs in the original frame's channels
-Remap = Callable[[np.ndarray, str], np.ndarray]
-
-#: flips used by test-time augmentation ("" = the input as is)
-TTA_FLIPS: tuple[str, ...] = ("", "h", "v", "hv")
-TTA_MERGES: tuple[str, ...] = ("mean", "max")
 
 
 class ArrayReader:
@@ -97,7 +92,7 @@ class SlidingParams:
         stride_px: step between windows; ``size_px - stride_px`` is the blended overlap.
         batch_size: windows per predictor call.
         blend: ``hann`` (default: smooth cross-fade over the overlap, no seam) | ``crop`` | ``mean``.
-        tta: test-time augmentation with the flips of :data:`TTA_FLIPS` (4× the compute).
+        tta: test-time augmentation with the flips of :data:`~geodefect.sliding.tta.TTA_FLIPS` (4× the compute).
         tta_merge: ``mean`` | ``max`` of the un-flipped predictions.
         max_memory_mb: budget of the stitching buffers; wider rasters are cut into column
             strips (~3 000 px wide for 512-px windows and the road model's 20 channels at the
@@ -220,56 +215,6 @@ def held_window_bytes(band_rows: int, params: SlidingParams) -> tuple[float, flo
     return per_col, (params.batch_size - 1) * band_rows * params.size_px * 4
 
 
-def predict_tta(
-    batch: np.ndarray,
-    predictor: Predictor,
-    *,
-    merge: str = "mean",
-    remap: Mapping[str, Remap] | None = None,
-    flips: Sequence[str] = TTA_FLIPS,
-) -> dict[str, np.ndarray]:
-    """Predict ``batch`` under each flip, un-flip the outputs, remap channels, merge.
-
-    Args:
-        batch: ``(B, C, h, w)`` float32.
-        predictor: the predictor protocol.
-        merge: ``mean`` or ``max`` over the flips.
-        remap: per output name, a callback that maps the channels of a prediction made on a
-            flipped input back to the original frame (e.g. orientation bins: a horizontal flip
-            turns θ into 180° − θ). Outputs without one are only un-flipped spatially.
-        flips: subset of :data:`TTA_FLIPS`.
-
-    Returns:
-        name -> ``(B, K, h, w)`` float32.
-    """
-    merged: dict[str, np.ndarray] = {}
-    for flip in flips:
-        outs = predictor(flip_array(batch, flip))
-        for name, pred in outs.items():
-            pred = flip_array(np.asarray(pred, dtype=np.float32), flip)
-            if flip and remap and name in remap:
-                pred = remap[name](pred, flip)
-            if name not in merged:
-                merged[name] = pred.copy()
-            elif merge == "max":
-                np.maximum(merged[name], pred, out=merged[name])
-            else:
-                merged[name] += pred
-    if merge == "mean":
-        for pred in merged.values():
-            pred /= len(flips)
-    return merged
-
-
-def flip_array(arr: np.ndarray, flip: str) -> np.ndarray:
-    """Flip the last two axes: ``h`` = left-right (columns), ``v`` = up-down (rows), ``hv`` = both."""
-    if "h" in flip:
-        arr = arr[..., ::-1]
-    if "v" in flip:
-        arr = arr[..., ::-1, :]
-    return np.ascontiguousarray(arr) if flip else arr
-
-
 def iter_batches(reader, windows: Sequence[Window], batch_size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
     """Read windows in batches: ``(windows, (B, C, h, w) float32)``.
 
@@ -317,7 +262,7 @@ def iter_blocks(
         windows: the windows to predict (default: the whole grid), e.g. those touching an AOI.
         window_filter: keep only grid windows for which this returns True (ignored when
             ``windows`` is given).
-        remap: per output name, the channel remap for TTA flips (see :func:`predict_tta`).
+        remap: per output name, the channel remap for TTA flips (see :func:`~geodefect.sliding.tta.predict_tta`).
         on_progress: called with the number of windows predicted after each batch.
         on_plan: called once with the :class:`SlidingPlan` before predicting (e.g. to size a
             progress bar with ``plan.n_predictions``).
