@@ -57,8 +57,6 @@ def test_infer_onnx_gives_the_same_road_graph(road_model, road_onnx, tiny_scene,
     assert graphs["pt"].number_of_edges() == graphs["onnx"].number_of_edges()
 
 
-
-
 def test_onnx_runs_in_blocks_with_the_same_files(road_onnx, tiny_scene, tmp_path):
     """A raster larger than --block-px runs as block units (here in this process): with an .onnx
     model too, and the files are those of the whole-raster run."""
@@ -72,6 +70,7 @@ def test_onnx_runs_in_blocks_with_the_same_files(road_onnx, tiny_scene, tmp_path
     for name in ("road_prob.tif", "road_mask.tif", "orientation.tif"):
         assert (outs["whole"] / name).read_bytes() == (outs["blocks"] / name).read_bytes(), name
 
+
 def test_onnx_predictor_declares_the_channels_it_returns(road_onnx):
     """The sliding engine sizes its buffers from ``output_channels`` instead of a probe window."""
     from geodefect.inference.onnx_runtime import OnnxPredictor
@@ -80,6 +79,7 @@ def test_onnx_predictor_declares_the_channels_it_returns(road_onnx):
     out = pred(np.zeros((2, pred.n_channels, pred.size_px, pred.size_px), np.float32))
     assert pred.output_channels == {k: v.shape[1] for k, v in out.items()}
     assert pred.output_channels["orientation"] > 1
+
 
 def _assert_clean_failure(result, out, match):
     assert result.exit_code == 1, result.output

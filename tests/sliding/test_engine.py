@@ -66,7 +66,6 @@ def test_identity_predictor_returns_input(h, w, size, stride, blend):
     np.testing.assert_allclose(out["first"][0], img[0] * 0.5, atol=1e-5)
 
 
-
 class CountingIdentity:
     """``identity`` that counts the windows it predicts; ``output_channels`` as an ONNX graph declares them."""
 
@@ -90,6 +89,7 @@ def test_declared_output_channels_spare_the_probe_window():
     assert declared.windows == n_windows
     for k in out_p:
         np.testing.assert_array_equal(out_d[k], out_p[k])
+
 
 @pytest.mark.parametrize("blend", ["mean", "crop", "hann"])
 def test_identity_holds_when_cut_into_strips(blend):
