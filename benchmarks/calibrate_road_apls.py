@@ -1,7 +1,7 @@
 """Pick a road model's threshold for APLS on SpaceNet-3 sample tiles (training or validation tiles).
 
     python benchmarks/calibrate_road_apls.py MODEL OUT_DIR [--split train|val] [--thresholds 0.3,0.4,0.5]
-        [--write OUT.pt]
+        [--write OUT.pt] [--infer-option bridge_angle_deg=38 ...]
 
 The pixel-IoU threshold (``calibrate_road_threshold.py``) is not the connectivity one: a lower
 threshold closes gaps (APLS's truth -> prediction paths) and adds false roads. This runs what a
@@ -14,7 +14,8 @@ twice the tiles). ``--write`` saves a copy of the package with that ``road_thres
 The model has memorised its training tiles, where low-probability pixels are mostly true roads:
 there every lower threshold looks better; the validation tiles are the honest choice (they are
 then no longer an unbiased estimate: say so when reporting them). OUT_DIR keeps each tile's
-outputs per threshold and a rerun reuses them: use one OUT_DIR per model.
+outputs per threshold and a rerun reuses them: use one OUT_DIR per model and set of
+``--infer-option`` values (more ``geodefect infer`` options, e.g. the vectoriser's, as KEY=VALUE).
 """
 
 from __future__ import annotations
@@ -46,13 +47,24 @@ def sample_tiles(shared: Path, split: str) -> list[tuple[str, Path, Path, Path]]
     return tiles
 
 
-def tile_apls(gd: str, model: str, tile, out: Path, threshold: float) -> float:
-    """APLS of ``geodefect infer --threshold`` on one tile (cached in ``out``)."""
+def infer_options(pairs: list[str]) -> list[str]:
+    """``["--bridge-angle-deg", "38", ...]`` from ``["bridge_angle_deg=38", ...]``."""
+    args = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--infer-option takes KEY=VALUE (e.g. bridge_angle_deg=38), got {pair!r}")
+        args += ["--" + key.replace("_", "-"), value]
+    return args
+
+
+def tile_apls(gd: str, model: str, tile, out: Path, threshold: float, extra: list[str] = ()) -> float:
+    """APLS of ``geodefect infer --threshold`` (plus ``extra`` options) on one tile (cached in ``out``)."""
     _, pan, mul, truth = tile
     result = out / "graph.json"
     if not result.is_file():
         run = [gd, "infer", model, str(pan), "--pan-sharpen", str(mul), "--threshold", str(threshold),
-               "-o", str(out), "--overwrite", "-q", "--threads", "1"]
+               "-o", str(out), "--overwrite", "-q", "--threads", "1", *extra]
         evaluate = [gd, "evaluate", "--pred", str(out / "roads.gpkg"), "--truth", str(truth), "--json", str(result)]
         for cmd in (run, evaluate):
             done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -68,7 +80,10 @@ def main() -> None:
     ap.add_argument("--split", choices=("train", "val"), default="val")
     ap.add_argument("--thresholds", default="0.3,0.4,0.5")
     ap.add_argument("--write", type=Path)
+    ap.add_argument("--infer-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="another geodefect infer option, e.g. bridge_angle_deg=38 (repeatable)")
     args = ap.parse_args()
+    extra = infer_options(args.infer_option)
     shared = Path(os.environ.get("GEODEFECT_SHARED", ROOT.parent / "shared" / "data"))
     gd = os.environ.get("GEODEFECT", "geodefect")
     tiles = sample_tiles(shared, args.split)
@@ -76,7 +91,7 @@ def main() -> None:
     for t in (float(v) for v in args.thresholds.split(",")):
         per_city = {c: [] for c in CITIES}
         for tile in tiles:
-            per_city[tile[0]].append(tile_apls(gd, args.model, tile, args.out_dir / f"t{t:.2f}" / tile[1].stem, t))
+            per_city[tile[0]].append(tile_apls(gd, args.model, tile, args.out_dir / f"t{t:.2f}" / tile[1].stem, t, extra))
         means = {c: sum(v) / len(v) for c, v in per_city.items() if v}
         table[t] = (sum(means.values()) / len(means), means)
         print(f"threshold {t:.2f}: mean {table[t][0]:.3f}  " + "  ".join(f"{c} {v:.3f}" for c, v in means.items()),

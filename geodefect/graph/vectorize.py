@@ -55,7 +55,9 @@ class VectorizeParams:
     """Settings of the vectorisation, in metres (converted with the pixel size).
 
     The defaults follow CRESI's SpaceNet-5 settings at 0.3 m pixels: spurs under 10 m
-    removed, gaps under 24 px (7.2 m) joined, up to 80 px (24 m) when collinear within 30°.
+    removed, gaps under 24 px (7.2 m) joined, up to 80 px (24 m) when collinear, within 38°
+    here (CRESI: 30°; road ends a model breaks off before a junction curve into it, see
+    BENCHMARKS.md "Fifth round").
 
     Attributes:
         threshold: road probability at or above which a pixel is road.
@@ -101,7 +103,7 @@ class VectorizeParams:
     junction_merge_m: float = 8.0
     bridge_gap_m: float = 7.2
     bridge_collinear_gap_m: float = 24.0
-    bridge_angle_deg: float = 30.0
+    bridge_angle_deg: float = 38.0
     bridge_to_edge_gap_m: float = 7.2
     bridge_to_edge_angle_deg: float = 60.0
     tangent_m: float = 6.0

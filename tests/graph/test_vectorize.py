@@ -120,6 +120,17 @@ def test_gap_beyond_collinear_limit_is_not_bridged():
     assert net.n_edges == 2
 
 
+@pytest.mark.parametrize(("angle_deg", "bridged"), [(None, True), (30.0, False)])
+def test_gap_at_an_angle_to_both_ends_is_bridged_by_default(angle_deg, bridged):
+    """A road broken where it shifts sideways: a 16-px gap 8 px across, between 30° and 38° off
+    both ends' skeleton tangents. The default tolerance (38°, chosen on the SpaceNet-3
+    validation tiles) joins it; CRESI's 30° does not."""
+    mask = road_mask([LineString([(0, 50), (90, 50)]), LineString([(105, 58), (200, 58)])], (110, 200))
+    kw = {} if angle_deg is None else {"bridge_angle_deg": angle_deg}
+    net = vectorize_road_mask(mask, TRANSFORM, crs=CRS, params=VectorizeParams(simplify_tolerance_m=0.0, **kw))
+    assert (net.n_edges == 1) is bridged
+
+
 @pytest.mark.parametrize(("angle_deg", "bridged"), [(0.0, True), (185.0, True), (90.0, False), (45.0, False)])
 def test_gap_bridging_follows_the_predicted_orientation(angle_deg, bridged):
     mask = gap_scene(15)
