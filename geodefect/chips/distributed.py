@@ -43,13 +43,14 @@ def export_sources(plans, names, n_bands, val_blocks, block_px: int, out: Path, 
     with open_client(parse_scheduler(cfg.scheduler)) as client, progress(total=len(units), desc="units") as bar:
         parts = run_units(client, chip_source_unit, units, on_done=lambda: bar.update(1))
     exporter, results = None, [chips.SourceResult() for _ in plans]
-    for i, (records, sums, result, stretch, n_bands_seen) in zip(owner, parts, strict=True):
+    for i, (records, sums, result, stretch, n_bands_seen, road_m) in zip(owner, parts, strict=True):
         if exporter is None:
             exporter = chips.ChipExporter(out, n_bands=n_bands or n_bands_seen, keep_empty=cfg.keep_empty,
                                           max_nodata=cfg.max_nodata, seed=cfg.seed)
         exporter.records.extend(records)
         exporter.stats.add(*sums)
         plans[i].stretch = stretch
+        plans[i].road_m = road_m
         for f in dataclasses.fields(result):
             setattr(results[i], f.name, getattr(results[i], f.name) + getattr(result, f.name))
     return exporter, results
@@ -83,7 +84,7 @@ def warm_worker() -> None:
 def chip_source_unit(export_source, plan, index: int, stem: str, n_bands, val_blocks, block_px: int, out: str,
                      cfg, bands, vrt_xml: str | None, only: list[int] | None = None):
     """One source raster's chips (``only``: those windows) on a worker; returns ``(records, band sums,
-    result, stretch, n_bands)``."""
+    result, stretch, n_bands, road metres under the chips or None for a block)``."""
     from geodefect.distributed import worker_setup
 
     worker_setup()  # a worker of a cluster started elsewhere (a LocalCluster's were set up at start)
@@ -94,4 +95,9 @@ def chip_source_unit(export_source, plan, index: int, stem: str, n_bands, val_bl
     exporter, result = export_source(plan, index, stem, None, n_bands, val_blocks, block_px, Path(out), cfg,
                                       bands, _NoBar(), only)
     stats = exporter.stats
-    return exporter.records, (stats.total, stats.total_sq, stats.count), result, plan.stretch, stats.n_bands
+    road_m = None  # a whole source measures its road length here, in parallel (blocks overlap: the client does)
+    if only is None:
+        from geodefect.chips.export import footprint_length_m
+
+        road_m = footprint_length_m(plan.lines.geometry.values, plan.crs, exporter.sorted_records())
+    return exporter.records, (stats.total, stats.total_sq, stats.count), result, plan.stretch, stats.n_bands, road_m

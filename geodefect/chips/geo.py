@@ -28,6 +28,8 @@ SETTINGS_FILE = "chip_settings.json"
 GDAL_CACHE_BYTES = 64 * 2**20
 #: options that change how chips are made, not what they hold (not compared on resume)
 RUN_ONLY_OPTIONS = ("workers", "scheduler")
+#: chip order keys: source index * this + window index (sorts sources, then windows; tells sources apart)
+SOURCE_ORDER_STRIDE = 10**9
 OUTPUT_NAMES = ("images", "labels", "orientation", "index.gpkg", "meta.json", SETTINGS_FILE)
 
 
@@ -240,7 +242,7 @@ def _export_source(plan, index, stem, exporter, n_bands, val_blocks, block_px, o
                 bar.update(1)
             else:
                 chip_id = f"{stem}_{int(window.row_off):06d}_{int(window.col_off):06d}"
-                tasks.append(chips.ChipTask(window, chip_id, split, index * 10**9 + order))
+                tasks.append(chips.ChipTask(window, chip_id, split, index * SOURCE_ORDER_STRIDE + order))
         readers = ThreadReaders(reader)
 
         def export(run) -> int:
@@ -272,6 +274,15 @@ def _stretch_meta(plans) -> dict:
             "scene_limits": {p.image.name: r.get("limits") for p, r in zip(plans, records, strict=True)}}
 
 
+def _records_by_source(records, n_sources: int) -> list[list]:
+    """Each source's records, told apart by their order key (``source index * 10**9 + window``),
+    not by the raster's file name, which two sources in different folders may share."""
+    out = [[] for _ in range(n_sources)]
+    for r in records:
+        out[r.order // SOURCE_ORDER_STRIDE].append(r)
+    return out
+
+
 def _chip_name_stems(plans) -> list[str]:
     stems = [p.image.stem for p in plans]
     if len(set(stems)) < len(stems):
@@ -293,8 +304,8 @@ def _finish(plans, results, exporter, out, cfg, bands, block_px, t0, *, task: st
                          "hold data where the centerlines / AOI are (or raise --max-nodata / --keep-empty)")
     crs = plans[0].crs
     chips.write_index(records, crs, out / "index.gpkg")
-    road_m = sum(chips.footprint_length_m(p.lines.geometry.values, p.crs,
-                                          [r for r in records if r.source == p.image.name]) for p in plans)
+    road_m = sum(p.road_m if p.road_m is not None else chips.footprint_length_m(p.lines.geometry.values, p.crs, mine)
+                 for p, mine in zip(plans, _records_by_source(records, len(plans)), strict=True))
     mean, std = exporter.stats.mean_std() if exporter else ([], [])
     n_train = sum(r.split == "train" for r in records)
     label = {"mode": cfg.label, "threshold": cfg.threshold}

@@ -67,6 +67,7 @@ class SourcePlan:
     no_roads: bool = False  # the centerline file declares no roads (zero-byte / no features)
     stretch: dict | None = None  # filled while exporting (see _stretch_record)
     labeler: object = None  # RoadLabeler, made by make_labelers
+    road_m: float | None = None  # centerline metres under its chips, when a Dask unit measured it
 
 
 def make_labelers(plans, cfg: RoadChipConfig) -> None:

@@ -33,6 +33,7 @@ Orientation
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -111,13 +112,34 @@ class RoadLabeler:
         self.bin_deg = validate_bin_deg(bin_deg)
         self.width_px = float(width_px)
         self.gaussian_radius_px = gaussian_half_width_px(sigma_px, threshold) if mode == "gaussian" else None
-        self.lines, feature = _to_line_array(lines, self.crs)
-        self.buffer_m = _validate_buffer(buffer_m, feature) if mode == "buffer" else 0.0
-        self._p0, self._p1, line_of_segment = _split_segments(self.lines)
-        self._segment_buffer_m = (self.buffer_m[feature][line_of_segment] if isinstance(self.buffer_m, np.ndarray)
-                                  else self.buffer_m)
-        self._metres = _metres_per_world_unit(self.crs, (self._p0 + self._p1) / 2)
+        self.lines, self._feature = _to_line_array(lines, self.crs)
+        self.buffer_m = _validate_buffer(buffer_m, self._feature) if mode == "buffer" else 0.0
         self._grids: dict[tuple[float, ...], _Grid] = {}
+
+    @functools.cached_property
+    def _segments(self) -> tuple[np.ndarray, np.ndarray, float | np.ndarray, np.ndarray]:
+        """``(p0, p1, buffer_m per segment, metres per world unit)``, computed on first use: the
+        options are checked when the labeler is made (before a chip run writes anything), the
+        geometry where labels are burned (under Dask, in the worker, not in the planning client)."""
+        p0, p1, line_of_segment = _split_segments(self.lines)
+        buffer_m = self.buffer_m[self._feature][line_of_segment] if isinstance(self.buffer_m, np.ndarray) else self.buffer_m
+        return p0, p1, buffer_m, _metres_per_world_unit(self.crs, (p0 + p1) / 2)
+
+    @property
+    def _p0(self) -> np.ndarray:
+        return self._segments[0]
+
+    @property
+    def _p1(self) -> np.ndarray:
+        return self._segments[1]
+
+    @property
+    def _segment_buffer_m(self) -> float | np.ndarray:
+        return self._segments[2]
+
+    @property
+    def _metres(self) -> np.ndarray:
+        return self._segments[3]
 
     @property
     def n_segments(self) -> int:

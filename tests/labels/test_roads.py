@@ -177,6 +177,24 @@ def test_bad_settings_are_refused(kwargs, match):
         RoadLabeler([_line((0, 0), (1, 1))], UTM, **kwargs)
 
 
+def test_segments_are_prepared_where_labels_are_burned_not_where_the_labeler_is_made():
+    """A chip run makes every source's labeler in the client (to check the options before it
+    writes anything); the segments and their ground scales are computed on the first burn, so
+    under Dask that work happens in the workers and the pickled labeler is small."""
+    import pickle
+
+    lines = [_line((-5, 30.0 + i), (70, 31.0 + i)) for i in range(200)]
+    made = RoadLabeler(lines, UTM, buffer_m=1.5)
+    assert "_segments" not in vars(made)
+    shipped = pickle.loads(pickle.dumps(made))
+    used = RoadLabeler(lines, UTM, buffer_m=1.5)
+    expected = used.burn(GRID, 200, 200)
+    assert "_segments" in vars(used) and used.n_segments == 200
+    assert len(pickle.dumps(made)) < len(pickle.dumps(used)) / 2
+    got = shipped.burn(GRID, 200, 200)
+    assert np.array_equal(got.mask, expected.mask) and np.array_equal(got.orientation, expected.orientation)
+
+
 def test_non_line_geometries_are_refused():
     with pytest.raises(InputError, match="LineString"):
         RoadLabeler([shapely.Point(X0, Y0).buffer(5)], UTM)
