@@ -18,7 +18,9 @@ the two, end to end / the seconds spent inside the model during that same infer 
 
 Tasks (``--task``): ``roads`` (a GeoTIFF; default a random ResNet-34 LinkNet with both heads on a
 synthetic scene, or ``--model``/``--raster``), ``crack`` (crack_deeplabv3plus on synthetic crack
-photos) and ``rail`` (rail_vgg_fcn on synthetic rail strips); random weights unless ``--model``.
+photos) and ``rail`` (rail_vgg_fcn on synthetic rail strips), or, with ``--model`` and ``--images``, a
+trained segmenter over the first ``--n-images`` real images of a folder; random weights unless
+``--model``.
 int8: ``--calibration CHIPS`` runs ``geodefect export --quantize int8`` with its quality gate (the
 gate's validation numbers are printed); without it the int8 model is calibrated on the first 32
 recorded windows (speed only, no gate).
@@ -161,6 +163,10 @@ def make_raster(path: Path, size_px: int, *, pixel_size_m: float) -> None:
 
 
 def _inspection_case(task: str, tmp: Path, args):
+    if args.model:  # a trained package over the first --n-images real images of --images
+        if not args.images:
+            raise SystemExit("--model with --task crack/rail needs --images (a folder of real images)")
+        return Path(args.model), [_first_images(Path(args.images), tmp, args.n_images)], {"batch_size": args.batch}
     import torch
 
     from geodefect.models.checkpoint import save_package
@@ -185,6 +191,17 @@ def _inspection_case(task: str, tmp: Path, args):
     save_package(path, model=model, recipe={**recipe, "model": {"name": name, "kwargs": kwargs}, "bands": bands,
                                              "normalization": norm})
     return model_path, [data.images], {"batch_size": args.batch}
+
+
+def _first_images(folder: Path, tmp: Path, n: int) -> Path:
+    """A folder of links to the first ``n`` images of ``folder`` (sorted by name)."""
+    from geodefect.inference.inspection import list_inputs
+
+    out = tmp / "images"
+    out.mkdir()
+    for f in list_inputs([folder])[:n]:
+        (out / f.name).symlink_to(f.resolve())
+    return out
 
 
 def export_models(model: Path, tmp: Path, batches: list[np.ndarray], args) -> tuple[Path, Path, dict | None]:
@@ -218,6 +235,7 @@ def main() -> None:
     ap.add_argument("--task", choices=["roads", "crack", "rail"], default="roads")
     ap.add_argument("--model", help="a .pt package instead of the random model")
     ap.add_argument("--raster", help="roads: a GeoTIFF instead of the synthetic scene")
+    ap.add_argument("--images", help="crack/rail with --model: a folder of real images (the first --n-images are run)")
     ap.add_argument("--bands", help="roads: --bands for infer (e.g. 1,2,3 for a 4-band RGBA raster)")
     ap.add_argument("--calibration", help="chip folder: int8 through `geodefect export --quantize int8` and its gate")
     ap.add_argument("--calibration-chips", type=int, default=64)

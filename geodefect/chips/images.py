@@ -216,12 +216,17 @@ def resize_chip(chip: np.ndarray, size_px: int) -> np.ndarray:
     return np.stack(planes)
 
 
-def write_png(path: Path, array_chw: np.ndarray) -> None:
-    """Write ``(1|3, H, W) uint8`` as a grayscale or RGB PNG."""
+#: zlib's run-length strategy (``Z_RLE``): inference's masks, probabilities and overlays (mostly flat)
+#: encode ~15 % faster than with the default strategy, and masks and probabilities are smaller
+ZLIB_RLE = 3
+
+
+def write_png(path: Path, array_chw: np.ndarray, *, rle: bool = False) -> None:
+    """Write ``(1|3, H, W) uint8`` as a grayscale or RGB PNG (zlib level 1; ``rle``: :data:`ZLIB_RLE`)."""
     from PIL import Image
 
     arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1, compress_type=ZLIB_RLE if rle else -1)
 
 
 def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipConfig, *, label_source: str) -> dict:

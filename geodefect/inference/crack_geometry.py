@@ -12,6 +12,12 @@
   widths, 1 px less for even ones).
 
 With a pixel size in millimetres (``geodefect infer --pixel-size-mm``) both are also given in mm.
+
+Both are computed per 8-connected component on the component's bounding box plus a one-pixel
+background margin, not on the whole image: thinning is local (3 × 3), two components never touch,
+and a pixel's nearest background pixel is never farther than the margin, so the figures are those
+of the whole image (tested) at the cost of the defects' area, not the photo's (a 2048 × 2000 rail
+frame with a few defects: 0.5 s → a few ms).
 """
 
 from __future__ import annotations
@@ -41,18 +47,31 @@ def measure_cracks(mask: np.ndarray, *, pixel_size_mm: float | None = None) -> d
         ``{"crack_length_px", "max_width_px", "crack_length_mm", "max_width_mm"}``; 0 for an
         empty mask.
     """
-    from scipy.ndimage import distance_transform_edt
-    from skimage.morphology import skeletonize
+    from scipy.ndimage import find_objects, label
 
     mask = np.asarray(mask, bool)
-    length = width = 0.0
+    length, depths = 0.0, []  # depths: each component's largest distance to background on its skeleton
     if mask.any():
-        skeleton = skeletonize(mask)
-        length = skeleton_length_px(skeleton)
-        dist = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # the image border is not a crack edge
-        width = max(2 * float(dist[skeleton].max()) - 1, 1.0) if skeleton.any() else 1.0
+        labels, _ = label(mask, structure=np.ones((3, 3), bool))
+        for i, box in enumerate(find_objects(labels), start=1):
+            part_length, part_depth = _measure_component(np.pad(labels[box] == i, 1))
+            length += part_length
+            depths += [part_depth] if part_depth is not None else []
+    width = 0.0 if not mask.any() else max(2 * max(depths) - 1, 1.0) if depths else 1.0
     out: dict[str, float | str] = {"crack_length_px": round(length, 2), "max_width_px": round(width, 2)}
     mm = pixel_size_mm
     out["crack_length_mm"] = "" if mm is None else round(length * mm, 3)
     out["max_width_mm"] = "" if mm is None else round(width * mm, 3)
     return out
+
+
+def _measure_component(crop: np.ndarray) -> tuple[float, float | None]:
+    """(skeleton length px, largest distance to background on the skeleton, None if it has none) of one
+    component given with a background margin of at least one pixel (outside the image is background)."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(crop)
+    if not skeleton.any():
+        return 0.0, None
+    return skeleton_length_px(skeleton), float(distance_transform_edt(crop)[skeleton].max())

@@ -258,41 +258,59 @@ def infer_images(model_path, inputs, out_dir, *, cfg: InspectionInferConfig, ove
 
 
 def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfig) -> list[dict]:
-    from geodefect.chips.images import read_image_chw, write_png
-    from geodefect.inference.crack_geometry import measure_cracks
-    from geodefect.plots.inspection import mask_overlay
+    from geodefect.chips.images import read_image_chw
+    from geodefect.inference.roads import write_behind_blocks
     from geodefect.progress import progress
+    from geodefect.sliding.threads import OrderedWorker
 
     for sub in ("masks", "prob", "overlays") if stage2 else ():
         (out / sub).mkdir()
     rows = []
-    for path in progress(files, desc="images", unit="image"):
-        t0 = time.perf_counter()
-        image = read_image_chw(path)
-        row = {"image": path.name, "height_px": image.shape[1], "width_px": image.shape[2], "stage1_prob": ""}
-        flagged = True
-        if stage1 is not None:
-            p1 = stage1.probability(check_channels(image, stage1.recipe, path))
-            row["stage1_prob"] = round(p1, 5)
-            flagged = p1 >= (stage1.threshold if cfg.threshold is None else cfg.threshold)
-        row["flagged"] = int(flagged)
-        if stage2 is not None:
-            mask = np.zeros(image.shape[1:], bool)
-            if flagged:
+    # an image's PNGs and measurements are made on a helper thread while the next image is read and
+    # predicted, where that thread has a core the model does not use (as road inference's writes)
+    with OrderedWorker(lambda item: _finish(out, cfg, *item), max_pending=write_behind_blocks(cfg.device),
+                       name="geodefect-images") as post:
+        for path in progress(files, desc="images", unit="image"):
+            t0 = time.perf_counter()
+            image = read_image_chw(path)
+            row = {"image": path.name, "height_px": image.shape[1], "width_px": image.shape[2], "stage1_prob": ""}
+            flagged = True
+            if stage1 is not None:
+                p1 = stage1.probability(check_channels(image, stage1.recipe, path))
+                row["stage1_prob"] = round(p1, 5)
+                flagged = p1 >= (stage1.threshold if cfg.threshold is None else cfg.threshold)
+            row["flagged"] = int(flagged)
+            rows.append(row)
+            prob = None
+            if stage2 is not None and flagged:
                 prob = stage2.probability(check_channels(image, stage2.recipe, path))
-                mask = stage2.mask(prob)
-                write_png(out / "prob" / f"{path.stem}.png", (np.clip(prob, 0, 1) * 255).round().astype(np.uint8)[None])
-            write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None])
-            write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1))
-            row.update(_mask_stats(mask))
-            row.update(measure_cracks(mask, pixel_size_mm=cfg.pixel_size_mm))
-        row["seconds"] = round(time.perf_counter() - t0, 4)
-        rows.append(row)
+            row["seconds"] = time.perf_counter() - t0
+            post.submit((path, row, image, prob, stage2))
     with (out / "predictions.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def _finish(out: Path, cfg: InspectionInferConfig, path: Path, row: dict, image, prob, stage2) -> None:
+    """An image's outputs: its mask, probability and overlay PNGs and its row's mask figures
+    (``row`` is completed in place; its ``seconds`` get this part's time added)."""
+    from geodefect.chips.images import write_png
+    from geodefect.inference.crack_geometry import measure_cracks
+    from geodefect.plots.inspection import mask_overlay
+
+    t0 = time.perf_counter()
+    if stage2 is not None:
+        mask = np.zeros(image.shape[1:], bool) if prob is None else stage2.mask(prob)
+        if prob is not None:
+            write_png(out / "prob" / f"{path.stem}.png", (np.clip(prob, 0, 1) * 255).round().astype(np.uint8)[None],
+                      rle=True)
+        write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None], rle=True)
+        write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1), rle=True)
+        row.update(_mask_stats(mask))
+        row.update(measure_cracks(mask, pixel_size_mm=cfg.pixel_size_mm))
+    row["seconds"] = round(row["seconds"] + time.perf_counter() - t0, 4)
 
 
 def _mask_stats(mask: np.ndarray) -> dict:

@@ -18,10 +18,13 @@ def to_display(image_chw) -> np.ndarray:
 
 def mask_overlay(image_chw: np.ndarray, mask: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
     """Paint ``mask`` ((H, W) bool) over a uint8 ``(C, H, W)`` image -> ``(H, W, 3)`` uint8."""
-    rgb = image_chw[:3] if image_chw.shape[0] >= 3 else np.repeat(image_chw[:1], 3, axis=0)
-    out = rgb.transpose(1, 2, 0).astype(np.float32)
-    out[mask] = out[mask] * (1 - alpha) + np.asarray(DEFECT_RGB, np.float32) * alpha
-    return out.astype(np.uint8)
+    if image_chw.shape[0] >= 3:
+        out = np.array(image_chw[:3].transpose(1, 2, 0), dtype=np.uint8, order="C")  # a copy, always
+    else:
+        out = np.repeat(np.asarray(image_chw[0], np.uint8)[:, :, None], 3, axis=2)
+    painted = out[mask].astype(np.float32) * (1 - alpha) + np.asarray(DEFECT_RGB, np.float32) * alpha
+    out[mask] = painted.astype(np.uint8)  # only the defect pixels go through float (a photo is megapixels)
+    return out
 
 
 def _figure(n_rows: int, n_cols: int):

@@ -46,3 +46,45 @@ def test_two_cracks_add_up_and_width_is_the_widest():
     assert 2 * 80 - 3 - 9 - 4 <= got["crack_length_px"] <= 160
     assert measure_cracks(np.zeros((10, 10), bool)) == {"crack_length_px": 0.0, "max_width_px": 0.0,
                                                         "crack_length_mm": "", "max_width_mm": ""}
+
+
+def _whole_image_reference(mask):
+    """Length and width computed on the whole image at once (the definition; measure_cracks works
+    per component on cropped boxes)."""
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(mask)
+    if not mask.any():
+        return 0.0, 0.0
+    dist = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    width = max(2 * float(dist[skeleton].max()) - 1, 1.0) if skeleton.any() else 1.0
+    return round(skeleton_length_px(skeleton), 2), round(width, 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_per_component_crops_measure_what_the_whole_image_does(seed):
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    masks = [rng.random((90, 70)) < 0.3,  # many tiny components, some touching the border
+             gaussian_filter(rng.random((120, 150)), 2.0) > 0.5,  # blobs with holes
+             binary_dilation(rng.random((100, 100)) < 0.01, iterations=3)]  # separate wide spots
+    for mask in masks:
+        got = measure_cracks(mask)
+        assert (got["crack_length_px"], got["max_width_px"]) == _whole_image_reference(mask)
+
+
+def test_overlay_paints_only_the_mask_and_leaves_the_image_alone():
+    from geodefect.plots.inspection import DEFECT_RGB, mask_overlay
+
+    rng = np.random.default_rng(0)
+    for bands in (1, 3):
+        hwc = rng.integers(0, 256, (20, 30, bands), dtype=np.uint8)
+        before = hwc.copy()
+        mask = rng.random((20, 30)) < 0.2
+        out = mask_overlay(hwc.transpose(2, 0, 1), mask, alpha=0.6)  # a channels-first view of an HWC photo
+        rgb = np.repeat(before, 3, axis=2) if bands == 1 else before
+        assert np.array_equal(out[~mask], rgb[~mask]) and np.array_equal(hwc, before)
+        expected = (rgb[mask].astype(np.float32) * 0.4 + np.float32(0.6) * np.asarray(DEFECT_RGB, np.float32)).astype(np.uint8)
+        assert np.array_equal(out[mask], expected)

@@ -167,3 +167,48 @@ def test_predictions_csv_has_crack_length_and_width(crack_run):
             assert float(r["crack_length_px"]) == 0 and float(r["max_width_px"]) == 0
         else:
             assert float(r["max_width_px"]) >= 1
+
+
+def _outputs(folder):
+    """{relative path: bytes} of an infer folder's PNGs, and its CSV rows without the timings."""
+    pngs = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+    with (folder / "predictions.csv").open() as fh:
+        rows = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+    return pngs, rows
+
+
+def test_outputs_made_behind_the_model_equal_inline_ones(crack_run, monkeypatch):
+    """Each image's PNGs and measurements are made on a helper thread while the next image is
+    predicted (when a core is free): the files and figures are those of the inline run."""
+    import geodefect.inference.roads as roads
+
+    args = ["infer", str(crack_run / "seg_run" / "model.pt"), str(crack_run / "data" / "images"), "--mask-threshold", "0.3"]
+    runs = {}
+    for queue in (0, 2):
+        monkeypatch.setattr(roads, "write_behind_blocks", lambda device, q=queue: q)
+        _run([*args, "-o", str(crack_run / f"behind{queue}")])
+        runs[queue] = _outputs(crack_run / f"behind{queue}")
+    assert len(runs[2][0]) == 3 * 6 and runs[2] == runs[0]
+    assert any(int(r["defect_px"]) > 0 for r in runs[2][1])  # the comparison covers masks with defects
+
+
+def test_failure_behind_the_model_fails_the_run_and_leaves_nothing(crack_run, monkeypatch):
+    import geodefect.chips.images as images
+    import geodefect.inference.roads as roads
+
+    monkeypatch.setattr(roads, "write_behind_blocks", lambda device: 2)
+    written = []
+
+    def failing_png(path, array_chw, **kw):
+        written.append(path)
+        if len(written) == 7:  # the third image's first PNG: the disk is full
+            raise OSError(28, "No space left on device")
+        images.write_png.__wrapped__(path, array_chw, **kw)
+
+    failing_png.__wrapped__ = images.write_png
+    monkeypatch.setattr(images, "write_png", failing_png)
+    out = crack_run / "behind_failed"
+    result = CliRunner().invoke(cli, ["infer", str(crack_run / "seg_run" / "model.pt"),
+                                      str(crack_run / "data" / "images"), "-o", str(out)])
+    assert result.exit_code == 1 and "no space left on the device" in result.output  # the one-line error
+    assert not out.exists() and len(written) == 7  # nothing queued after the failure was written
