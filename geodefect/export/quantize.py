@@ -5,6 +5,11 @@ calibration tiles, which is what makes convolutions int8 (3.7x faster than torch
 LinkNet-ResNet34 here; ENVIRONMENT.md). QDQ format, per-channel int8 weights, uint8
 activations, MinMax calibration. The quantizer needs the weights inside the ``.onnx`` (no
 ``.onnx.data``), which :func:`geodefect.export.onnx_export.export_onnx` guarantees.
+
+After quantizing, a written-out softmax over int8 logits loses its max subtraction
+(:func:`drop_softmax_max`): the logits come from a uint8 tensor whose range calibration fixed,
+so ``exp`` cannot overflow, and the subtraction made ONNX Runtime dequantize the logits twice
+(once per consumer): 25 of 159 ms of a batch of eight 256² tiles through the shipped road model.
 """
 
 from __future__ import annotations
@@ -66,3 +71,52 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, tiles: np.ndarra
     finally:
         root.setLevel(level)
         pre.unlink(missing_ok=True)
+    import onnx
+
+    model = onnx.load(str(int8_path))
+    if drop_softmax_max(model):
+        onnx.save(model, str(int8_path))
+
+
+#: the largest |logit| a softmax may exponentiate without subtracting the max (exp(80) ~ 5.5e34:
+#: a sum of thousands of them stays finite in float32)
+MAX_EXP_INPUT = 80.0
+
+
+def drop_softmax_max(model) -> int:
+    """Rewrite ``exp(x - max(x))`` to ``exp(x)`` in ``model`` (an ``onnx.ModelProto``, in place)
+    where ``x`` is a DequantizeLinear output whose whole quantized range lies within
+    ±:data:`MAX_EXP_INPUT`; the softmax's value is the same (its divide normalises). Returns how
+    many were rewritten."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    used_by: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            used_by.setdefault(name, []).append(node)
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    dropped = []
+    for sub in [n for n in graph.node if n.op_type == "Sub"]:
+        x, amax = sub.input
+        reduce, dq = made_by.get(amax), made_by.get(x)
+        if (reduce is None or reduce.op_type != "ReduceMax" or reduce.input[0] != x or dq is None
+                or dq.op_type != "DequantizeLinear" or len(used_by.get(amax, [])) != 1
+                or _dequantized_bound(dq, consts) > MAX_EXP_INPUT):
+            continue
+        for node in used_by.get(sub.output[0], []):
+            node.input[:] = [x if name == sub.output[0] else name for name in node.input]
+        dropped += [sub, reduce]
+    for node in dropped:
+        graph.node.remove(node)
+    return len(dropped) // 2
+
+
+def _dequantized_bound(dq, consts: dict) -> float:
+    """The largest |value| a DequantizeLinear node can output (inf when its scale is not a constant)."""
+    if dq.input[1] not in consts or len(dq.input) < 3 or dq.input[2] not in consts:
+        return float("inf")
+    scale, zero = consts[dq.input[1]].astype(np.float64), consts[dq.input[2]]
+    info = np.iinfo(zero.dtype)
+    return float(np.max(np.abs(scale * (np.array([info.min, info.max], np.float64) - zero.astype(np.float64)))))
