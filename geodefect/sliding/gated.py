@@ -95,7 +95,7 @@ class HeldWindow:
     def trim(self, first_row: int) -> None:
         """Keep (a copy of) raster rows ``first_row..`` only, letting go of the predictor's array."""
         k = min(max(first_row - self.row_off, 0), self.weights.shape[0])
-        self.preds = {name: p[k:].copy() for name, p in self.preds.items()}
+        self.preds = {name: p[k:].copy(order="K") for name, p in self.preds.items()}  # in its memory layout: no transpose
         self.weights = self.weights[k:]
         self.row_off += k
         self.trimmed = True

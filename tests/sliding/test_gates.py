@@ -188,6 +188,7 @@ def test_windows_of_earlier_rows_keep_only_their_rows_not_final_yet():
         for h in acc.held:
             if h.trimmed:  # a copy of its open rows, at most half the window
                 assert h.preds["bins"].flags.owndata and h.row_off >= acc._final_to and h.weights.shape[0] <= 32
+                assert np.moveaxis(h.preds["bins"], -1, 0).flags.c_contiguous  # channels-first kept: no transposing copy
                 seen["trimmed"] += 1
             else:  # whole: the current row of windows, or less than half of its rows final
                 assert h.weights.shape[0] == 64
