@@ -27,11 +27,13 @@ from geodefect.cli.options import overwrite_option, run_command, verbosity_optio
 @verbosity_options
 def export(model, out_path, quantize, calibration, validation, max_metric_drop, calibration_chips,
            validation_chips, overwrite, verbose, quiet):
-    """Export MODEL (a .pt package) to ONNX for `geodefect infer`, ONNX Runtime and QGIS (Deepness).
+    """Export MODEL (a .pt package, or a shipped model's name) to ONNX for `geodefect infer`, ONNX
+    Runtime and QGIS (Deepness).
 
     \b
     Examples:
       geodefect export runs/roads/best.pt -o roads.onnx
+      geodefect export spacenet3-roads -o spacenet3-roads.onnx
       geodefect export runs/roads/best.pt -o roads_int8.onnx --quantize int8 --calibration chips/
 
     The graph takes band values / 255 (normalisation inside), gives named probability

@@ -56,3 +56,20 @@ def test_predicts_the_roads_of_a_real_validation_crop(shared_data, tmp_path):
     iou = (pred & truth).sum() / (pred | truth).sum()
     assert prob[truth].mean() > 2 * prob[~truth].mean()
     assert iou > 0.3, iou
+
+
+def test_the_shipped_model_exports_by_name(tmp_path):
+    """`geodefect export spacenet3-roads -o X.onnx`: the ONNX Runtime path for CPU users (1.5x)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from click.testing import CliRunner
+
+    from geodefect.cli.main import cli
+    from geodefect.inference.backends import read_model_recipe
+
+    out = tmp_path / "roads.onnx"
+    result = CliRunner().invoke(cli, ["export", "spacenet3-roads", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    recipe = read_model_recipe(out)
+    assert recipe["task"] == "roads" and recipe["onnx"]["source"] == "spacenet3-roads.pt"
+    assert recipe["pixel_size_m"] == pytest.approx(0.6, abs=0.01) and recipe["onnx"]["tile_px"] == 256
