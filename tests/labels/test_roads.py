@@ -230,3 +230,18 @@ def test_buffer_per_feature_from_a_width_attribute():
         RoadLabeler(gdf, UTM, buffer_m=[2.0, np.nan])
     with pytest.raises(InputError, match="one half-width per feature"):
         RoadLabeler(gdf, UTM, buffer_m=[2.0])
+
+
+def test_a_pickled_labeler_burns_the_same_labels():
+    """Dask ships labelers to workers: pickled with its lines as WKB, it labels exactly as before."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    lines = [_line(*(rng.uniform(0, 60, (4, 2)) + rng.uniform(0, 1e-6))) for _ in range(30)]  # sub-mm coordinates
+    widths = rng.uniform(1, 4, 30)
+    labeler = RoadLabeler(gpd.GeoDataFrame(geometry=lines, crs=UTM), UTM, buffer_m=widths)
+    copy = pickle.loads(pickle.dumps(labeler))
+    assert shapely.equals_exact(copy.lines, labeler.lines, tolerance=0).all()
+    a, b = labeler.burn(GRID, 200, 200), copy.burn(GRID, 200, 200)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.orientation, b.orientation)
