@@ -143,3 +143,18 @@ def test_workers_stay_silent_without_verbose(monkeypatch):
     with open_client(parse_scheduler("processes:1")) as client:
         (level,) = client.run(_distributed_log_level).values()
     assert level == logging.CRITICAL
+
+
+def _callback_ms(dask_worker=None, dask_scheduler=None) -> dict:
+    server = dask_worker or dask_scheduler
+    return {name: pc.callback_time for name, pc in server.periodic_callbacks.items()}
+
+
+def test_a_local_cluster_keeps_its_housekeeping_quiet():
+    """No 100 Hz stack sampling in the workers and a 1 s event-loop tick: an idle cluster is not a
+    CPU load on a small machine (QUIET_CLUSTER), while a worker's memory monitor keeps watching."""
+    with open_client(parse_scheduler("processes:1")) as client:
+        (worker,) = client.run(_callback_ms).values()
+        scheduler = client.run_on_scheduler(_callback_ms)
+    assert "profile" not in worker and worker["tick"] == scheduler["tick"] == 1000
+    assert scheduler["monitor"] == 5000 and worker["memory_monitor"] <= 100
