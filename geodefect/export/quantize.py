@@ -103,6 +103,7 @@ def drop_softmax_max(model) -> int:
         reduce, dq = made_by.get(amax), made_by.get(x)
         if (reduce is None or reduce.op_type != "ReduceMax" or reduce.input[0] != x or dq is None
                 or dq.op_type != "DequantizeLinear" or len(used_by.get(amax, [])) != 1
+                or any(n.op_type != "Exp" for n in used_by.get(sub.output[0], []))  # a softmax's, nothing else
                 or _dequantized_bound(dq, consts) > MAX_EXP_INPUT):
             continue
         for node in used_by.get(sub.output[0], []):

@@ -36,33 +36,43 @@ def skeleton_length_px(skeleton: np.ndarray) -> float:
     return float(side + math.sqrt(2) * diagonal)
 
 
-def measure_cracks(mask: np.ndarray, *, pixel_size_mm: float | None = None) -> dict[str, float | str]:
+def measure_cracks(mask: np.ndarray, *, pixel_size_mm: float | None = None,
+                   labels: np.ndarray | None = None) -> dict[str, float | str]:
     """Total skeleton length and maximum width of the defects in ``mask``.
 
     Args:
         mask: ``(H, W) bool`` predicted defect mask.
         pixel_size_mm: ground size of one pixel in millimetres (None: the mm fields are "").
+        labels: the mask's 8-connected components (:func:`label_components`) when the caller has them.
 
     Returns:
         ``{"crack_length_px", "max_width_px", "crack_length_mm", "max_width_mm"}``; 0 for an
         empty mask.
     """
-    from scipy.ndimage import find_objects, label
+    from scipy.ndimage import find_objects
 
     mask = np.asarray(mask, bool)
-    length, depths = 0.0, []  # depths: each component's largest distance to background on its skeleton
+    length, width, depths = 0.0, 0.0, []  # depths: each component's largest distance to background on its skeleton
     if mask.any():
-        labels, _ = label(mask, structure=np.ones((3, 3), bool))
+        labels = label_components(mask)[0] if labels is None else labels
         for i, box in enumerate(find_objects(labels), start=1):
             part_length, part_depth = _measure_component(np.pad(labels[box] == i, 1))
             length += part_length
             depths += [part_depth] if part_depth is not None else []
-    width = 0.0 if not mask.any() else max(2 * max(depths) - 1, 1.0) if depths else 1.0
+        width = max(2 * max(depths) - 1, 1.0) if depths else 1.0
     out: dict[str, float | str] = {"crack_length_px": round(length, 2), "max_width_px": round(width, 2)}
     mm = pixel_size_mm
     out["crack_length_mm"] = "" if mm is None else round(length * mm, 3)
     out["max_width_mm"] = "" if mm is None else round(width * mm, 3)
     return out
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(labels, n)``: the 8-connected components of a ``(H, W) bool`` mask (``scipy.ndimage.label``)."""
+    from scipy.ndimage import label
+
+    labels, n = label(mask, structure=np.ones((3, 3), bool))
+    return labels, int(n)
 
 
 def _measure_component(crop: np.ndarray) -> tuple[float, float | None]:

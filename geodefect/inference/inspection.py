@@ -297,7 +297,7 @@ def _finish(out: Path, cfg: InspectionInferConfig, path: Path, row: dict, image,
     """An image's outputs: its mask, probability and overlay PNGs and its row's mask figures
     (``row`` is completed in place; its ``seconds`` get this part's time added)."""
     from geodefect.chips.images import write_png
-    from geodefect.inference.crack_geometry import measure_cracks
+    from geodefect.inference.crack_geometry import label_components, measure_cracks
     from geodefect.plots.inspection import mask_overlay
 
     t0 = time.perf_counter()
@@ -308,17 +308,15 @@ def _finish(out: Path, cfg: InspectionInferConfig, path: Path, row: dict, image,
                       rle=True)
         write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None], rle=True)
         write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1), rle=True)
-        row.update(_mask_stats(mask))
-        row.update(measure_cracks(mask, pixel_size_mm=cfg.pixel_size_mm))
+        labels, n_components = label_components(mask)
+        row.update(_mask_stats(mask, n_components))
+        row.update(measure_cracks(mask, pixel_size_mm=cfg.pixel_size_mm, labels=labels))
     row["seconds"] = round(row["seconds"] + time.perf_counter() - t0, 4)
 
 
-def _mask_stats(mask: np.ndarray) -> dict:
-    from scipy.ndimage import label
-
-    _, n = label(mask, structure=np.ones((3, 3), bool))
+def _mask_stats(mask: np.ndarray, n_components: int) -> dict:
     px = int(mask.sum())
-    return {"defect_px": px, "defect_area_frac": round(px / mask.size, 6), "n_components": int(n)}
+    return {"defect_px": px, "defect_area_frac": round(px / mask.size, 6), "n_components": n_components}
 
 
 def _summary(model_path, cfg, stage1, stage2, rows, elapsed) -> dict:

@@ -30,10 +30,9 @@ def export(model_path, out_path, *, quantize: str | None = None, calibration=Non
     """Export ``model_path`` to ``out_path``; returns the summary (``text`` = lines for stdout)."""
     from geodefect.export.onnx_export import check_exportable, export_onnx, require_exporter
     from geodefect.models.checkpoint import load_package
-    from geodefect.models.pretrained import PRETRAINED, resolve_model
+    from geodefect.models.pretrained import resolve_model
 
-    if str(model_path) in PRETRAINED and not Path(model_path).exists():
-        model_path = resolve_model(model_path)  # the name of a model shipped with geodefect
+    model_path = resolve_model(model_path)  # a path, or the name of a model shipped with geodefect
     out = _check_args(model_path, out_path, quantize, calibration, max_metric_drop, overwrite)
     require_exporter()
     model, recipe = load_package(model_path)
