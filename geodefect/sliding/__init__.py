@@ -25,6 +25,7 @@ it is then summed on those pixels only.
 """
 
 from geodefect.sliding.blend import BLEND_MODES, WEIGHT_FLOOR, window_weights
+from geodefect.sliding.blocks import Block
 from geodefect.sliding.engine import (
     ArrayReader,
     SlidingParams,
@@ -34,7 +35,8 @@ from geodefect.sliding.engine import (
     plan_strips,
     predict_array,
 )
-from geodefect.sliding.stitch import BandAccumulator, Block, Gate, GatedSums
+from geodefect.sliding.gated import Gate, GatedSums
+from geodefect.sliding.stitch import BandAccumulator
 from geodefect.sliding.tta import TTA_FLIPS, TTA_MERGES, flip_array, predict_tta
 
 __all__ = [

@@ -36,7 +36,9 @@ from rasterio.windows import Window
 from geodefect.alloc import release_free_memory
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
-from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator, Block, Gate, HaloStore
+from geodefect.sliding.blocks import Block, HaloStore
+from geodefect.sliding.gated import Gate
+from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator
 from geodefect.sliding.tta import TTA_MERGES, Remap, predict_tta
 from geodefect.windows import iter_windows, validate_grid
 

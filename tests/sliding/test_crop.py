@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geodefect.sliding.blocks import Block
 from geodefect.sliding.gated import GatedSums
-from geodefect.sliding.stitch import Block
 
 
 def _gated(dense_form: bool, rng) -> tuple[GatedSums, np.ndarray, np.ndarray]:

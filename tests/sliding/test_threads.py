@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from geodefect.sliding import threads
-from geodefect.sliding.stitch import BandAccumulator, Block
+from geodefect.sliding.blocks import Block
+from geodefect.sliding.stitch import BandAccumulator
 
 
 def test_split_rows_covers_every_row_once_on_two_threads_when_large(monkeypatch):
