@@ -121,7 +121,6 @@ class RoadLabeler:
         3 000 lines pickled one shapely object at a time (exact: WKB keeps the float64 coordinates)."""
         state = dict(self.__dict__)
         state["lines"] = shapely.to_wkb(self.lines)
-        state.pop("_segments", None)  # recomputed where labels are burned
         return state
 
     def __setstate__(self, state: dict) -> None:
