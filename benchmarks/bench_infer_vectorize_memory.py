@@ -113,9 +113,9 @@ def run_child(model: Path, raster: Path, out: Path, block_px: int, client=None, 
               max_memory_mb: float = 256.0) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", GEODEFECT_NO_PROGRESS="1")
     cmd = [sys.executable, __file__, "--child", str(model), str(raster), str(out), "--vector-block-px", str(block_px),
-           "--max-memory-mb", str(max_memory_mb)]
+           "--max-memory-mb", str(max_memory_mb), "--unit-block-px", str(unit_block_px)]
     if client is not None:
-        cmd += ["--scheduler", client.scheduler.address, "--unit-block-px", str(unit_block_px)]
+        cmd += ["--scheduler", client.scheduler.address]
     stdout = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     result = json.loads(stdout.strip().splitlines()[-1])
     if client is not None:  # each worker's peak, then fresh workers for the next run
@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--whole", action="store_true", help="also run with the whole-raster vectoriser")
     ap.add_argument("--work", type=Path, default=None, help="folder for the rasters (default: a temp dir)")
     ap.add_argument("--dask-workers", type=int, default=0, help="run on a LocalCluster of this many workers")
-    ap.add_argument("--unit-block-px", type=int, default=4096, help="with --dask-workers: infer --block-px")
+    ap.add_argument("--unit-block-px", type=int, default=4096, help="infer --block-px (work units; 0: one pass)")
     ap.add_argument("--max-memory-mb", type=float, default=256.0, help="infer --max-memory-mb (the stitcher's strips)")
     ap.add_argument("--scheduler", default="local", help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)

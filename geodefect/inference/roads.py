@@ -69,7 +69,7 @@ class RoadInferConfig:
         block_px: a raster larger than this is cut into work units of blocks of about this many
             pixels (a multiple of the stride), each with the windows that reach into it; the
             results are the same as one unit per raster. ``local`` runs them one after the other
-            in this process (a block's memory; resumable). 0 = one unit per raster.
+            in this process (resumable from finished blocks). 0 = one unit per raster.
         backend, threads: model backend (``auto`` = the file's: .pt torch, .onnx onnxruntime) and
             CPU threads (see :func:`geodefect.inference.backends.load_predictor`).
     """

@@ -53,8 +53,8 @@ def _infer(model_path, inputs, out_dir, *, recipe: dict, config_file, overrides,
 def needs_blocks(jobs, cfg) -> bool:
     """Whether a ``local`` run goes through the units too: some raster is larger than ``block_px``.
 
-    One process then runs the blocks one after the other, as a worker would: its memory is a
-    block's, not the raster's, and an interrupted run resumes from its finished blocks.
+    One process then runs the blocks one after the other, as a worker would, and an interrupted
+    run resumes from its finished blocks (memory is bounded either way: BENCHMARKS.md, Dask).
     """
     return bool(cfg.block_px) and any(max(job.reader.shape[1:]) > cfg.block_px for job in jobs)
 
