@@ -103,3 +103,79 @@ def test_window_blocks_cover_every_window_once():
     assert len(units) == 2 * 4  # origins up to row 236, column 436
     assert sorted(i for u in units for i in u) == list(range(len(windows)))
     assert window_blocks(windows, 0) == [None] and window_blocks([Window(0, 0, 64, 64)], 128) == [None]
+
+
+@pytest.fixture(scope="module")
+def big_scenes(tmp_path_factory):
+    """Scenes whose unit takes long enough (400 windows each) to be caught mid-way."""
+    from geodefect.testing.tiny import make_tiny_scene
+
+    root = tmp_path_factory.mktemp("bigchipscenes")
+    return [make_tiny_scene(root / f"b{i}", height_px=1000, width_px=1000, road_rows=(300 + 100 * i,),
+                            road_cols=(500,), seed=i) for i in range(2)]
+
+
+def test_a_worker_killed_mid_run_leaves_the_same_chips_and_no_temporaries(big_scenes, tmp_path):
+    """SIGKILL the worker that is writing chips: its unit is retried (resuming the chips it finished)
+    and the export ends as one undisturbed run, with no temporary file of the dead worker left."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    chip(big_scenes, tmp_path / "local")
+    out = tmp_path / "dask"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        killed = []
+
+        def kill_a_busy_worker():
+            deadline = time.time() + 60
+            while time.time() < deadline and not killed:
+                busy = [w for w, keys in client.processing().items() if keys]
+                if busy and len(list((out / "images").glob("[!.]*.tif"))) >= 20:
+                    # what the worker would leave when killed inside a chip's write
+                    (out / "labels" / f".tmp-{pids[busy[0]]}-half.tif").write_bytes(b"half")
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(busy[0])
+                time.sleep(0.01)
+
+        killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+        killer.start()
+        chip(big_scenes, out, "--scheduler", cluster.scheduler_address)
+        killer.join(timeout=60)
+    assert killed, "no worker was caught writing chips"
+    _same_chips(tmp_path / "local", out)
+    assert not [p for p in out.rglob(".tmp-*")]
+
+
+def test_an_interrupted_export_resumes_on_a_cluster(scenes, tmp_path, monkeypatch):
+    """Interrupted in one process, finished by `processes:2`: the finished chips are kept as they are."""
+    from geodefect.chips import export as chips
+
+    chip(scenes, tmp_path / "ref")
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    original = chips.ChipExporter.export_window
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 8:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(chips.ChipExporter, "export_window", interrupted)
+    res = CliRunner().invoke(cli, ["chip", *[str(s.image) for s in scenes], "--centerlines", str(scenes[0].centerlines),
+                                   "-o", str(out), "--size-px", "64", "--stride-px", "48", "--keep-empty", "1", "-q",
+                                   "--workers", "1"])
+    assert res.exit_code == 130  # interrupted (Ctrl-C)
+    monkeypatch.setattr(chips.ChipExporter, "export_window", original)
+    done = {p: p.stat().st_mtime_ns for p in (out / "images").glob("[!.]*.tif")}
+    assert 0 < len(done) <= 8 and not (out / "meta.json").exists()
+    res = chip(scenes, out, "--scheduler", "processes:2")
+    assert f"{len(done)} kept from an interrupted run" in res.output
+    assert {p: p.stat().st_mtime_ns for p in done} == done
+    _same_chips(tmp_path / "ref", out)

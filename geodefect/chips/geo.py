@@ -203,6 +203,7 @@ def _export(plans, out: Path, cfg: RoadChipConfig, bands, settings: dict, t0: fl
 
         exporter, results = export_sources(plans, names, n_bands, val_blocks, block_px, out, cfg, bands,
                                            export_source=_export_source)
+        chips.remove_stale_temp_files(out)  # a worker killed inside a chip's write leaves its temporary
         return _finish(plans, results, exporter, out, cfg, bands, block_px, t0, task=task,
                        pan_sharpen=settings.get("pan_sharpen"))
     with progress(total=total, desc="chips", unit="win") as bar:
