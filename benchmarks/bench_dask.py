@@ -83,8 +83,8 @@ def marginal_report(best_n: dict, best_m: dict, n: int, m: int) -> None:
 
 def paired_report(times: dict, n: int, m: int, repeats: int) -> None:
     """The steady-state ratios of each repeat (its own n- and m-image runs), and their median: the
-    n-image runs of the first repeat start on a quieter file system, so a min over repeats of each
-    total mixes repeats."""
+    first repeat's n-image runs were seen to be faster than the later ones, and a min over repeats
+    of each total then mixes repeats."""
     import statistics
 
     def per(k, r):
