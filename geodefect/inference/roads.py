@@ -144,6 +144,7 @@ def sliding_params(cfg: RoadInferConfig, recipe: dict):
         size_px=int(size), stride_px=int(stride), batch_size=cfg.batch_size, blend=cfg.blend,
         tta=cfg.tta, tta_merge=cfg.tta_merge, max_memory_mb=cfg.max_memory_mb,
         held_blocks=write_behind_blocks(cfg.device) + 1,  # the queue + the block being handed over
+        predict_ahead=forward_ahead(cfg, recipe),
     )
 
 
@@ -152,19 +153,28 @@ def write_behind_blocks(device: str | None) -> int:
     writer has a core the model does not use (a CUDA model, or more CPUs than torch threads),
     else 0 (write inline). On a 2-core CPU, where torch's 2 threads use both cores, a writer
     thread slowed the forward as much as it saved (ratio to the bare model, mean of 6 pairs of
-    runs: 1.143 inline, 1.155 with the thread; BENCHMARKS.md).
-    """
+    runs: 1.143 inline, 1.155 with the thread; BENCHMARKS.md)."""
     import torch
-
-    from geodefect.inference.predictor import resolve_device
 
     if WRITE_BEHIND_BLOCKS <= 0:
         return 0
+    return WRITE_BEHIND_BLOCKS if _on_gpu(device) or usable_cpus() > torch.get_num_threads() else 0
+
+
+def forward_ahead(cfg: RoadInferConfig, recipe: dict) -> bool:
+    """Whether the next forward runs on a helper thread while a batch is stitched (``predict_ahead``):
+    where the model leaves a core free (:func:`write_behind_blocks`) on a GPU or in ONNX Runtime
+    (an ``.onnx`` recipe). A torch CPU forward gained nothing on a thread (BENCHMARKS.md, backends)."""
+    return write_behind_blocks(cfg.device) > 0 and (_on_gpu(cfg.device) or "onnx" in recipe)
+
+
+def _on_gpu(device: str | None) -> bool:
+    from geodefect.inference.predictor import resolve_device
+
     try:
-        on_gpu = resolve_device(device).startswith("cuda")
+        return resolve_device(device).startswith("cuda")
     except InputError:  # reported where the model is loaded
-        on_gpu = False
-    return WRITE_BEHIND_BLOCKS if on_gpu or usable_cpus() > torch.get_num_threads() else 0
+        return False
 
 
 def used_orientation(recipe: dict) -> dict:

@@ -38,51 +38,13 @@ from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
 from geodefect.sliding.blocks import Block, HaloStore
 from geodefect.sliding.gated import Gate
+from geodefect.sliding.reading import ArrayReader, iter_batches
 from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator
+from geodefect.sliding.threads import compute_ahead
 from geodefect.sliding.tta import TTA_MERGES, Remap, predict_tta
 from geodefect.windows import iter_windows, validate_grid
 
 Predictor = Callable[[np.ndarray], Mapping[str, np.ndarray]]
-
-
-class ArrayReader:
-    """Reader over an in-memory ``(C, H, W)`` (or ``(H, W)``) array.
-
-    Pixels outside the array are ``fill`` (``pad="constant"``) or the array mirrored at its
-    edge (``pad="reflect"``, NumPy's ``reflect`` mode): photos smaller than the window then
-    show the model more of the same surface instead of a flat border whose edge it may read
-    as a defect (cracks along the padded border of crack photos).
-    """
-
-    PADS = ("constant", "reflect")
-
-    def __init__(self, array: np.ndarray, *, fill: float = 0, pad: str = "constant") -> None:
-        arr = np.asarray(array)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise InputError(f"image array must be (C, H, W) or (H, W), got shape {arr.shape}")
-        if pad not in self.PADS:
-            raise InputError(f"`pad` must be one of {', '.join(self.PADS)}, got {pad!r}")
-        self.array, self.fill, self.pad = arr, fill, pad
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
-
-    def read(self, window: Window) -> np.ndarray:
-        c, h, w = self.shape
-        r0, c0 = int(window.row_off), int(window.col_off)
-        wh, ww = int(window.height), int(window.width)
-        rs, re = max(r0, 0), min(r0 + wh, h)
-        cs, ce = max(c0, 0), min(c0 + ww, w)
-        if self.pad == "reflect" and re > rs and ce > cs:
-            widths = ((0, 0), (rs - r0, r0 + wh - re), (cs - c0, c0 + ww - ce))
-            return np.pad(self.array[:, rs:re, cs:ce], widths, mode="reflect")
-        out = np.full((c, wh, ww), self.fill, dtype=self.array.dtype)
-        if re > rs and ce > cs:
-            out[:, rs - r0 : re - r0, cs - c0 : ce - c0] = self.array[:, rs:re, cs:ce]
-        return out
 
 
 @dataclass(frozen=True)
@@ -102,6 +64,10 @@ class SlidingParams:
         held_blocks: finished blocks the caller may hold at once (1: it handles each block
             before asking for the next; more with a write-behind queue such as
             :class:`~geodefect.sliding.threads.OrderedWorker`); counted in the budget.
+        predict_ahead: run the next batch's forward on a helper thread while this batch is
+            stitched (:func:`~geodefect.sliding.threads.compute_ahead`): for a model that leaves
+            a core free (a GPU, or fewer model threads than cores); the same outputs, one more
+            batch of predictions in memory.
     """
 
     size_px: int
@@ -112,6 +78,7 @@ class SlidingParams:
     tta_merge: str = "mean"
     max_memory_mb: float = 256.0
     held_blocks: int = 1
+    predict_ahead: bool = False
 
     def __post_init__(self) -> None:
         validate_grid(size_px=self.size_px, stride_px=self.stride_px)
@@ -217,31 +184,6 @@ def held_window_bytes(band_rows: int, params: SlidingParams) -> tuple[float, flo
     return per_col, (params.batch_size - 1) * band_rows * params.size_px * 4
 
 
-def iter_batches(reader, windows: Sequence[Window], batch_size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
-    """Read windows in batches: ``(windows, (B, C, h, w) float32)``.
-
-    A batch holds at most ``batch_size`` windows of one size (a change of size starts a new batch).
-    """
-    chunk: list[Window] = []
-    for win in windows:
-        if chunk and (len(chunk) == batch_size or (win.height, win.width) != (chunk[0].height, chunk[0].width)):
-            yield chunk, _read_stack(reader, chunk)
-            chunk = []
-        chunk.append(win)
-    if chunk:
-        yield chunk, _read_stack(reader, chunk)
-
-
-def _read_stack(reader, windows: Sequence[Window]) -> np.ndarray:
-    """``(B, C, h, w)`` float32: each window cast straight into the batch (no per-window float copy)."""
-    first = np.asarray(reader.read(windows[0]))
-    out = np.empty((len(windows), *first.shape), np.float32)
-    out[0] = first
-    for i, win in enumerate(windows[1:], start=1):
-        out[i] = reader.read(win)
-    return out
-
-
 def iter_blocks(
     reader,
     predictor: Predictor,
@@ -296,14 +238,16 @@ def iter_blocks(
         )
         chunks = iter(halo_in) if halo_in is not None else iter(())
         pending = next(chunks, None)
-        for chunk, batch in iter_batches(reader, strip_windows, params.batch_size):
+        batches = iter_batches(reader, strip_windows, params.batch_size)
+        for chunk, forward in compute_ahead(batches, lambda b: _predict(b, predictor, params, remap),
+                                            ahead=params.predict_ahead):
             # hand out the rows this batch's first window makes final before predicting it: held
             # gated predictions go before the forward allocates the next ones (same blocks, same order)
             while pending is not None and pending.row_off <= chunk[0].row_off:
                 yield from acc.add_halo(pending)
                 pending = next(chunks, None)
             yield from acc.flush_until(int(chunk[0].row_off))
-            preds = _predict(batch, predictor, params, remap)
+            preds = forward()
             for i, win in enumerate(chunk):
                 while pending is not None and pending.row_off <= win.row_off:  # merge by row
                     yield from acc.add_halo(pending)

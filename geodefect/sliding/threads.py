@@ -6,7 +6,8 @@ argmax of a block take about half the time on a 2-core machine. Results are iden
 each pixel is computed by exactly one thread, with the same operations.
 
 :class:`OrderedWorker` processes items (stitched blocks to encode and write) on one helper
-thread, in order, while the caller goes on with the next model forward.
+thread, in order, while the caller goes on with the next model forward;
+:func:`compute_ahead` runs the next model forward on one while the caller stitches.
 """
 
 from __future__ import annotations
@@ -60,6 +61,40 @@ def split_rows(fn: Callable[[slice, int], None], n_rows: int, n_elements: int) -
         fn(slice(0, mid), 0)
     finally:
         future.result()
+
+
+def compute_ahead(items, fn: Callable, *, ahead: bool):
+    """Yield ``(key, get)`` for each ``(key, value)`` of ``items``; ``get()`` returns ``fn(value)``.
+
+    Without ``ahead``, ``get`` calls ``fn`` there and then. With ``ahead``, ``fn`` runs on one helper
+    thread, one item ahead: when item k is handed out, item k + 1 is taken from ``items`` (on the
+    caller's thread) and its call queued behind item k's, so that it runs while the caller works
+    with item k's result. Road inference runs the model forward this way where the model leaves a
+    core free: stitching and reading then overlap the next forward (ONNX Runtime and torch release
+    the GIL). The results are the same, computed by the same calls in the same order; one more
+    item's result is alive at a time. An error of ``fn`` is raised by ``get``; on exit the queued
+    call is cancelled and the running one waited for.
+    """
+    import functools
+
+    if not ahead:
+        for key, value in items:
+            yield key, functools.partial(fn, value)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geodefect-forward")
+    try:
+        source = iter(items)
+        current = next(source, None)
+        future = pool.submit(fn, current[1]) if current is not None else None
+        while current is not None:
+            following = next(source, None)
+            queued = pool.submit(fn, following[1]) if following is not None else None
+            yield current[0], future.result
+            current, future = following, queued
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class OrderedWorker:

@@ -12,7 +12,7 @@ import rasterio
 
 from geodefect.inference import roads as road_infer
 from geodefect.inference.road_outputs import RoadBlockWriter
-from geodefect.models.checkpoint import read_recipe
+from geodefect.inference.backends import read_model_recipe
 from geodefect.sliding import threads
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
 
@@ -43,7 +43,7 @@ def _run(model, image, out, monkeypatch, *, queue: int, record=None):
             return write(self, block)
 
         monkeypatch.setattr(RoadBlockWriter, "write", recording)
-    return road_infer.infer(model, [image], out, recipe=read_recipe(model), overrides={"batch_size": 2})
+    return road_infer.infer(model, [image], out, recipe=read_model_recipe(model), overrides={"batch_size": 2})
 
 
 def test_write_behind_gives_the_same_files_as_writing_inline(road_model, holey_scene, tmp_path, monkeypatch):
@@ -108,3 +108,44 @@ def test_the_gdal_block_cache_of_inference_is_megabytes_not_bytes():
 
     with rasterio.Env(GDAL_CACHEMAX=road_infer.GDAL_CACHE_BYTES):
         assert int(get_gdal_config("GDAL_CACHEMAX")) >= 64 * 2**20
+
+
+def test_the_next_forward_runs_ahead_only_on_a_gpu_or_in_onnx_runtime_with_a_core_free(monkeypatch):
+    import torch
+
+    cfg, _ = road_infer.resolve_infer_config(None, {"device": "cpu"}, recipe={"size_px": 64})
+    onnx_recipe, pt_recipe = {"size_px": 64, "onnx": {"outputs": ["road"]}}, {"size_px": 64}
+    monkeypatch.setattr(road_infer, "usable_cpus", lambda: torch.get_num_threads() + 1)
+    assert road_infer.forward_ahead(cfg, onnx_recipe) and road_infer.sliding_params(cfg, onnx_recipe).predict_ahead
+    assert not road_infer.forward_ahead(cfg, pt_recipe)  # a torch CPU forward stays on the caller's thread
+    monkeypatch.setattr(road_infer, "usable_cpus", lambda: torch.get_num_threads())
+    assert not road_infer.forward_ahead(cfg, onnx_recipe)  # no core free
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpu, _ = road_infer.resolve_infer_config(None, {"device": "cuda"}, recipe={"size_px": 64})
+    assert road_infer.forward_ahead(gpu, pt_recipe)
+
+
+def test_an_onnx_forward_ahead_gives_the_same_files(road_model, holey_scene, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from geodefect.inference.onnx_runtime import OnnxPredictor
+    from geodefect.workflows.export import export
+
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    onnx = tmp_path / "m.onnx"
+    export(road_model, onnx)
+    names: list[str] = []
+    call = OnnxPredictor.__call__
+
+    def recording(self, batch):
+        names.append(threading.current_thread().name)
+        return call(self, batch)
+
+    monkeypatch.setattr(OnnxPredictor, "__call__", recording)
+    for folder, ahead in (("inline", False), ("ahead", True)):
+        monkeypatch.setattr(road_infer, "forward_ahead", lambda cfg, recipe, a=ahead: a)
+        _run(onnx, holey_scene, tmp_path / folder, monkeypatch, queue=2)
+    assert sum(n.startswith("geodefect-forward") for n in names) >= 3
+    for name in OUTPUTS:
+        assert (tmp_path / "inline" / name).read_bytes() == (tmp_path / "ahead" / name).read_bytes(), name
+    roads = [pyogrio.read_dataframe(tmp_path / d / "roads.gpkg", layer="roads") for d in ("inline", "ahead")]
+    assert len(roads[0]) > 0 and list(roads[0].geometry.to_wkb()) == list(roads[1].geometry.to_wkb())

@@ -125,3 +125,51 @@ def test_ordered_worker_abort_waits_for_the_running_item_and_cancels_the_queue(m
     after = list(finished)
     time.sleep(0.15)
     assert finished == after == [0]  # the running item completed; the queued two never ran
+
+
+def test_compute_ahead_hands_out_the_same_results_in_order_with_the_next_call_running():
+    started, log = [], []
+    release = threading.Event()
+
+    def fn(x):
+        started.append((x, threading.current_thread().name))
+        if x == 1:
+            assert release.wait(10)  # item 1 runs while the caller still holds item 0's result
+        return x * 10
+
+    out = []
+    for key, get in threads.compute_ahead(((f"k{i}", i) for i in range(4)), fn, ahead=True):
+        value = get()
+        if key == "k0":
+            deadline = threading.Event()
+            for _ in range(200):  # item 1's call starts before the caller is done with item 0
+                if any(x == 1 for x, _ in started):
+                    break
+                deadline.wait(0.01)
+            log.append(any(x == 1 for x, _ in started))
+            release.set()
+        out.append((key, value))
+    assert out == [("k0", 0), ("k1", 10), ("k2", 20), ("k3", 30)]
+    assert log == [True] and all(name.startswith("geodefect-forward") for _, name in started)
+    inline = [(k, g()) for k, g in threads.compute_ahead(((f"k{i}", i) for i in range(4)), lambda x: x * 10, ahead=False)]
+    assert inline == out
+
+
+def test_compute_ahead_raises_the_calls_error_and_stops_on_close():
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+        if x == 1:
+            raise ValueError("bad batch")
+        return x
+
+    gen = threads.compute_ahead(((i, i) for i in range(5)), fn, ahead=True)
+    assert next(gen)[1]() == 0
+    with pytest.raises(ValueError, match="bad batch"):
+        next(gen)[1]()
+    gen.close()  # the caller gives up: the queued call is cancelled, the running one waited for
+    n = len(calls)
+    assert n <= 3 and calls == sorted(calls)
+    threading.Event().wait(0.05)
+    assert len(calls) == n  # nothing runs after close
