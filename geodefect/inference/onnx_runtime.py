@@ -64,12 +64,26 @@ def open_session(path: str | Path, *, options=None, providers=None):
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ``.onnx`` file as a dict (a session without graph optimisation:
-    0.1 s instead of 0.9 s for a ResNet-34 LinkNet)."""
+    """``metadata_props`` of an ``.onnx`` file as a dict: parsed by the ``onnx`` package where it is
+    installed (the protobuf alone: ~3 ms for the shipped road model, against 15–80 ms for an ONNX
+    Runtime session), else from a session without graph optimisation (0.1 s instead of 0.9 s for
+    a ResNet-34 LinkNet)."""
     ort = require_onnxruntime()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return dict(open_session(path, options=options).get_modelmeta().custom_metadata_map)
+    try:
+        import onnx
+    except ImportError:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return dict(open_session(path, options=options).get_modelmeta().custom_metadata_map)
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileNotFoundError(f"model file {str(p)!r} does not exist; check the path")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 — protobuf's DecodeError and onnx's own
+        raise ModelPackageError(f"{str(p)!r} is not a readable ONNX model ({str(exc).splitlines()[0][:120]}); "
+                                "re-export it with `geodefect export MODEL.pt -o model.onnx`") from None
+    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def recipe_from_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:

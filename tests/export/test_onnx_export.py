@@ -141,6 +141,22 @@ def test_metadata_round_trips(tmp_path):
     assert shape[0].dim_param and [d.dim_value for d in shape[1:]] == [3, 64, 64]
 
 
+def test_metadata_reads_the_same_without_the_onnx_package(tmp_path, monkeypatch):
+    """The metadata come from the protobuf (onnx) where installed, else from an ORT session: the same."""
+    import sys
+
+    from geodefect.inference.onnx_runtime import read_onnx_metadata
+    from geodefect.workflows.export import export
+
+    export(_package(tmp_path, "rail_vgg_fcn"), tmp_path / "m.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with_onnx = read_onnx_metadata(tmp_path / "m.onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now fails
+    assert read_onnx_metadata(tmp_path / "m.onnx") == with_onnx and "geodefect_recipe" in with_onnx
+    with pytest.raises(ModelPackageError, match="not a readable ONNX"):
+        read_onnx_metadata(tmp_path / "junk.onnx")
+
+
 def test_damage_classifier_is_refused(tmp_path):
     from geodefect.workflows.export import export
 
