@@ -241,8 +241,9 @@ def iter_blocks(
         batches = iter_batches(reader, strip_windows, params.batch_size)
         for chunk, forward in compute_ahead(batches, lambda b: _predict(b, predictor, params, remap),
                                             ahead=params.predict_ahead):
-            # hand out the rows this batch's first window makes final before predicting it: held
-            # gated predictions go before the forward allocates the next ones (same blocks, same order)
+            # hand out the rows this batch's first window makes final before asking for its
+            # predictions: held gated predictions go before the forward allocates the next ones
+            # (same blocks, same order; with predict_ahead this forward is already running)
             while pending is not None and pending.row_off <= chunk[0].row_off:
                 yield from acc.add_halo(pending)
                 pending = next(chunks, None)
