@@ -173,3 +173,24 @@ def test_compute_ahead_raises_the_calls_error_and_stops_on_close():
     assert n <= 3 and calls == sorted(calls)
     threading.Event().wait(0.05)
     assert len(calls) == n  # nothing runs after close
+
+
+def test_compute_ahead_passes_an_items_error_on_after_the_running_call():
+    """Reading the next batch fails (a corrupt raster block): the caller gets that error, and the
+    forward already running finishes first (no helper thread is left behind)."""
+    done = []
+
+    def items():
+        yield "k0", 0
+        raise OSError("corrupt block")
+
+    def fn(x):
+        threading.Event().wait(0.05)
+        done.append(x)
+        return x
+
+    with pytest.raises(OSError, match="corrupt block"):
+        for _key, get in threads.compute_ahead(items(), fn, ahead=True):
+            get()
+    assert done == [0]
+    assert not [t for t in threading.enumerate() if t.name.startswith("geodefect-forward")]
