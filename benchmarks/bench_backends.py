@@ -223,9 +223,10 @@ def export_models(model: Path, tmp: Path, batches: list[np.ndarray], args) -> tu
     pre = tmp / "fp32-subpixel.onnx"  # what `geodefect export --quantize int8` quantizes
     export_onnx(torch_model, torch_recipe, pre, subpixel=True)
     tiles = np.concatenate(batches)[:32].astype(np.float32) / 255.0
-    quantize_int8(pre, int8, tiles)
+    deferred = quantize_int8(pre, int8, tiles)
     recipe = read_onnx_recipe(fp32)
     recipe["onnx"]["precision"] = "int8"
+    recipe["onnx"]["deferred_softmax"] = deferred
     write_metadata(int8, metadata_for(recipe, recipe["onnx"]["outputs"]))
     return fp32, int8, None
 

@@ -148,6 +148,9 @@ class OnnxPredictor:
         self.input_name = inp.name
         self.n_channels, self.size_px = int(inp.shape[1]), int(inp.shape[2])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # outputs the graph gives as logits, their softmax left to the engine (int8 exports: quantize.defer_softmax)
+        deferred = set(self.recipe["onnx"].get("deferred_softmax") or ())
+        self.deferred_softmax = tuple(self.keys.get(n, n) for n in self.output_names if n in deferred)
         # the sliding engine sizes its buffers from these instead of predicting a probe window
         channels = {self.keys.get(o.name, o.name): o.shape[1] for o in self.session.get_outputs()}
         self.output_channels = channels if all(isinstance(k, int) for k in channels.values()) else None

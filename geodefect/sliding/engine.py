@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from rasterio.windows import Window
@@ -225,6 +225,7 @@ def iter_blocks(
         Pixels no window covers are either absent or have ``weight == 0``.
     """
     plan, gates = _plan_with_probe(reader, predictor, params, windows=windows, window_filter=window_filter, gates=gates)
+    gates, dense_softmax = _defer_softmax(gates, getattr(predictor, "deferred_softmax", ()), params)
     if on_plan is not None:
         on_plan(plan)
     halo_in = None
@@ -239,7 +240,7 @@ def iter_blocks(
         chunks = iter(halo_in) if halo_in is not None else iter(())
         pending = next(chunks, None)
         batches = iter_batches(reader, strip_windows, params.batch_size)
-        for chunk, forward in compute_ahead(batches, lambda b: _predict(b, predictor, params, remap),
+        for chunk, forward in compute_ahead(batches, lambda b: _predict(b, predictor, params, remap, dense_softmax),
                                             ahead=params.predict_ahead):
             # hand out the rows this batch's first window makes final before asking for its
             # predictions: held gated predictions go before the forward allocates the next ones
@@ -298,10 +299,29 @@ def _plan_with_probe(reader, predictor, params, *, windows, window_filter, gates
     return gated, gates
 
 
-def _predict(batch, predictor, params, remap) -> dict[str, np.ndarray]:
+def _defer_softmax(gates, deferred, params):
+    """``(gates, outputs to softmax right after the forward)`` for a predictor that gives some
+    outputs' logits (``predictor.deferred_softmax``): a gated one's softmax is taken where it is
+    summed (``Gate.softmax``: at road pixels only), the others' over the whole batch (also under
+    TTA, whose merge averages probabilities)."""
+    deferred = frozenset(deferred or ())
+    lazy = {n for n in deferred if gates and n in gates and not params.tta}
+    if lazy:
+        gates = {n: replace(g, softmax=True) if n in lazy else g for n, g in gates.items()}
+    return gates, deferred - lazy
+
+
+def _predict(batch, predictor, params, remap, softmax=frozenset()) -> dict[str, np.ndarray]:
+    def run(b):
+        out = {k: np.asarray(v, dtype=np.float32) for k, v in predictor(b).items()}
+        for name in softmax & out.keys():
+            e = np.exp(out[name] - out[name].max(axis=1, keepdims=True))
+            out[name] = e / e.sum(axis=1, keepdims=True)
+        return out
+
     if params.tta:
-        return predict_tta(batch, predictor, merge=params.tta_merge, remap=remap)
-    return {k: np.asarray(v, dtype=np.float32) for k, v in predictor(batch).items()}
+        return predict_tta(batch, run if softmax else predictor, merge=params.tta_merge, remap=remap)
+    return run(batch)
 
 
 def _weights_for(win: Window, shape_hw: tuple[int, int], params: SlidingParams) -> np.ndarray:

@@ -23,11 +23,22 @@ class Gate:
         by: the gating output's name (summed densely).
         threshold: the gate holds where ``stitched[by][channel] >= threshold``.
         channel: channel of ``by``.
+        softmax: the predictor gives this output's logits (its softmax deferred, e.g. an int8
+            ``.onnx``): the softmax over channels is taken on the values summed, at the gate's
+            pixels (and the dense paths' slices), not over whole windows.
     """
 
     by: str
     threshold: float
     channel: int = 0
+    softmax: bool = False
+
+
+def softmax_last(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (channels-last values), as a new float32 array."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 class GatedSums:
@@ -110,7 +121,7 @@ class HeldWindow:
 
 
 def gather_window(h: HeldWindow, name: str, mask, index, sums, r0: int, r1: int, top: int,
-                  wc: slice, ac: slice) -> None:
+                  wc: slice, ac: slice, *, softmax: bool = False) -> None:
     """``sums += p·w`` of window ``h`` at the gate pixels of raster rows ``r0:r1`` and block
     columns ``ac`` (``wc``: the same columns in the window).
 
@@ -126,6 +137,8 @@ def gather_window(h: HeldWindow, name: str, mask, index, sums, r0: int, r1: int,
     c = flat - r * rect_w
     at = (r + (r0 - h.row_off)) * h.weights.shape[1] + (c + wc.start)  # in the window
     vals = take_pixels_flat(h.preds[name], at)
+    if softmax:
+        vals = softmax_last(vals)
     vals *= h.weights.reshape(-1).take(at)[:, None]
     pos = index.reshape(-1).take((r + (r0 - top)) * mask.shape[1] + (c + ac.start))  # in sums
     cur = take_rows(sums, pos)

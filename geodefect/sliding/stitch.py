@@ -35,6 +35,7 @@ from geodefect.sliding.gated import (
     HeldWindow,
     channels_last,
     gather_window,
+    softmax_last,
 )
 from geodefect.sliding.threads import split_rows
 
@@ -313,7 +314,8 @@ class BandAccumulator:
                     index[rows, cols] = np.arange(rows.size, dtype=np.int32)
                 cols_h = self._strip_overlap(h)
                 if cols_h is not None:
-                    gather_window(h, name, mask, index, sums, r0, r1, blk.top, *cols_h)
+                    gather_window(h, name, mask, index, sums, r0, r1, blk.top, *cols_h,
+                                  softmax=self.gates[name].softmax)
             if halo is not None:
                 self._add_window_halo(h, name, halo, r0, r1, blk.top)
         return sums, halo
@@ -333,7 +335,7 @@ class BandAccumulator:
             wc, ac = cols_h
             r0, r1 = max(h.row_off, blk.top), min(h.end, blk.end)
             src = slice(r0 - h.row_off, r1 - h.row_off)
-            self._add_weighted(dense[r0 - blk.top:r1 - blk.top, ac], h.preds[name][src, wc], h.weights[src, wc])
+            self._add_weighted(dense[r0 - blk.top:r1 - blk.top, ac], self._held(h, name, src, wc), h.weights[src, wc])
         halo = dense[:, self.strip_px:] if self.halo_px else None
         return dense[:, : self.strip_px], halo
 
@@ -360,7 +362,13 @@ class BandAccumulator:
         wc = slice(wc.start + lo - ac.start, wc.stop)
         src = slice(r0 - h.row_off, r1 - h.row_off)
         acc = halo[r0 - top:r1 - top, lo - self.strip_px:ac.stop - self.strip_px]
-        self._add_weighted(acc, h.preds[name][src, wc], h.weights[src, wc])
+        self._add_weighted(acc, self._held(h, name, src, wc), h.weights[src, wc])
+
+    def _held(self, h: HeldWindow, name: str, rows: slice, cols: slice) -> np.ndarray:
+        """A held window's ``(h, w, K)`` values of output ``name`` — probabilities (the gate's
+        deferred softmax taken here, over these pixels only)."""
+        values = h.preds[name][rows, cols]
+        return softmax_last(values) if self.gates[name].softmax else values
 
     def _pass_halo(self, blk: _RowBlock, halo_gated: dict[str, np.ndarray]) -> None:
         """Hand the block's overhang (columns past the strip) to the next strip."""

@@ -103,7 +103,7 @@ def quantize_gated(fp32: Path, int8: Path, recipe: dict, calibration, validation
     from geodefect.inference.onnx_runtime import OnnxPredictor
 
     tiles = calibration_tiles(calibration, recipe, n_tiles=n_calibration)
-    quantize_int8(quantize_from or fp32, int8, tiles)
+    deferred = quantize_int8(quantize_from or fp32, int8, tiles)
     m32 = score(OnnxPredictor(fp32, device="cpu"), validation, recipe, limit=n_validation)
     m8 = score(OnnxPredictor(int8, device="cpu"), validation, recipe, limit=n_validation)
     from geodefect.models.checkpoint import model_kind
@@ -116,7 +116,7 @@ def quantize_gated(fp32: Path, int8: Path, recipe: dict, calibration, validation
         raise QualityGateError(f"int8 refused: validation {metric} fp32 {m32:.4f}, int8 {m8:.4f} (drop {m32 - m8:.4f} > "
                                f"--max-metric-drop {max_metric_drop}); nothing written: export fp32 (no --quantize), "
                                "calibrate on more representative chips, or allow a larger drop")
-    int8_recipe = {**recipe, "onnx": {**recipe["onnx"], "precision": "int8", "gate": gate}}
+    int8_recipe = {**recipe, "onnx": {**recipe["onnx"], "precision": "int8", "gate": gate, "deferred_softmax": deferred}}
     write_metadata(int8, metadata_for(int8_recipe, recipe["onnx"]["outputs"]))
     return gate
 

@@ -1,5 +1,6 @@
 """The int8 graph's softmax without its max subtraction (``drop_softmax_max``): same values where
-the dequantized logits cannot overflow ``exp``, left alone where they could."""
+the dequantized logits cannot overflow ``exp``, left alone where they could; and left to the engine
+(``defer_softmax``): the output gives the logits whose softmax it was."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from geodefect.export.quantize import MAX_EXP_INPUT, drop_softmax_max  # noqa: E402
+from geodefect.export.quantize import MAX_EXP_INPUT, defer_softmax, drop_softmax_max  # noqa: E402
 
 
 def _softmax_graph(scale: float):
@@ -55,3 +56,32 @@ def test_max_is_kept_where_exp_could_overflow():
     assert "ReduceMax" in {n.op_type for n in model.graph.node}
     x = np.full((2, 19, 3, 5), 100.0, np.float32)  # exp(100) would overflow float32 without the max
     assert np.isfinite(_run(model, x)).all()
+
+
+def _np_softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("drop_max_first", [True, False])
+def test_a_deferred_softmax_outputs_the_logits_of_the_softmax(drop_max_first):
+    model = _softmax_graph(0.25)
+    x = np.random.default_rng(1).uniform(-30, 30, (2, 19, 3, 5)).astype(np.float32)
+    before = _run(model, x)
+    if drop_max_first:
+        drop_softmax_max(model)
+    assert defer_softmax(model) == ["y"]
+    onnx.checker.check_model(model)
+    assert {n.op_type for n in model.graph.node} == {"QuantizeLinear", "DequantizeLinear", "Identity"}
+    logits = _run(model, x)
+    assert [o.name for o in model.graph.output] == ["y"] and logits.shape == before.shape
+    assert np.abs(_np_softmax(logits) - before).max() < 1e-6 and not np.allclose(logits.sum(axis=1), 1)
+
+
+def test_a_sum_over_other_axes_is_not_a_softmax_to_defer():
+    model = _softmax_graph(0.25)
+    for t in model.graph.initializer:
+        if t.name == "axes":
+            t.CopyFrom(numpy_helper.from_array(np.array([2], np.int64), "axes"))
+    assert defer_softmax(model) == []
+    assert "Exp" in {n.op_type for n in model.graph.node}

@@ -152,7 +152,8 @@ def test_int8_passes_the_gate_with_good_calibration(road_model, tmp_path):
 
     ops = {node.op_type for node in onnx.load(str(out)).graph.node}
     assert "ConvTranspose" not in ops and "QuantizeLinear" in ops  # every upsampling quantizable
-    assert "ReduceMax" not in ops  # the orientation softmax over bounded int8 logits needs no max
+    assert "ReduceMax" not in ops and "Exp" not in ops  # the orientation softmax is left to the engine
+    assert read_model_recipe(out)["onnx"]["deferred_softmax"] == ["orientation"]
 
 
 def test_int8_gate_refuses_broken_calibration(road_model, tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import rasterio
 
 from geodefect.inference import roads as road_infer
-from geodefect.inference.road_outputs import RoadBlockWriter
 from geodefect.inference.backends import read_model_recipe
+from geodefect.inference.road_outputs import RoadBlockWriter
 from geodefect.sliding import threads
 from geodefect.testing.tiny import make_tiny_scene, write_tiny_geotiff
 

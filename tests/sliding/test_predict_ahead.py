@@ -9,7 +9,6 @@ import pytest
 
 from geodefect.sliding import ArrayReader, Gate, SlidingParams, iter_blocks
 
-
 THREADS: list[str] = []
 
 
