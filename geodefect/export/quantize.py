@@ -54,10 +54,15 @@ class _TileReader:
         self.i = 0
 
 
+#: outputs whose softmax an int8 export leaves to the engine: those it only uses at a gate's pixels
+#: (the road model's orientation bins); other outputs keep theirs (callers outside the engine read them)
+DEFERRABLE_SOFTMAX = ("orientation",)
+
+
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, tiles: np.ndarray) -> list[str]:
     """Write the int8 model of ``fp32_path`` to ``int8_path`` (metadata is *not* copied here);
-    returns the outputs whose softmax was left to the engine (:func:`defer_softmax`), for the recipe's
-    ``onnx.deferred_softmax``."""
+    returns the outputs whose softmax was left to the engine (:func:`defer_softmax` of
+    :data:`DEFERRABLE_SOFTMAX`), for the recipe's ``onnx.deferred_softmax``."""
     require_onnxruntime()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -79,15 +84,15 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, tiles: np.ndarra
 
     model = onnx.load(str(int8_path))
     drop_softmax_max(model)
-    deferred = defer_softmax(model)
+    deferred = defer_softmax(model, DEFERRABLE_SOFTMAX)
     onnx.save(model, str(int8_path))
     return deferred
 
 
-def defer_softmax(model) -> list[str]:
-    """Make each graph output computed as a written-out softmax over channels (``Exp`` → ``ReduceSum``
-    over axis 1 → ``Div``, with or without a max subtraction) output its logits instead, in place;
-    returns those outputs' names. The sliding engine applies the softmax where the values are used —
+def defer_softmax(model, names) -> list[str]:
+    """Make each graph output of ``names`` computed as a written-out softmax over channels (``Exp`` →
+    ``ReduceSum`` over axis 1 → ``Div``, with or without a max subtraction) output its logits
+    instead, in place; returns those outputs' names. The sliding engine applies the softmax where the values are used —
     for the road model's orientation bins, at road pixels only (``Gate.softmax``): 13 % of the
     shipped model's int8 forward was this softmax over every pixel of the 19 bins."""
     from onnx import helper, numpy_helper
@@ -97,7 +102,7 @@ def defer_softmax(model) -> list[str]:
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     deferred = []
     for out in graph.output:
-        div = made_by.get(out.name)
+        div = made_by.get(out.name) if out.name in names else None
         if div is None or div.op_type != "Div":
             continue
         exp, total = made_by.get(div.input[0]), made_by.get(div.input[1])

@@ -144,7 +144,9 @@ class TimedPredictor:
 
     def __init__(self, predictor) -> None:
         self.predictor, self.seconds = predictor, 0.0
+        # what the engine reads of a predictor: channel counts, outputs given as logits
         self.output_channels = getattr(predictor, "output_channels", None)
+        self.deferred_softmax = tuple(getattr(predictor, "deferred_softmax", ()))
 
     def __call__(self, batch):
         import time

@@ -156,6 +156,51 @@ def test_int8_passes_the_gate_with_good_calibration(road_model, tmp_path):
     assert read_model_recipe(out)["onnx"]["deferred_softmax"] == ["orientation"]
 
 
+@pytest.mark.parametrize("extra", [(), ("--block-px", "64")])  # one pass; blocks (a timed predictor per unit)
+def test_int8_orientation_from_deferred_logits_is_the_softmax_run(road_model, tiny_scene, tmp_path, monkeypatch, extra):
+    """The int8 graph gives the orientation logits; infer's files equal those of a predictor that
+    takes the softmax itself (in one pass and in blocks, where each unit times its predictor)."""
+    import geodefect.sliding.engine as engine
+    from geodefect.inference.onnx_runtime import OnnxPredictor
+
+    out = tmp_path / "int8.onnx"
+    assert invoke("export", road_model, "-o", out, "--quantize", "int8", "--calibration",
+                  _road_chips(tmp_path / "chips"), "-q").exit_code == 0
+    decided, defer = [], engine._defer_softmax
+
+    def spy(gates, deferred, params):
+        gates, dense = defer(gates, deferred, params)
+        decided.append(bool(gates and gates["orientation"].softmax) or "orientation" in dense)
+        return gates, dense
+
+    monkeypatch.setattr(engine, "_defer_softmax", spy)
+    runs = {}
+    for tag in ("deferred", "softmax"):
+        if tag == "softmax":
+            call = OnnxPredictor.__call__
+
+            def with_softmax(self, batch, call=call):
+                got = call(self, batch)
+                e = np.exp(got["orientation"] - got["orientation"].max(axis=1, keepdims=True))
+                got["orientation"] = e / e.sum(axis=1, keepdims=True)
+                return got
+
+            monkeypatch.setattr(OnnxPredictor, "__call__", with_softmax)
+            monkeypatch.setattr(OnnxPredictor, "deferred_softmax", (), raising=False)
+            monkeypatch.setattr(OnnxPredictor, "__setattr__",
+                                lambda self, k, v: object.__setattr__(self, k, () if k == "deferred_softmax" else v))
+        runs[tag] = tmp_path / tag
+        result = invoke("infer", out, tiny_scene.image, "-o", runs[tag], "-q", "--threads", "1", *extra)
+        assert result.exit_code == 0, result.output
+        if tag == "deferred":  # every engine run (each block's, through its timed predictor) took the softmax
+            assert decided and all(decided)
+    for name in ("road_mask.tif", "orientation.tif"):
+        assert (runs["deferred"] / name).read_bytes() == (runs["softmax"] / name).read_bytes(), name
+    with rasterio.open(runs["deferred"] / "orientation.tif") as ds:
+        bins = ds.read(1)
+    assert (bins == 1).sum() > 50  # the test model's roads run west-east: bin 1
+
+
 def test_int8_gate_refuses_broken_calibration(road_model, tmp_path):
     good = _road_chips(tmp_path / "good")
     broken = _road_chips(tmp_path / "broken", train_value=0)  # calibrated on black tiles only
