@@ -92,9 +92,10 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, tiles: np.ndarra
 def defer_softmax(model, names) -> list[str]:
     """Make each graph output of ``names`` computed as a written-out softmax over channels (``Exp`` →
     ``ReduceSum`` over axis 1 → ``Div``, with or without a max subtraction) output its logits
-    instead, in place; returns those outputs' names. The sliding engine applies the softmax where the values are used —
-    for the road model's orientation bins, at road pixels only (``Gate.softmax``): 13 % of the
-    shipped model's int8 forward was this softmax over every pixel of the 19 bins."""
+    instead, in place; returns those outputs' names. The sliding engine applies the softmax where
+    the values are used — for the road model's orientation bins, at road pixels only
+    (``Gate.softmax``): 13 % of the shipped model's int8 forward was this softmax over every pixel
+    of the 19 bins."""
     from onnx import helper, numpy_helper
 
     graph = model.graph

@@ -37,7 +37,7 @@ from geodefect.alloc import release_free_memory
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
 from geodefect.sliding.blocks import Block, HaloStore
-from geodefect.sliding.gated import Gate
+from geodefect.sliding.gated import Gate, softmax_last
 from geodefect.sliding.reading import ArrayReader, iter_batches
 from geodefect.sliding.stitch import BLOCK_ROWS, BandAccumulator
 from geodefect.sliding.threads import compute_ahead
@@ -315,8 +315,7 @@ def _predict(batch, predictor, params, remap, softmax=frozenset()) -> dict[str, 
     def run(b):
         out = {k: np.asarray(v, dtype=np.float32) for k, v in predictor(b).items()}
         for name in softmax & out.keys():
-            e = np.exp(out[name] - out[name].max(axis=1, keepdims=True))
-            out[name] = e / e.sum(axis=1, keepdims=True)
+            out[name] = softmax_last(out[name], axis=1)  # (B, K, h, w): over the channels
         return out
 
     if params.tta:

@@ -34,10 +34,10 @@ class Gate:
     softmax: bool = False
 
 
-def softmax_last(x: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis (channels-last values), as a new float32 array."""
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    e /= e.sum(axis=-1, keepdims=True)
+def softmax_last(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax over ``axis`` (default the last: channels-last values), as a new float32 array."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
