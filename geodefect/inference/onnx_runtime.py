@@ -169,7 +169,8 @@ class OnnxPredictor:
                              f"drop --size-px (or pass {self.size_px}), or re-export the .pt for another size")
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """``(B, C, S, S)`` array (0..255 scale) -> output key -> ``(B, K, S, S)`` float32 probabilities."""
+        """``(B, C, S, S)`` array (0..255 scale) -> output key -> ``(B, K, S, S)`` float32 probabilities
+        (logits for the outputs in :attr:`deferred_softmax`: the engine takes their softmax)."""
         if batch.ndim != 4 or batch.shape[1] != self.n_channels:
             raise InputError(f"predictor expects (B, {self.n_channels}, h, w) input, got shape {tuple(batch.shape)}")
         if batch.shape[2:] != (self.size_px, self.size_px):
