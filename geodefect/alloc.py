@@ -118,3 +118,48 @@ def release_free_memory() -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+@functools.cache
+def _mallinfo2():
+    """glibc's ``mallinfo2() -> struct mallinfo2`` (glibc >= 2.33), or None."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+def free_heap_bytes() -> int | None:
+    """Bytes that glibc's arenas hold free (``mallinfo2().fordblks``), or None where unknown."""
+    fn = _mallinfo2()
+    return None if fn is None else int(fn().fordblks)
+
+
+def release_free_memory_above(limit_bytes: int = TRIM_THRESHOLD_BYTES) -> bool:
+    """:func:`release_free_memory` when the heap holds more than ``limit_bytes`` free; True if it did.
+
+    glibc gives back only the top of the heap by itself (above :func:`tune_malloc`'s 512 MiB): free
+    chunks below a live one stay resident. A loop whose large arrays change size or outlive each
+    other (the stitcher's strips and held windows between forwards) then grows the heap batch after
+    batch. The sliding engine calls this after every batch, so the heap as a whole keeps no more
+    free memory than its top may; a forward whose freed activations stay under the limit (the
+    shipped road model's batches) keeps reusing its pages, which is :func:`tune_malloc`'s point.
+    (Released chunks still count as free, so above the limit every batch releases again: their
+    pages are then no longer resident, and the next forward faults in what it reuses.)
+    """
+    free = free_heap_bytes()
+    if free is None or free <= limit_bytes:
+        return False
+    release_free_memory()
+    return True

@@ -100,3 +100,45 @@ def test_opt_out_in_process(monkeypatch):
         assert alloc.tune_malloc() is False
     finally:
         alloc.tune_malloc.cache_clear()
+
+
+# free 400 MiB of heap chunks that small live objects pin (glibc cannot trim them from the top),
+# then ask for a release above LIMIT MiB; print whether it released and the RSS drop in MiB
+_PINNED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from geodefect.alloc import free_heap_bytes, release_free_memory_above, tune_malloc
+    def rss_mib():
+        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+    assert tune_malloc()
+    big, pins = [], []
+    for _ in range(100):
+        big.append(np.ones(4 * 2**20, np.uint8))  # 4 MiB from the heap, pages touched
+        pins.append(np.ones(64 * 2**10, np.uint8))  # 64 KiB above it, kept alive
+    del big
+    free_mib = free_heap_bytes() / 2**20
+    before = rss_mib()
+    released = release_free_memory_above(int(sys.argv[1]) * 2**20)
+    print(released, round(free_mib), round(before - rss_mib()))
+""")
+
+
+def _release_pinned(limit_mib: int) -> tuple[bool, int, int]:
+    out = subprocess.run([sys.executable, "-c", _PINNED, str(limit_mib)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return out[0] == "True", int(out[1]), int(out[2])
+
+
+@pytest.mark.skipif(not _glibc_at_least(2, 33), reason="glibc >= 2.33 (mallinfo2)")
+def test_free_heap_above_the_limit_goes_back_to_the_system():
+    released, free_mib, dropped_mib = _release_pinned(64)
+    assert free_mib >= 390  # the freed arrays sit in the heap under the pins
+    assert released and dropped_mib >= 350
+    kept, _, unchanged_mib = _release_pinned(1024)  # under the limit: the heap keeps its pages for reuse
+    assert not kept and abs(unchanged_mib) < 20
+
+
+def test_the_release_is_a_no_op_where_glibc_cannot_report(monkeypatch):
+    monkeypatch.setattr(alloc, "free_heap_bytes", lambda: None)
+    monkeypatch.setattr(alloc, "release_free_memory", lambda: pytest.fail("released without a measure"))
+    assert alloc.release_free_memory_above(0) is False

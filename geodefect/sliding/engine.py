@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from rasterio.windows import Window
 
-from geodefect.alloc import release_free_memory
+from geodefect.alloc import release_free_memory, release_free_memory_above
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
 from geodefect.sliding.blocks import Block, HaloStore
@@ -258,6 +258,7 @@ def iter_blocks(
                 yield from acc.add(int(win.row_off), int(win.col_off), {k: v[i] for k, v in preds.items()}, weights)
             if on_progress is not None:
                 on_progress(len(chunk))
+            release_free_memory_above()  # the heap's free chunks stay bounded between batches
         while pending is not None:
             yield from acc.add_halo(pending)
             pending = next(chunks, None)

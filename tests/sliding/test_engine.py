@@ -262,3 +262,17 @@ def test_strips_give_the_same_map_as_one_strip():
     one = predict_array(img, window_mean, SlidingParams(size_px=32, stride_px=24))["x"]
     many = predict_array(img, window_mean, SlidingParams(size_px=32, stride_px=24, max_memory_mb=0.05))["x"]
     np.testing.assert_allclose(many, one, atol=1e-5)
+
+
+def test_the_heap_is_bounded_after_every_batch(monkeypatch):
+    """The engine asks glibc to give back free heap above the limit once per batch (tune_malloc
+    keeps freed pages otherwise, and the stitcher's changing array sizes make the heap creep)."""
+    import geodefect.sliding.engine as engine
+
+    calls = []
+    monkeypatch.setattr(engine, "release_free_memory_above", lambda: calls.append(1) or False)
+    params = SlidingParams(size_px=32, stride_px=24, batch_size=3)
+    n_windows = len(grid_windows((100, 130), params))
+    for _ in iter_blocks(ArrayReader(np.zeros((1, 100, 130), np.float32)), identity, params):
+        pass
+    assert len(calls) == -(-n_windows // 3) > 1
