@@ -105,11 +105,11 @@ def test_opt_out_in_process(monkeypatch):
 # free 400 MiB of heap chunks that small live objects pin (glibc cannot trim them from the top),
 # then ask for a release above LIMIT MiB; print whether it released and the RSS drop in MiB
 _PINNED = textwrap.dedent("""
-    import sys
+    import os, sys
     import numpy as np
     from geodefect.alloc import free_heap_bytes, release_free_memory_above, tune_malloc
     def rss_mib():
-        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     assert tune_malloc()
     big, pins = [], []
     for _ in range(100):
@@ -124,8 +124,11 @@ _PINNED = textwrap.dedent("""
 
 
 def _release_pinned(limit_mib: int) -> tuple[bool, int, int]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GEODEFECT_MALLOC_TUNE", *alloc._USER_TUNABLES)}
     out = subprocess.run([sys.executable, "-c", _PINNED, str(limit_mib)], capture_output=True, text=True,
-                         check=True).stdout.split()
+                         check=True, env=env).stdout.split()
     return out[0] == "True", int(out[1]), int(out[2])
 
 
