@@ -83,7 +83,8 @@ def marginal_report(best_n: dict, best_m: dict, n: int, m: int) -> None:
         print(f"  {k:12s} {v:7.2f} s/image   fixed {best_n[k] - n * v:6.2f} s")
     print(f"throughput processes:2 / local, steady state: {per['local'] / per['processes:2']:.2f}x (target >= 1.7)")
     print(f"overhead processes:1 / local, steady state:   {per['processes:1'] / per['local']:.2f}x (target <= 1.1)")
-    print(f"control, 2 x local / local, steady state:     {per['local'] / per[TWO_LOCAL]:.2f}x (this machine's limit)")
+    if TWO_LOCAL in per:
+        print(f"control, 2 x local / local, steady state:     {per['local'] / per[TWO_LOCAL]:.2f}x (this machine's limit)")
 
 
 def paired_report(times: dict, n: int, m: int, repeats: int) -> None:
@@ -97,11 +98,11 @@ def paired_report(times: dict, n: int, m: int, repeats: int) -> None:
 
     thr = [per("local", r) / per("processes:2", r) for r in range(repeats)]
     ovh = [per("processes:1", r) / per("local", r) for r in range(repeats)]
-    two = [per("local", r) / per(TWO_LOCAL, r) for r in range(repeats)]
+    two = [per("local", r) / per(TWO_LOCAL, r) for r in range(repeats)] if (TWO_LOCAL, n) in times else []
     print("per repeat, steady state: throughput " + " ".join(f"{x:.2f}" for x in thr)
           + f" (median {statistics.median(thr):.2f}x); overhead " + " ".join(f"{x:.2f}" for x in ovh)
-          + f" (median {statistics.median(ovh):.2f}x); control 2 x local " + " ".join(f"{x:.2f}" for x in two)
-          + f" (median {statistics.median(two):.2f}x)")
+          + f" (median {statistics.median(ovh):.2f}x)"
+          + (f"; control 2 x local {' '.join(f'{x:.2f}' for x in two)} (median {statistics.median(two):.2f}x)" if two else ""))
 
 
 TWO_LOCAL = "2 x local"
@@ -154,7 +155,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model, scenes = make_inputs(root, n_images=max(sizes), size_px=args.size, encoder=args.encoder)
-        times = {(k, n): [] for n in sizes for k in ("local", "processes:1", "processes:2", TWO_LOCAL)}
+        configs = ("local", "processes:1", "processes:2") + ((TWO_LOCAL,) if min(sizes) >= 2 else ())
+        times = {(k, n): [] for n in sizes for k in configs}
         for _ in range(args.repeats):
             for scheduler, n in times:
                 times[scheduler, n].append(run_verb(args, model, scenes[:n], root / "out", scheduler))
@@ -166,7 +168,8 @@ def main() -> None:
         print(f"  {k:12s} {v:7.2f} s")
     print(f"throughput processes:2 / local: {best['local'] / best['processes:2']:.2f}x (target >= 1.7)")
     print(f"overhead processes:1 / local:   {best['processes:1'] / best['local']:.2f}x (target <= 1.1)")
-    print(f"control, 2 x local / local:     {best['local'] / best[TWO_LOCAL]:.2f}x (this machine's limit)")
+    if TWO_LOCAL in best:  # halves need two images
+        print(f"control, 2 x local / local:     {best['local'] / best[TWO_LOCAL]:.2f}x (this machine's limit)")
     if len(sizes) > 1:
         best_m = {k: min(v) for (k, n), v in times.items() if n == sizes[1]}
         marginal_report(best, best_m, sizes[0], sizes[1])

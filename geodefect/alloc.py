@@ -63,15 +63,21 @@ def tune_malloc(launcher_env: tuple[tuple[str, str], ...] = ()) -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
-def _glibc_mallopt():
-    """glibc's ``mallopt(int, int) -> int``, or None off glibc."""
+def _glibc(name: str):
+    """glibc's function ``name`` (``libc.so.6``), or None off glibc or where this glibc lacks it."""
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        return getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+
+
+def _glibc_mallopt():
+    """glibc's ``mallopt(int, int) -> int``, or None off glibc."""
+    mallopt = _glibc("mallopt")
+    if mallopt is not None:
+        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return mallopt
 
 
@@ -128,13 +134,9 @@ class _MallInfo2(ctypes.Structure):
 @functools.cache
 def _mallinfo2():
     """glibc's ``mallinfo2() -> struct mallinfo2`` (glibc >= 2.33), or None."""
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        fn = ctypes.CDLL("libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return None
-    fn.restype = _MallInfo2
+    fn = _glibc("mallinfo2")
+    if fn is not None:
+        fn.restype = _MallInfo2
     return fn
 
 
