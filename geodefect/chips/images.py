@@ -44,6 +44,7 @@ import numpy as np
 
 from geodefect.errors import ConfigError, InputError
 from geodefect.io.image import read_image_uint8 as read_image_chw  # noqa: F401  (the one reader)
+from geodefect.io.image import write_png
 from geodefect.labels.defects import MASK_THRESHOLD, LabeledImage, read_label_mask
 
 LAYOUTS = ("classify", "segment", "strips")
@@ -126,11 +127,12 @@ def find_rail_columns(image: np.ndarray, *, width_px: int) -> tuple[int, int]:
     """
     from scipy.ndimage import uniform_filter1d
 
-    grey = image.mean(axis=0) if image.ndim == 3 else image
-    width = grey.shape[1]
+    rows = image.reshape(-1, image.shape[-1])  # (C x H, W): the column mean over bands and rows at once
+    width = rows.shape[1]
     if width_px >= width:
         return 0, width
-    profile = uniform_filter1d(grey.mean(axis=0), 9)
+    # an integer sum is exact (the float mean of a 2048 x 2000 frame's rows took 10 ms, this 1 ms)
+    profile = uniform_filter1d(np.add.reduce(rows, axis=0, dtype=np.int64) / rows.shape[0], 9)
     lo, hi = np.percentile(profile, [5, 95])
     above = np.concatenate([[False], profile > (lo + hi) / 2, [False]])
     edges = np.flatnonzero(np.diff(above.astype(int)))
@@ -214,19 +216,6 @@ def resize_chip(chip: np.ndarray, size_px: int) -> np.ndarray:
 
     planes = [np.asarray(Image.fromarray(p).resize((size_px, size_px), Image.BILINEAR)) for p in chip]
     return np.stack(planes)
-
-
-#: zlib's run-length strategy (``Z_RLE``): inference's masks, probabilities and overlays (mostly flat)
-#: encode ~15 % faster than with the default strategy, and masks and probabilities are smaller
-ZLIB_RLE = 3
-
-
-def write_png(path: Path, array_chw: np.ndarray, *, rle: bool = False) -> None:
-    """Write ``(1|3, H, W) uint8`` as a grayscale or RGB PNG (zlib level 1; ``rle``: :data:`ZLIB_RLE`)."""
-    from PIL import Image
-
-    arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1, compress_type=ZLIB_RLE if rle else -1)
 
 
 def chip_images(items: list[LabeledImage], out_dir: Path, cfg: InspectionChipConfig, *, label_source: str) -> dict:

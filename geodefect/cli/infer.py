@@ -59,7 +59,8 @@ def infer(args, model_opt, out_dir, json_out, overwrite, config_file, verbose, q
       graph.graphml, run.json. Several images: one subfolder each.
     
     Inspection models (crack_segment, rail_segment, crack_classify) take image files or a
-    folder and write masks/, prob/, overlays/ (PNG), predictions.csv and run.json:
+    folder and write masks/, prob/ (PNG), overlays/ (JPEG for JPEG photos, else PNG),
+    predictions.csv and run.json:
       geodefect infer seg/best.pt photos/ --classifier cls/best.pt -o out
     OUT_DIR is written atomically; --overwrite replaces an existing one.
     """

@@ -52,11 +52,20 @@ def remove_small_components(mask: np.ndarray, min_component_px: int) -> np.ndarr
 
     if min_component_px <= 1 or not mask.any():
         return mask
-    labels, _ = label(mask, structure=EIGHT)
+    (r0, r1), (c0, c1) = (_span(mask.any(axis=1)), _span(mask.any(axis=0)))
+    labels, _ = label(mask[r0:r1, c0:c1], structure=EIGHT)  # the defects' bounding box: the same components
     sizes = np.bincount(labels.ravel())
     keep = sizes >= min_component_px
     keep[0] = False
-    return keep[labels]
+    out = np.zeros_like(mask)
+    out[r0:r1, c0:c1] = keep[labels]
+    return out
+
+
+def _span(flags: np.ndarray) -> tuple[int, int]:
+    """``[first, last + 1)`` of the True entries of a 1-D array (at least one)."""
+    idx = np.flatnonzero(flags)
+    return int(idx[0]), int(idx[-1]) + 1
 
 
 def apply_postprocess(prob: np.ndarray, *, threshold: float, min_component_px: int = 0) -> np.ndarray:

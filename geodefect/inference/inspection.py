@@ -25,7 +25,8 @@ Outputs in OUT_DIR (written under a temporary name, renamed when complete)::
 
     masks/<stem>.png      uint8 0/255 predicted defect mask (all 0 when stage 1 says no crack)
     prob/<stem>.png       uint8 defect probability x 255 (segmented images only)
-    overlays/<stem>.png   the image with predicted defects painted red
+    overlays/<stem>.jpg|png  the image with predicted defects painted red (JPEG for a JPEG photo,
+                          quality 95 without chroma subsampling; else PNG)
     predictions.csv       image, height_px, width_px, stage1_prob, flagged, defect_px,
                           defect_area_frac, n_components, crack_length_px, max_width_px,
                           crack_length_mm, max_width_mm (with --pixel-size-mm), seconds
@@ -294,10 +295,10 @@ def _run(files: list[Path], out: Path, stage1, stage2, cfg: InspectionInferConfi
 
 
 def _finish(out: Path, cfg: InspectionInferConfig, path: Path, row: dict, image, prob, stage2) -> None:
-    """An image's outputs: its mask, probability and overlay PNGs and its row's mask figures
+    """An image's outputs: its mask and probability PNGs, its overlay and its row's mask figures
     (``row`` is completed in place; its ``seconds`` get this part's time added)."""
-    from geodefect.chips.images import write_png
     from geodefect.inference.crack_geometry import label_components, measure_cracks
+    from geodefect.io.image import overlay_suffix, write_picture, write_png
     from geodefect.plots.inspection import mask_overlay
 
     t0 = time.perf_counter()
@@ -307,7 +308,7 @@ def _finish(out: Path, cfg: InspectionInferConfig, path: Path, row: dict, image,
             write_png(out / "prob" / f"{path.stem}.png", (np.clip(prob, 0, 1) * 255).round().astype(np.uint8)[None],
                       rle=True)
         write_png(out / "masks" / f"{path.stem}.png", (mask * 255).astype(np.uint8)[None], rle=True)
-        write_png(out / "overlays" / f"{path.stem}.png", mask_overlay(image, mask).transpose(2, 0, 1), rle=True)
+        write_picture(out / "overlays" / f"{path.stem}{overlay_suffix(path)}", mask_overlay(image, mask).transpose(2, 0, 1))
         labels, n_components = label_components(mask)
         row.update(_mask_stats(mask, n_components))
         row.update(measure_cracks(mask, pixel_size_mm=cfg.pixel_size_mm, labels=labels))

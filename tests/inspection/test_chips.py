@@ -61,6 +61,19 @@ def test_rail_band_is_found_in_wide_frames():
     assert c1 - c0 == 100 and c0 <= 250 and c1 >= 310
 
 
+def test_rail_band_of_grey_and_rgb_frames_is_that_of_the_float_column_mean():
+    from scipy.ndimage import uniform_filter1d
+
+    rng = np.random.default_rng(2)
+    for bands in (1, 3):
+        img = rng.integers(0, 120, (bands, 60, 300)).astype(np.uint8)
+        img[:, :, rng.integers(40, 200):][:, :, :50] += 100
+        profile = uniform_filter1d(img.mean(axis=0).mean(axis=0), 9)  # the definition, in floats
+        above = profile > sum(np.percentile(profile, [5, 95])) / 2
+        c0, c1 = find_rail_columns(img, width_px=80)
+        assert c1 - c0 == 80 and above[c0:c1].sum() == above.sum()  # the band holds the whole bright run
+
+
 def test_coco_boxes_become_weak_masks(tmp_path):
     d = make_rail_dataset(tmp_path / "rail", n_images=2, height_px=200, width_px=64, seed=3)
     out = tmp_path / "chips"

@@ -193,8 +193,8 @@ def test_outputs_made_behind_the_model_equal_inline_ones(crack_run, monkeypatch)
 
 
 def test_failure_behind_the_model_fails_the_run_and_leaves_nothing(crack_run, monkeypatch):
-    import geodefect.chips.images as images
     import geodefect.inference.roads as roads
+    import geodefect.io.image as images
 
     monkeypatch.setattr(roads, "write_behind_blocks", lambda device: 2)
     written = []
@@ -212,3 +212,44 @@ def test_failure_behind_the_model_fails_the_run_and_leaves_nothing(crack_run, mo
                                       str(crack_run / "data" / "images"), "-o", str(out)])
     assert result.exit_code == 1 and "no space left on the device" in result.output  # the one-line error
     assert not out.exists() and len(written) == 7  # nothing queued after the failure was written
+
+
+def test_overlays_of_jpeg_photos_are_jpeg_and_of_png_photos_exact_png(crack_run, tmp_path):
+    from geodefect.io.image import read_image_uint8
+    from geodefect.plots.inspection import mask_overlay
+
+    photos = tmp_path / "jpeg"
+    photos.mkdir()
+    for png in sorted((crack_run / "data" / "images").iterdir()):
+        Image.open(png).convert("RGB").save(photos / f"{png.stem}.JPG", quality=90)
+    for images, suffix, out in ((photos, ".jpg", tmp_path / "out_jpeg"),
+                                (crack_run / "data" / "images", ".png", tmp_path / "out_png")):
+        _run(["infer", str(crack_run / "seg_run" / "model.pt"), str(images), "--mask-threshold", "0.5", "-o", str(out)])
+        for photo in sorted(images.iterdir()):
+            mask = np.asarray(Image.open(out / "masks" / f"{photo.stem}.png")) > 127
+            expected = mask_overlay(read_image_uint8(photo), mask).astype(int)
+            got = np.asarray(Image.open(out / "overlays" / f"{photo.stem}{suffix}").convert("RGB")).astype(int)
+            assert [p.suffix for p in (out / "overlays").glob(f"{photo.stem}.*")] == [suffix]
+            if suffix == ".png":
+                assert np.array_equal(got, expected)
+            else:
+                assert np.abs(got - expected).mean() < 2.0  # quality 95
+
+
+def test_a_jpeg_overlay_keeps_its_painted_pixels_red(tmp_path):
+    from geodefect.io.image import overlay_suffix, write_picture
+    from geodefect.plots.inspection import mask_overlay
+
+    rng = np.random.default_rng(0)
+    grey = (96 + rng.integers(-8, 8, (1, 120, 160))).astype(np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[40:44, 20:140] = True  # a 4-px crack
+    expected = mask_overlay(grey, mask)
+    path = tmp_path / f"frame{overlay_suffix(tmp_path / 'frame.JPEG')}"
+    write_picture(path, expected.transpose(2, 0, 1))
+    got = np.asarray(Image.open(path)).astype(int)
+    assert path.suffix == ".jpg" and Image.open(path).format == "JPEG"
+    assert np.abs(got - expected.astype(int)).max() <= 12
+    red = got[mask]
+    assert (red[:, 0] - red[:, 1] > 100).all()  # no chroma subsampling: the 4-px line stays red
+    assert (np.abs(got[~mask][:, 0] - got[~mask][:, 1]) <= 12).all()  # and grey stays grey
