@@ -156,10 +156,53 @@ def release_free_memory_above(limit_bytes: int = TRIM_THRESHOLD_BYTES) -> bool:
     free memory than its top may; a forward whose freed activations stay under the limit (the
     shipped road model's batches) keeps reusing its pages, which is :func:`tune_malloc`'s point.
     (Released chunks still count as free, so above the limit every batch releases again: their
-    pages are then no longer resident, and the next forward faults in what it reuses.)
+    pages are then no longer resident, and the next forward faults in what it reuses; the engine
+    therefore calls :func:`release_between_batches`, whose limit covers the forward's own memory.)
     """
     free = free_heap_bytes()
     if free is None or free <= limit_bytes:
         return False
     release_free_memory()
     return True
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (``/proc/self/statm``), or None where there is none."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: the most resident memory one forward added beyond its outputs, over this process (bytes)
+_forward_bytes = [0]
+
+
+def measure_forward(fn):
+    """``fn()`` (a dict of output arrays), noting the resident memory it added beyond its outputs.
+
+    Kept as the most over the process (a model's working set; a second run reuses resident pages
+    and would measure less) for :func:`release_between_batches`.
+    """
+    before = resident_bytes()
+    out = fn()
+    after = resident_bytes()
+    if before is not None and after is not None:
+        outputs = sum(int(getattr(v, "nbytes", 0)) for v in out.values())
+        _forward_bytes[0] = max(_forward_bytes[0], after - before - outputs)
+    return out
+
+
+def release_between_batches(limit_bytes: int = TRIM_THRESHOLD_BYTES) -> bool:
+    """:func:`release_free_memory_above` the limit or twice the forward's working set, the larger.
+
+    A forward frees its activations when it returns and the next forward reuses those chunks; with
+    the stitcher's arrays between them the heap holds up to about twice that free after a batch (a
+    ResNet-34 LinkNet at 4 x 512²: working set 0.47–0.58 GB, free 0.6–1.0 GB). Giving those back
+    after every batch made each forward fault every page in again (+13 % end to end under torch) for
+    no lower peak (the forward is the peak). A model whose forward adds little (the shipped road
+    model, ONNX Runtime's own arena, the memory benchmark's 1x1 convolution: 0.17–0.23 GB) keeps the
+    plain limit, and the heap's creep stays bounded (BENCHMARKS.md, "Dask … memory").
+    """
+    return release_free_memory_above(max(limit_bytes, 2 * _forward_bytes[0]))

@@ -141,6 +141,45 @@ def test_free_heap_above_the_limit_goes_back_to_the_system():
     assert not kept and abs(unchanged_mib) < 20
 
 
+# a "forward" that allocates 400 MiB of activations from the heap (pinned: freed, they stay
+# there) and returns 16 MiB of outputs; print what measure_forward kept, in MiB
+_FORWARD = textwrap.dedent("""
+    import numpy as np
+    from geodefect import alloc
+    assert alloc.tune_malloc()
+    pins = []
+    def forward():
+        acts = [np.ones(4 * 2**20, np.uint8) for _ in range(100)]
+        pins.extend(np.ones(64 * 2**10, np.uint8) for _ in acts)
+        return {"out": np.ones(16 * 2**20, np.uint8)}
+    kept = [alloc.measure_forward(forward) for _ in range(3)]  # its pages are reused: the most is the first's
+    print(round(alloc._forward_bytes[0] / 2**20))
+""")
+
+
+@pytest.mark.skipif(not _glibc_at_least(2, 33), reason="glibc >= 2.33 (mallinfo2)")
+def test_the_forwards_freed_activations_are_measured_without_its_outputs():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GEODEFECT_MALLOC_TUNE", *alloc._USER_TUNABLES)}
+    out = subprocess.run([sys.executable, "-c", _FORWARD], capture_output=True, text=True, check=True, env=env)
+    assert 390 <= int(out.stdout) <= 430  # 400 MiB of activations (+ pins), not the 16 MiB x 3 of outputs
+
+
+def test_free_memory_up_to_twice_the_forwards_own_is_kept_between_batches(monkeypatch):
+    monkeypatch.setattr(alloc, "_forward_bytes", [300 * 2**20])  # as measure_forward found it
+    released = []
+    monkeypatch.setattr(alloc, "release_free_memory", lambda: released.append(1))
+    monkeypatch.setattr(alloc, "free_heap_bytes", lambda: 590 * 2**20)  # its activations and the stitcher's
+    assert alloc.release_between_batches(64 * 2**20) is False and not released
+    monkeypatch.setattr(alloc, "free_heap_bytes", lambda: 610 * 2**20)  # the heap grew beyond them
+    assert alloc.release_between_batches(64 * 2**20) is True and released == [1]
+    monkeypatch.setattr(alloc, "_forward_bytes", [16 * 2**20])  # a small forward: the limit holds
+    assert alloc.release_between_batches(64 * 2**20) is True and released == [1, 1]
+    monkeypatch.setattr(alloc, "free_heap_bytes", lambda: 60 * 2**20)
+    assert alloc.release_between_batches(64 * 2**20) is False and released == [1, 1]
+
+
 def test_the_release_is_a_no_op_where_glibc_cannot_report(monkeypatch):
     monkeypatch.setattr(alloc, "free_heap_bytes", lambda: None)
     monkeypatch.setattr(alloc, "release_free_memory", lambda: pytest.fail("released without a measure"))

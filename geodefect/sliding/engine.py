@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from rasterio.windows import Window
 
-from geodefect.alloc import release_free_memory, release_free_memory_above
+from geodefect.alloc import measure_forward, release_between_batches, release_free_memory
 from geodefect.errors import InputError
 from geodefect.sliding.blend import validate_blend, window_edges, window_weights
 from geodefect.sliding.blocks import Block, HaloStore
@@ -249,7 +249,7 @@ def iter_blocks(
                 yield from acc.add_halo(pending)
                 pending = next(chunks, None)
             yield from acc.flush_until(int(chunk[0].row_off))
-            preds = forward()
+            preds = measure_forward(forward)
             for i, win in enumerate(chunk):
                 while pending is not None and pending.row_off <= win.row_off:  # merge by row
                     yield from acc.add_halo(pending)
@@ -258,7 +258,7 @@ def iter_blocks(
                 yield from acc.add(int(win.row_off), int(win.col_off), {k: v[i] for k, v in preds.items()}, weights)
             if on_progress is not None:
                 on_progress(len(chunk))
-            release_free_memory_above()  # the heap's free chunks stay bounded between batches
+            release_between_batches()  # the heap's free chunks stay bounded between batches
         while pending is not None:
             yield from acc.add_halo(pending)
             pending = next(chunks, None)

@@ -270,7 +270,7 @@ def test_the_heap_is_bounded_after_every_batch(monkeypatch):
     import geodefect.sliding.engine as engine
 
     calls = []
-    monkeypatch.setattr(engine, "release_free_memory_above", lambda: calls.append(1) or False)
+    monkeypatch.setattr(engine, "release_between_batches", lambda: calls.append(1) or False)
     params = SlidingParams(size_px=32, stride_px=24, batch_size=3)
     n_windows = len(grid_windows((100, 130), params))
     for _ in iter_blocks(ArrayReader(np.zeros((1, 100, 130), np.float32)), identity, params):
