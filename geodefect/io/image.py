@@ -231,8 +231,8 @@ def write_png(path: Path, array_chw: np.ndarray, *, rle: bool = False) -> None:
     """Write ``(1|3, H, W) uint8`` as a grayscale or RGB PNG (zlib level 1; ``rle``: :data:`ZLIB_RLE`)."""
     from PIL import Image
 
-    arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, compress_level=1, compress_type=ZLIB_RLE if rle else -1)
+    Image.fromarray(np.ascontiguousarray(to_hwc(array_chw))).save(path, compress_level=1,
+                                                                  compress_type=ZLIB_RLE if rle else -1)
 
 
 #: JPEG overlays (:func:`overlay_suffix`): quality 95 without chroma subsampling (4:4:4), so painted
@@ -255,5 +255,5 @@ def write_picture(path: Path, array_chw: np.ndarray) -> None:
     if Path(path).suffix != ".jpg":
         write_png(path, array_chw, rle=True)
         return
-    arr = array_chw[0] if array_chw.shape[0] == 1 else array_chw.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    Image.fromarray(np.ascontiguousarray(to_hwc(array_chw))).save(path, format="JPEG", quality=JPEG_QUALITY,
+                                                                  subsampling=0)
